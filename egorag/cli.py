@@ -1,0 +1,199 @@
+"""Command-line interface: a thin shell over :class:`egorag.Engine`. Heavy imports stay lazy so
+``egorag --help`` and ``egorag videos`` start fast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a model hub unless the user opts in
+os.environ.setdefault("TRANSFORMERS_OFFLINE", os.environ["HF_HUB_OFFLINE"])
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+from egorag.errors import EgoragError  # noqa: E402  (light module)
+
+
+def parse_time(value: str) -> float:
+    """Seconds as ``12.5``, ``mm:ss`` or ``hh:mm:ss``."""
+    try:
+        parts = [float(p) for p in value.split(":")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time: {value!r} (use seconds, mm:ss or hh:mm:ss)") from None
+    seconds = 0.0
+    for p in parts:
+        seconds = seconds * 60 + p
+    return seconds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", help="store directory (default: $EGORAG_DB or ./egorag_db)")
+    common.add_argument("--config", help="TOML config file (see README)")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logs")
+
+    p = argparse.ArgumentParser(prog="egorag", description="Multimodal video retrieval: index videos, search scenes.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("index", parents=[common], help="index video files and folders")
+    s.add_argument("paths", nargs="+")
+    s.add_argument("--reindex", action="store_true", help="re-index videos even if unchanged")
+    s.add_argument("--skip-bad", action="store_true", help="skip unreadable files (reported) instead of stopping")
+    s.add_argument("--modalities", help="comma-separated required modalities (default: every one that loads)")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("search", parents=[common], help="search scenes by text or image")
+    s.add_argument("text", nargs="?")
+    s.add_argument("--image", help="image file to search with (CLIP)")
+    s.add_argument("-k", "--k", type=int, default=10)
+    s.add_argument("--video", action="append", default=[], help="restrict to a video id (repeatable)")
+    s.add_argument("--path", dest="path_glob", help="restrict to videos whose path matches this glob")
+    s.add_argument("--from", dest="time_from", type=parse_time, help="only scenes ending after this time")
+    s.add_argument("--to", "--before", dest="time_to", type=parse_time, help="only scenes starting before this time")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("videos", parents=[common], help="list indexed videos")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("delete", parents=[common], help="delete videos (by id or path) and their scenes")
+    s.add_argument("refs", nargs="+")
+
+    s = sub.add_parser("status", parents=[common], help="which modalities load here, and why not")
+    s.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING
+    # Libraries' own logs (open_clip logs failed downloads on the root logger) are noise next to
+    # egorag's errors, which say the same with what to do; -v shows everything.
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.CRITICAL, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("egorag").setLevel(level)
+    try:
+        return COMMANDS[args.command](args)
+    except EgoragError as exc:
+        print(f"egorag: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("egorag: interrupted; indexed videos are intact, run again to resume", file=sys.stderr)
+        return 130
+
+
+def _engine(args, **overrides):
+    from dataclasses import replace
+
+    from egorag.config import EngineConfig, load_config
+    from egorag.engine import Engine
+
+    config = load_config(args.config) if args.config else EngineConfig()
+    if overrides:
+        config = replace(config, **overrides)
+    return Engine(args.db, config)
+
+
+def cmd_index(args) -> int:
+    overrides = {}
+    if args.modalities:
+        overrides["modalities"] = tuple(m.strip() for m in args.modalities.split(",") if m.strip())
+    engine = _engine(args, **overrides)
+    report = engine.index(args.paths, reindex=args.reindex, on_bad_media="skip" if args.skip_bad else "error", progress=not args.quiet)
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(report), indent=2, default=str))
+    elif not args.quiet:
+        print_modalities(report.modalities)
+        print(
+            f"indexed {len(report.indexed)} video(s), replaced {len(report.replaced)}, "
+            f"unchanged {len(report.unchanged)}, failed {len(report.failed)}; {report.scenes} scenes, "
+            f"{report.video_seconds:.1f}s of video in {report.wall_seconds:.1f}s"
+        )
+    for path, reason in report.failed:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    return 0
+
+
+def print_modalities(statuses) -> None:
+    for st in statuses:
+        mark = "on " if st.enabled else "off"
+        print(f"  {st.name:8s} {mark} {st.detail}")
+
+
+def cmd_search(args) -> int:
+    from index.base import SceneFilter
+
+    if not args.text and not args.image:
+        raise EgoragError("search needs a text query or --image IMG")
+    engine = _engine(args)
+    where = SceneFilter(tuple(args.video), args.path_glob, args.time_from, args.time_to)
+    result = engine.search(args.text, image=args.image, k=args.k, where=None if where.is_empty() else where)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print_hits(result)
+    return 0
+
+
+def print_hits(result) -> None:
+    from pathlib import Path
+
+    from retrieval.hits import mmss
+
+    print(f"query: {result.query}")
+    if not result.hits:
+        print("  (no matching scenes)")
+    for rank, h in enumerate(result.hits, 1):
+        sources = " ".join(f"{m}={v:.2f}" for m, v in h.scores.items())
+        text = (h.transcript or h.caption or "").strip()
+        snippet = text if len(text) <= 100 else text[:97] + "..."
+        print(f"{rank:3d}. {Path(h.video).name} [{mmss(h.start)}-{mmss(h.end)}] score={h.score:.2f} ({sources})")
+        if snippet:
+            print(f"     \"{snippet}\"")
+
+
+def cmd_videos(args) -> int:
+    from retrieval.hits import mmss
+
+    videos = _engine(args).videos()
+    if args.json:
+        rows = [
+            {"video_id": v.video_id, "path": v.path, "duration": v.info.duration, "scenes": v.n_scenes, "has_audio": v.info.has_audio}
+            for v in videos
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not videos:
+        print("no videos indexed")
+    for v in videos:
+        print(f"{v.video_id}  {mmss(v.info.duration):>8s}  {v.n_scenes:4d} scenes  {v.path}")
+    return 0
+
+
+def cmd_delete(args) -> int:
+    for v in _engine(args).delete(args.refs):
+        print(f"deleted {v.video_id} {v.path}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from egorag.models import load_models
+
+    models = load_models(_engine(args).config)
+    if args.json:
+        print(json.dumps([{"name": s.name, "enabled": s.enabled, "detail": s.detail} for s in models.status.values()], indent=2))
+    else:
+        print_modalities(models.status.values())
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "search": cmd_search, "videos": cmd_videos, "delete": cmd_delete, "status": cmd_status}
+
+if __name__ == "__main__":
+    sys.exit(main())

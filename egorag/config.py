@@ -1,0 +1,186 @@
+"""Configuration: one frozen dataclass per concern, loadable from TOML. Unknown keys raise."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from egorag.errors import ConfigError
+
+BadMediaPolicy = Literal["error", "skip"]
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """How a video is cut into scenes."""
+
+    detector: Literal["content", "adaptive"] = "content"
+    threshold: float = 27.0  # ContentDetector threshold (AdaptiveDetector: adaptive_threshold 3.0)
+    min_scene_s: float = 1.0  # shorter scenes merge into a neighbour
+    max_scene_s: float = 30.0  # longer scenes are split into equal windows
+    analysis_width: int = 256  # frames are decoded at this width for shot detection
+
+
+@dataclass(frozen=True)
+class AsrConfig:
+    """Speech recognition with faster-whisper."""
+
+    model: str = "tiny.en"  # size alias, local CTranslate2 directory, or hub id
+    device: str = "auto"
+    compute_type: str = "default"  # int8 on CPU, float16 on CUDA
+    language: str | None = None
+    beam_size: int = 5
+    vad: bool = True
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Sentence embeddings of transcripts and captions."""
+
+    model: str = "all-MiniLM-L6-v2"  # alias, local directory, or hub id
+    device: str = "auto"
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class VisualConfig:
+    """CLIP keyframe embeddings."""
+
+    model: str = "ViT-B-32"
+    pretrained: str = "laion2b_s34b_b79k"  # tag, local checkpoint path, or '' for hf-hub: models
+    device: str = "auto"
+    fps: float = 1.0
+    max_frames: int = 32  # per scene
+    max_keyframes: int = 8
+    reducer: Literal["kmeans", "bipartite"] = "kmeans"
+    thumbnail_px: int = 160
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """CLAP audio embeddings."""
+
+    model: str = "laion/clap-htsat-unfused"  # hub id or local directory
+    device: str = "auto"
+    max_seconds: float = 10.0  # audio window fed to CLAP per scene (centre of the scene)
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    """Scene captioning. ``captioner = ""`` disables it."""
+
+    captioner: str = ""  # "blip" or "qwen2-vl"
+    model: str = ""  # hub id or local directory; empty picks the captioner's default
+    device: str = "auto"
+    frames: int = 4
+    max_new_tokens: int = 40
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """How per-modality similarities become one ranking."""
+
+    fusion: Literal["weighted", "rrf"] = "weighted"
+    weights: dict[str, float] = field(
+        default_factory=lambda: {"text": 1.0, "caption": 0.5, "visual": 1.0, "audio": 0.5, "bm25": 0.3}
+    )
+    prior_weight: float = 0.3
+    top_videos: int = 20
+    candidates: int = 100  # per-modality scene candidates before fusion
+    merge_adjacent: bool = True
+    rrf_k: int = 60
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Everything an :class:`egorag.Engine` needs, grouped by concern.
+
+    ``modalities = "auto"`` enables every modality whose model loads here and reports the rest as
+    disabled; an explicit list makes each listed modality required.
+    """
+
+    modalities: tuple[str, ...] | Literal["auto"] = "auto"
+    scenes: SceneConfig = field(default_factory=SceneConfig)
+    asr: AsrConfig = field(default_factory=AsrConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    visual: VisualConfig = field(default_factory=VisualConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    caption: CaptionConfig = field(default_factory=CaptionConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    on_bad_media: BadMediaPolicy = "error"
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass ``cls`` from a (TOML) dict, recursing into nested dataclasses.
+
+    Unknown keys raise :class:`ConfigError` listing the valid ones.
+    """
+    hints = typing.get_type_hints(cls)
+    valid = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - valid
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {sorted(unknown)} in [{where or 'root'}]; valid: {sorted(valid)}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        sub = f"{where}.{name}" if where else name
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{sub}] must be a table, got {type(value).__name__}")
+            kwargs[name] = from_dict(hint, value, sub)
+        else:
+            kwargs[name] = _check_value(hint, value, sub)
+    return cls(**kwargs)
+
+
+def _check_value(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise ConfigError(f"{where} = {value!r}; expected one of {typing.get_args(hint)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(hint):
+            try:
+                return _check_value(option, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{where} = {value!r} matches none of: {'; '.join(errors)}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return tuple(value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table, got {value!r}")
+        return dict(value)
+    if hint is type(None):
+        if value is not None:
+            raise ConfigError(f"{where} must be empty")
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(hint, type) and not isinstance(value, hint):
+        raise ConfigError(f"{where} must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def load_config(path: str | Path) -> EngineConfig:
+    """Load an :class:`EngineConfig` from a TOML file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return from_dict(EngineConfig, data)

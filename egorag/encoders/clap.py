@@ -1,0 +1,114 @@
+"""CLAP audio encoder (transformers ``ClapModel``; default ``laion/clap-htsat-unfused``).
+
+Audio is 48 kHz mono from PyAV; each scene contributes one window of at most
+``AudioConfig.max_seconds`` around its centre. Query text goes through CLAP's text tower.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from egorag.config import AudioConfig
+from egorag.devices import resolve_device
+from egorag.encoders.base import check_output, l2_normalize
+from egorag.encoders.registry import register_encoder
+from egorag.schema import SceneSpan
+from egorag.weights import load_error, resolve_model
+
+logger = logging.getLogger("egorag")
+
+HOW = (
+    "download laion/clap-htsat-unfused on a connected machine (save_pretrained) and set [audio] model "
+    "to that directory, or put it under $EGORAG_MODELS_DIR/laion/clap-htsat-unfused"
+)
+
+
+def _features(output):
+    """transformers 5 returns a ModelOutput from get_*_features; older versions a tensor."""
+    return output.pooler_output if hasattr(output, "pooler_output") else output
+
+
+@register_encoder("clap")
+class ClapEncoder:
+    modality = "audio"
+    sample_rate = 48000
+
+    def __init__(self, config: AudioConfig = AudioConfig()):
+        from transformers import ClapModel, ClapProcessor
+
+        self.config = config
+        self.device = resolve_device(config.device)
+        resolved = resolve_model(config.model)
+        try:
+            processor = ClapProcessor.from_pretrained(resolved.location, local_files_only=resolved.is_local)
+            model = ClapModel.from_pretrained(resolved.location, local_files_only=resolved.is_local)
+        except Exception as exc:  # hub, file and config errors all mean "could not load"
+            raise load_error("CLAP model", resolved, exc, HOW) from exc
+        self._setup(model, processor.feature_extractor, processor.tokenizer, config.model)
+        logger.info("loaded CLAP %s from %s on %s", config.model, resolved.source, self.device)
+
+    @classmethod
+    def from_model(cls, model, feature_extractor, tokenizer, checkpoint: str, config: AudioConfig = AudioConfig()):
+        """Wrap an already-built ClapModel (tests build tiny ones from a ClapConfig)."""
+        self = cls.__new__(cls)
+        self.config, self.device = config, "cpu"
+        self._setup(model, feature_extractor, tokenizer, checkpoint)
+        return self
+
+    def _setup(self, model, feature_extractor, tokenizer, checkpoint: str) -> None:
+        import torch
+
+        self._torch = torch
+        self._model = model.to(self.device).eval()
+        self.feature_extractor = feature_extractor
+        self.tokenizer = tokenizer
+        self.checkpoint = checkpoint
+        self.dim = int(model.config.projection_dim)
+
+    def encode_audio(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        """Embed 48 kHz mono float32 waveforms."""
+        torch = self._torch
+        if not waveforms:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        inputs = self.feature_extractor(
+            [np.asarray(w, dtype=np.float32) for w in waveforms], sampling_rate=self.sample_rate, return_tensors="pt"
+        )
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        with torch.inference_mode():
+            out = _features(self._model.get_audio_features(**inputs)).float().cpu().numpy()
+        return check_output(self, l2_normalize(out), len(waveforms))
+
+    encode_documents = encode_audio
+
+    def encode_scenes(self, audio: np.ndarray, spans: Sequence[SceneSpan]) -> list[np.ndarray | None]:
+        """One embedding per scene from a centred window; scenes with no samples get ``None``."""
+        windows, owners = [], []
+        half = 0.5 * self.config.max_seconds
+        for i, span in enumerate(spans):
+            centre = 0.5 * (span.start + span.end)
+            a = max(span.start, centre - half)
+            b = min(span.end, centre + half)
+            chunk = audio[int(a * self.sample_rate) : int(b * self.sample_rate)]
+            if chunk.size >= self.sample_rate // 10:
+                windows.append(chunk)
+                owners.append(i)
+        out: list[np.ndarray | None] = [None] * len(spans)
+        for start in range(0, len(windows), 16):
+            vectors = self.encode_audio(windows[start : start + 16])
+            for row, i in enumerate(owners[start : start + 16]):
+                out[i] = vectors[row]
+        return out
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        torch = self._torch
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        inputs = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+        inputs = {k: v.to(self.device) for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
+        with torch.inference_mode():
+            out = _features(self._model.get_text_features(**inputs)).float().cpu().numpy()
+        return check_output(self, l2_normalize(out), len(texts))

@@ -1,0 +1,222 @@
+"""The library API: ``Engine(db).index(paths)``, ``.search(text, k)``, ``.videos()``, ``.delete()``.
+The CLI and the server are thin shells over this class."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from egorag.config import BadMediaPolicy, EngineConfig
+from egorag.errors import EgoragError, IndexMismatchError, MediaError
+from egorag.schema import EncoderFingerprint, Video
+
+logger = logging.getLogger("egorag")
+
+DB_ENV = "EGORAG_DB"
+DEFAULT_DB = "egorag_db"
+
+
+@dataclass
+class IndexReport:
+    """What one ``index`` call did; skips and failures are counted, never silent."""
+
+    indexed: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    scenes: int = 0
+    video_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    modalities: list[Any] = field(default_factory=list)  # ModalityStatus
+
+
+class Engine:
+    """A video retrieval engine over one store directory.
+
+    ``db`` defaults to ``$EGORAG_DB``, else ``./egorag_db``. Models load lazily: indexing loads
+    the document-side models, searching only the query-side ones of the modalities in the store.
+    """
+
+    def __init__(self, db: str | Path | None = None, config: EngineConfig | None = None):
+        self.db = str(db or os.environ.get(DB_ENV) or DEFAULT_DB)
+        self.config = config or EngineConfig()
+        self._index_models = None
+        self._query_models = None
+        self._store = None
+        self._retriever = None
+
+    # -- models and store ---------------------------------------------------------------------
+
+    def index_models(self):
+        if self._index_models is None:
+            from egorag.models import load_models
+
+            self._index_models = load_models(self.config)
+        return self._index_models
+
+    def _fingerprints(self, encoders: dict[str, Any]) -> dict[str, EncoderFingerprint]:
+        return {
+            m: EncoderFingerprint(modality=m, encoder=e.name, checkpoint=e.checkpoint, dim=int(e.dim))
+            for m, e in encoders.items()
+        }
+
+    def store(self, create: bool = False):
+        """The scene store; ``create`` opens it for writing with the index models' fingerprint."""
+        from index.lance import LanceSceneStore
+
+        if create:
+            fingerprints = self._fingerprints(self.index_models().encoders())
+            if self._store is None or dict(self._store.fingerprints) != fingerprints:
+                self._store = LanceSceneStore(self.db, fingerprints)
+                self._retriever = None
+        elif self._store is None:
+            self._store = LanceSceneStore(self.db)
+        return self._store
+
+    # -- indexing -----------------------------------------------------------------------------
+
+    def index(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        reindex: bool = False,
+        on_bad_media: BadMediaPolicy | None = None,
+        progress: bool = False,
+    ) -> IndexReport:
+        """Index files and folders. Unchanged videos (same content hash) are skipped unless
+        ``reindex``; a file whose content changed replaces its old entry. With
+        ``on_bad_media="error"`` the first bad file raises :class:`MediaError` (nothing indexed
+        before it is touched); with ``"skip"`` it is logged and listed in ``report.failed``."""
+        from tqdm.auto import tqdm
+
+        from egorag.ingest.decode import content_hash, find_videos, probe
+        from egorag.ingest.pipeline import StageTimes, encode_video
+
+        policy = on_bad_media or self.config.on_bad_media
+        t0 = time.perf_counter()
+        files = find_videos(paths)
+        if policy == "error":
+            for f in files:
+                if not f.exists():
+                    raise MediaError(str(f), "no such file")
+        models = self.index_models()
+        store = self.store(create=True)
+        store.purge_incomplete()
+        report = IndexReport(modalities=list(models.status.values()))
+        times = StageTimes()
+        for f in tqdm(files, desc="indexing", unit="video", disable=not progress):
+            try:
+                path = f.resolve()
+                info = probe(path)
+                digest = content_hash(path)
+                existing = store.get_video(digest[:16])
+                if existing is not None and not reindex:
+                    if existing.path != str(path):
+                        logger.info("%s: same content as indexed %s; skipped", path, existing.path)
+                    report.unchanged.append(str(path))
+                    continue
+                previous = store.video_by_path(str(path))
+                video, scenes = encode_video(path, self.config, models, times, info=info, digest=digest)
+                if existing is not None:
+                    store.delete_video(existing.video_id)
+                store.add_video(video, scenes)
+                if previous is not None and previous.video_id != video.video_id:
+                    store.delete_video(previous.video_id)
+                (report.replaced if (existing or previous) else report.indexed).append(str(path))
+                report.scenes += len(scenes)
+                report.video_seconds += info.duration
+            except MediaError as exc:
+                if policy == "error":
+                    raise
+                logger.warning("skipped %s", exc)
+                report.failed.append((exc.path, exc.reason))
+        if report.indexed or report.replaced:
+            t_fts = time.perf_counter()
+            store.build_text_index()
+            times.add("text_index", time.perf_counter() - t_fts)
+        report.stage_seconds = dict(times.seconds)
+        report.wall_seconds = time.perf_counter() - t0
+        self._retriever = None
+        return report
+
+    # -- querying -----------------------------------------------------------------------------
+
+    def query_encoders(self) -> dict[str, Any]:
+        """Query-side encoders for the store's modalities, checked against its fingerprint."""
+        from egorag.models import load_models
+
+        store = self.store()
+        stored = dict(store.fingerprints)
+        if self._query_models is None:
+            wanted = []
+            if {"text", "caption"} & set(stored):
+                wanted.append("text")
+            wanted += [m for m in ("visual", "audio") if m in stored]
+            self._query_models = load_models(self.config, tuple(wanted))
+        qm = self._query_models
+        encoders = {m: e for m, e in (("text", qm.text), ("caption", qm.text), ("visual", qm.visual), ("audio", qm.audio)) if e is not None and m in stored}
+        mine = self._fingerprints(encoders)
+        for m, fp in mine.items():
+            if stored[m] != fp:
+                raise IndexMismatchError(
+                    f"{self.db}: modality {m!r} was indexed with {stored[m].checkpoint} "
+                    f"({stored[m].dim}d) but the engine is configured with {fp.checkpoint} ({fp.dim}d)"
+                )
+        for m in set(stored) - set(encoders):
+            logger.warning("modality %r is in the store but its query encoder is unavailable here", m)
+        return encoders
+
+    def retriever(self):
+        if self._retriever is None:
+            from retrieval.hierarchical import HierarchicalRetriever
+
+            self._retriever = HierarchicalRetriever(self.store(), self.query_encoders(), self.config.retrieval)
+        return self._retriever
+
+    def search(self, text: str | None = None, *, image: Any = None, k: int = 10, where=None):
+        """Ranked time-stamped hits for a text and/or image query (a PIL image or a path)."""
+        from retrieval.hierarchical import Query
+        from retrieval.hits import SearchResult
+
+        if isinstance(image, (str, Path)):
+            image = load_image(image)
+        hits = self.retriever().search(Query(text=text, image=image), k=k, where=where)
+        return SearchResult(query=text or "<image>", hits=hits)
+
+    # -- catalogue ----------------------------------------------------------------------------
+
+    def videos(self) -> list[Video]:
+        return self.store().videos()
+
+    def delete(self, refs: Sequence[str] | str) -> list[Video]:
+        """Delete videos by id or path; raises :class:`EgoragError` for one that is not indexed."""
+        store = self.store()
+        refs = [refs] if isinstance(refs, str) else list(refs)
+        found = []
+        for ref in refs:
+            video = store.get_video(ref) or store.video_by_path(str(Path(ref).resolve()))
+            if video is None:
+                raise EgoragError(f"{ref}: no such video in {self.db} (see `egorag videos`)")
+            found.append(video)
+        for video in found:
+            store.delete_video(video.video_id)
+        self._retriever = None
+        return found
+
+
+def load_image(path: str | Path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise MediaError(str(path), "no such file") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise MediaError(str(path), f"not a readable image ({exc})") from None

@@ -1,0 +1,101 @@
+"""Frame sampling for the visual modality, as a consumer of the shared decode pass.
+
+Frames are converted by PyAV straight to the model's input size (shortest side resized, then
+centre-cropped, like open_clip's preprocessing) and embedded in batches as they arrive, so memory
+stays flat however long the video: only vectors and small JPEG thumbnails are kept.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+
+from egorag.config import VisualConfig
+from egorag.ingest.keyframes import bipartite_merge, kmeans_keyframes
+from egorag.schema import Keyframes, SceneSpan
+
+
+def frame_to_square(frame, size: int) -> np.ndarray:
+    """An ``av.VideoFrame`` as uint8 RGB (size, size, 3): bicubic resize of the shortest side to
+    ``size``, then a centre crop (torchvision's Resize + CenterCrop arithmetic)."""
+    w, h = frame.width, frame.height
+    if w <= h:
+        new_w, new_h = size, int(size * h / w)
+    else:
+        new_w, new_h = int(size * w / h), size
+    rgb = frame.to_ndarray(width=new_w, height=new_h, format="rgb24", interpolation="BICUBIC")
+    top = int(round((new_h - size) / 2.0))
+    left = int(round((new_w - size) / 2.0))
+    return rgb[top : top + size, left : left + size]
+
+
+def jpeg_thumbnail(image: np.ndarray, px: int, quality: int = 80) -> bytes:
+    from PIL import Image
+
+    im = Image.fromarray(image)
+    im.thumbnail((px, px))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+class FrameSampler:
+    """Samples frames at ``config.fps`` (and at least once per ``min_scene_s``), embeds them in
+    batches, and finally reduces each scene's frames to keyframes."""
+
+    def __init__(self, encoder, config: VisualConfig, min_scene_s: float = 1.0):
+        self.encoder = encoder
+        self.config = config
+        self.period = 1.0 / max(config.fps, 1.0 / max(min_scene_s, 1e-3))
+        self._next = 0.0
+        self._pending: list[np.ndarray] = []
+        self._pending_times: list[float] = []
+        self._vectors: list[np.ndarray] = []
+        self._times: list[float] = []
+        self._thumbs: list[bytes] = []
+
+    def consume(self, index: int, time: float, frame) -> None:
+        if time + 1e-6 < self._next:
+            return
+        self._next = time + self.period
+        crop = frame_to_square(frame, self.encoder.image_size)
+        self._pending.append(crop)
+        self._pending_times.append(time)
+        self._thumbs.append(jpeg_thumbnail(crop, self.config.thumbnail_px))
+        if len(self._pending) >= self.config.batch_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._vectors.append(self.encoder.encode_frames(np.stack(self._pending)))
+            self._times += self._pending_times
+            self._pending, self._pending_times = [], []
+
+    def keyframes(self, spans: Sequence[SceneSpan]) -> list[Keyframes | None]:
+        self._flush()
+        if not self._times:
+            return [None] * len(spans)
+        vectors = np.concatenate(self._vectors)
+        times = np.asarray(self._times)
+        out: list[Keyframes | None] = []
+        for span in spans:
+            idx = np.flatnonzero((times >= span.start - 1e-6) & (times < span.end - 1e-6))
+            if idx.size == 0:  # a scene shorter than the sampling period: nearest frame in time
+                idx = np.array([int(np.argmin(np.abs(times - 0.5 * (span.start + span.end))))])
+            if idx.size > self.config.max_frames:
+                idx = idx[np.linspace(0, idx.size - 1, self.config.max_frames).round().astype(int)]
+            out.append(self._reduce(vectors[idx], times[idx], idx))
+        return out
+
+    def _reduce(self, vectors: np.ndarray, times: np.ndarray, idx: np.ndarray) -> Keyframes:
+        k = self.config.max_keyframes
+        if self.config.reducer == "bipartite":
+            merged, merged_times = bipartite_merge(vectors, times, k)
+            nearest = [int(idx[np.argmin(np.abs(times - t))]) for t in merged_times]
+            return Keyframes(merged, tuple(float(t) for t in merged_times), tuple(self._thumbs[i] for i in nearest))
+        picks = kmeans_keyframes(vectors, k)
+        return Keyframes(
+            vectors[picks], tuple(float(t) for t in times[picks]), tuple(self._thumbs[int(idx[p])] for p in picks)
+        )

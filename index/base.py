@@ -1,0 +1,99 @@
+"""The SceneStore contract every storage backend fulfils, and the filter type searches take."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from egorag.schema import EncoderFingerprint, Scene, Video
+
+
+@dataclass(frozen=True)
+class SceneFilter:
+    """Restricts a search: to some videos (ids or a path glob) and to a time range in the video.
+
+    ``time_from``/``time_to`` keep scenes overlapping ``[time_from, time_to]``; ``time_to`` alone is
+    "before time T", for egocentric "when did I last ..." questions.
+    """
+
+    video_ids: tuple[str, ...] = ()
+    path_glob: str | None = None
+    time_from: float | None = None
+    time_to: float | None = None
+
+    def is_empty(self) -> bool:
+        return not self.video_ids and self.path_glob is None and self.time_from is None and self.time_to is None
+
+    def to_sql(self) -> str | None:
+        clauses = []
+        if self.video_ids:
+            clauses.append(f"video_id IN ({', '.join(sql_quote(v) for v in self.video_ids)})")
+        if self.path_glob is not None:
+            clauses.append(f"video_path LIKE {sql_quote(glob_to_like(self.path_glob))} ESCAPE '\\'")
+        if self.time_from is not None:
+            clauses.append(f"`end` > {float(self.time_from)!r}")
+        if self.time_to is not None:
+            clauses.append(f"start < {float(self.time_to)!r}")
+        return " AND ".join(clauses) or None
+
+    def matches(self, scene: Scene) -> bool:
+        """The same predicate evaluated in Python (for backends without SQL)."""
+        import fnmatch
+
+        if self.video_ids and scene.video_id not in self.video_ids:
+            return False
+        if self.path_glob is not None and not fnmatch.fnmatchcase(scene.video_path, self.path_glob):
+            return False
+        if self.time_from is not None and not scene.end > self.time_from:
+            return False
+        if self.time_to is not None and not scene.start < self.time_to:
+            return False
+        return True
+
+
+def sql_quote(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def glob_to_like(pattern: str) -> str:
+    out = []
+    for ch in pattern:
+        if ch in "%_\\":
+            out.append("\\" + ch)
+        elif ch == "*":
+            out.append("%")
+        elif ch == "?":
+            out.append("_")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+#: One query's ranked candidates: (scene_id, cosine similarity), best first.
+ColumnHits = list[tuple[str, float]]
+
+
+@runtime_checkable
+class SceneStore(Protocol):
+    """Storage of videos and their scene records, with per-modality vector search."""
+
+    @property
+    def fingerprints(self) -> Mapping[str, EncoderFingerprint]: ...
+
+    def add_video(self, video: Video, scenes: Sequence[Scene]) -> None:
+        """Write the scenes, then mark the video complete: it becomes visible atomically."""
+
+    def delete_video(self, video_id: str) -> bool: ...
+
+    def get_video(self, video_id: str) -> Video | None: ...
+
+    def videos(self) -> list[Video]: ...
+
+    def get_scenes(self, scene_ids: Sequence[str]) -> list[Scene]: ...
+
+    def search(
+        self, modality: str, vectors: np.ndarray, k: int, where: SceneFilter | None = None
+    ) -> list[ColumnHits]: ...

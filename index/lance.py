@@ -1,0 +1,300 @@
+"""LanceDB scene store: the system of record. Two tables, ``videos`` and ``scenes``; the encoders'
+fingerprint lives in both tables' schema metadata."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from egorag.errors import EgoragError, IndexMismatchError
+from egorag.schema import (
+    FINGERPRINT_KEY,
+    MODALITIES,
+    EncoderFingerprint,
+    Keyframes,
+    Scene,
+    Video,
+    VideoInfo,
+    decode_fingerprints,
+    rows_to_table,
+    scene_schema,
+    vector_column,
+    video_schema,
+)
+from index.base import ColumnHits, SceneFilter, sql_quote
+
+logger = logging.getLogger("egorag")
+
+SCENES, VIDEOS = "scenes", "videos"
+SCENE_TEXT_COLUMNS = ["scene_id", "video_id", "video_path", "scene_index", "start", "end", "transcript", "caption"]
+
+
+class StoreNotFoundError(EgoragError):
+    """No egorag store exists at the given location."""
+
+
+class LanceSceneStore:
+    """A :class:`~index.base.SceneStore` on LanceDB.
+
+    Opened with ``fingerprints`` it creates missing tables and refuses a store built by other
+    encoders (:class:`IndexMismatchError`); opened without, it reads an existing store as it is.
+    """
+
+    def __init__(self, uri: str | Path, fingerprints: Mapping[str, EncoderFingerprint] | None = None):
+        import lancedb
+
+        self.uri = str(uri)
+        exists = (Path(self.uri) / f"{SCENES}.lance").exists()
+        if fingerprints is None and not exists:
+            raise StoreNotFoundError(f"{self.uri}: no egorag store here; index videos into it first")
+        self._db = lancedb.connect(self.uri)
+        names = set(self._db.list_tables().tables)
+        if SCENES in names and VIDEOS in names:
+            self._scenes = self._db.open_table(SCENES)
+            self._videos = self._db.open_table(VIDEOS)
+            stored = decode_fingerprints(self._scenes.schema.metadata.get(FINGERPRINT_KEY))
+            if fingerprints is not None and dict(fingerprints) != stored:
+                raise IndexMismatchError(_mismatch_message(self.uri, stored, fingerprints))
+            self._fingerprints = stored
+        else:
+            if fingerprints is None:
+                raise StoreNotFoundError(f"{self.uri}: incomplete egorag store (missing tables)")
+            self._fingerprints = dict(fingerprints)
+            self._scenes = self._db.create_table(SCENES, schema=scene_schema(self._fingerprints), exist_ok=True)
+            self._videos = self._db.create_table(VIDEOS, schema=video_schema(self._fingerprints), exist_ok=True)
+
+    # -- contract -----------------------------------------------------------------------------
+
+    @property
+    def fingerprints(self) -> Mapping[str, EncoderFingerprint]:
+        return dict(self._fingerprints)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(m for m in MODALITIES if m in self._fingerprints)
+
+    def add_video(self, video: Video, scenes: Sequence[Scene]) -> None:
+        """Scenes first, then the video row that makes them visible (see :meth:`complete_ids`)."""
+        self._scenes.delete(f"video_id = {sql_quote(video.video_id)}")  # leftovers of a crash
+        if scenes:
+            self._scenes.add(rows_to_table([s.to_row() for s in scenes], self._scenes.schema))
+        self._videos.add(rows_to_table([self._video_row(video)], self._videos.schema))
+
+    def delete_video(self, video_id: str) -> bool:
+        """Hide the video first (its row), then drop its scenes."""
+        existed = self.get_video(video_id) is not None
+        self._videos.delete(f"video_id = {sql_quote(video_id)}")
+        self._scenes.delete(f"video_id = {sql_quote(video_id)}")
+        return existed
+
+    def get_video(self, video_id: str) -> Video | None:
+        rows = self._query_videos(f"video_id = {sql_quote(video_id)}")
+        return rows[0] if rows else None
+
+    def video_by_path(self, path: str) -> Video | None:
+        rows = self._query_videos(f"path = {sql_quote(path)}")
+        return rows[0] if rows else None
+
+    def videos(self) -> list[Video]:
+        return sorted(self._query_videos(None), key=lambda v: v.path)
+
+    def complete_ids(self) -> set[str]:
+        table = self._videos.search().select(["video_id"]).limit(None).to_arrow()
+        return set(table.column("video_id").to_pylist())
+
+    def purge_incomplete(self) -> int:
+        """Delete scenes whose video never completed (an interrupted run). Returns how many."""
+        complete = self.complete_ids()
+        found = self._scenes.search().select(["video_id"]).limit(None).to_arrow().column("video_id").to_pylist()
+        orphans = sorted(set(found) - complete)
+        for video_id in orphans:
+            self._scenes.delete(f"video_id = {sql_quote(video_id)}")
+        if orphans:
+            logger.info("removed scenes of %d incompletely indexed video(s)", len(orphans))
+        return len(orphans)
+
+    def count_scenes(self) -> int:
+        return self._scenes.count_rows()
+
+    def get_scenes(self, scene_ids: Sequence[str], with_vectors: bool = False) -> list[Scene]:
+        if not scene_ids:
+            return []
+        ids = ", ".join(sql_quote(s) for s in scene_ids)
+        columns = self._scene_columns(with_vectors)
+        table = self._scenes.search().where(f"scene_id IN ({ids})").select(columns).limit(None).to_arrow()
+        by_id = {s.scene_id: s for s in self._to_scenes(table)}
+        return [by_id[s] for s in scene_ids if s in by_id]
+
+    def scenes_of(self, video_id: str, with_vectors: bool = False) -> list[Scene]:
+        columns = self._scene_columns(with_vectors)
+        table = (
+            self._scenes.search().where(f"video_id = {sql_quote(video_id)}").select(columns).limit(None).to_arrow()
+        )
+        return sorted(self._to_scenes(table), key=lambda s: s.scene_index)
+
+    def search(
+        self, modality: str, vectors: np.ndarray, k: int, where: SceneFilter | None = None
+    ) -> list[ColumnHits]:
+        """Exact cosine search of one vector column; LanceDB's own vector search backend."""
+        column = vector_column(modality)
+        if modality not in self._fingerprints:
+            return [[] for _ in range(len(vectors))]
+        sql = f"{column} IS NOT NULL"
+        if where is not None and (extra := where.to_sql()):
+            sql += f" AND {extra}"
+        out = []
+        for q in np.atleast_2d(np.asarray(vectors, dtype=np.float32)):
+            table = (
+                self._scenes.search(q, vector_column_name=column)
+                .distance_type("cosine")
+                .where(sql, prefilter=True)
+                .select(["scene_id", "_distance"])
+                .limit(k)
+                .to_arrow()
+            )
+            ids = table.column("scene_id").to_pylist()
+            sims = 1.0 - table.column("_distance").to_numpy()
+            out.append(list(zip(ids, sims.astype(float).tolist())))
+        return out
+
+    def text_search(self, query: str, k: int, where: SceneFilter | None = None) -> ColumnHits:
+        """BM25 full-text search over transcripts and captions (LanceDB native FTS)."""
+        if not query.strip() or not self.has_text_index():
+            return []
+        search = self._scenes.search(query, query_type="fts").select(["scene_id", "_score"]).limit(k)
+        if where is not None and (sql := where.to_sql()):
+            search = search.where(sql, prefilter=True)
+        table = search.to_arrow()
+        return list(zip(table.column("scene_id").to_pylist(), table.column("_score").to_pylist()))
+
+    def video_vectors(self, modality: str) -> tuple[list[str], np.ndarray]:
+        """Every complete video's global vector for ``modality`` (videos without one are left out)."""
+        column = vector_column(modality)
+        if modality not in self._fingerprints:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        table = self._videos.search().where(f"{column} IS NOT NULL").select(["video_id", column]).limit(None).to_arrow()
+        dim = self._fingerprints[modality].dim
+        return table.column("video_id").to_pylist(), _vectors(table.column(column), dim)
+
+    def scene_vectors(self, modality: str, where: SceneFilter | None = None) -> tuple[list[str], np.ndarray]:
+        """All non-null scene vectors of one modality, for building accelerators."""
+        column = vector_column(modality)
+        dim = self._fingerprints[modality].dim
+        sql = f"{column} IS NOT NULL"
+        if where is not None and (extra := where.to_sql()):
+            sql += f" AND {extra}"
+        table = self._scenes.search().where(sql).select(["scene_id", column]).limit(None).to_arrow()
+        return table.column("scene_id").to_pylist(), _vectors(table.column(column), dim)
+
+    @property
+    def version(self) -> int:
+        return int(self._scenes.version)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def has_text_index(self) -> bool:
+        return any(getattr(ix, "index_type", "") == "FTS" for ix in self._scenes.list_indices())
+
+    def build_text_index(self) -> None:
+        """(Re)build the BM25 index over ``search_text``. Rows added later are still searched
+        (unindexed rows are scanned), so this is needed once per batch of additions, not per add."""
+        if self.count_scenes():
+            self._scenes.create_fts_index("search_text", use_tantivy=False, replace=True)
+
+    def _scene_columns(self, with_vectors: bool) -> list[str]:
+        if not with_vectors:
+            return list(SCENE_TEXT_COLUMNS)
+        return [f.name for f in self._scenes.schema if f.name != "keyframe_jpegs"]
+
+    def _to_scenes(self, table: pa.Table) -> list[Scene]:
+        names = set(table.column_names)
+        scenes = []
+        for row in table.to_pylist():
+            vectors = {
+                m: (None if row.get(vector_column(m)) is None else np.asarray(row[vector_column(m)], np.float32))
+                for m in self.modalities
+                if vector_column(m) in names
+            }
+            keyframes = None
+            if row.get("keyframe_vecs"):
+                keyframes = Keyframes(np.asarray(row["keyframe_vecs"], np.float32), tuple(row["keyframe_times"] or ()))
+            scenes.append(
+                Scene(
+                    scene_id=row["scene_id"],
+                    video_id=row["video_id"],
+                    video_path=row["video_path"],
+                    scene_index=row["scene_index"],
+                    start=row["start"],
+                    end=row["end"],
+                    transcript=row["transcript"],
+                    caption=row["caption"],
+                    vectors=vectors,
+                    keyframes=keyframes,
+                )
+            )
+        return scenes
+
+    def _query_videos(self, sql: str | None) -> list[Video]:
+        search = self._videos.search()
+        if sql:
+            search = search.where(sql)
+        table = search.limit(None).to_arrow()
+        videos = []
+        for row in table.to_pylist():
+            info = VideoInfo(
+                path=row["path"],
+                duration=row["duration"],
+                fps=row["fps"],
+                width=row["width"],
+                height=row["height"],
+                has_audio=row["has_audio"],
+                size_bytes=row["size_bytes"],
+            )
+            vectors = {
+                m: None if row.get(vector_column(m)) is None else np.asarray(row[vector_column(m)], np.float32)
+                for m in self.modalities
+            }
+            videos.append(
+                Video(row["video_id"], row["path"], row["content_hash"], info, row["n_scenes"], vectors)
+            )
+        return videos
+
+    def _video_row(self, video: Video) -> dict:
+        row = {
+            "video_id": video.video_id,
+            "path": video.path,
+            "content_hash": video.content_hash,
+            "size_bytes": video.info.size_bytes,
+            "duration": video.info.duration,
+            "fps": video.info.fps,
+            "width": video.info.width,
+            "height": video.info.height,
+            "has_audio": video.info.has_audio,
+            "n_scenes": video.n_scenes,
+            "indexed_at": datetime.now(timezone.utc),
+        }
+        for modality, vec in video.global_vectors.items():
+            row[vector_column(modality)] = None if vec is None else np.asarray(vec, np.float32)
+        return row
+
+
+def _vectors(column: pa.ChunkedArray, dim: int) -> np.ndarray:
+    if len(column) == 0:
+        return np.zeros((0, dim), dtype=np.float32)
+    flat = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return np.ascontiguousarray(flat.reshape(-1, dim), dtype=np.float32)
+
+
+def _mismatch_message(uri: str, stored: Mapping, wanted: Mapping) -> str:
+    def show(fps: Mapping) -> str:
+        return ", ".join(f"{m}={fp.encoder}:{fp.checkpoint}({fp.dim}d)" for m, fp in sorted(fps.items())) or "none"
+
+    return (
+        f"{uri}: this store was built with encoders [{show(stored)}] but the engine is configured with "
+        f"[{show(wanted)}]; use the same models (or modalities), or index into a new --db"
+    )
