@@ -42,6 +42,7 @@ class AsrConfig:
 class TextConfig:
     """Sentence embeddings of transcripts and captions."""
 
+    encoder: str = "sentence-transformers"  # registry name (see egorag.encoders.list_encoders())
     model: str = "all-MiniLM-L6-v2"  # alias, local directory, or hub id
     device: str = "auto"
     batch_size: int = 64

@@ -43,11 +43,13 @@ class Engine:
     the document-side models, searching only the query-side ones of the modalities in the store.
     """
 
-    def __init__(self, db: str | Path | None = None, config: EngineConfig | None = None):
+    def __init__(self, db: str | Path | None = None, config: EngineConfig | None = None, models=None):
+        """``models`` (a :class:`~egorag.models.ModelSet`) shares already-loaded models between
+        engines and serves both indexing and querying; by default they load from ``config``."""
         self.db = str(db or os.environ.get(DB_ENV) or DEFAULT_DB)
         self.config = config or EngineConfig()
-        self._index_models = None
-        self._query_models = None
+        self._index_models = models
+        self._query_models = models
         self._store = None
         self._retriever = None
 

@@ -203,8 +203,10 @@ class LanceSceneStore:
     def build_text_index(self) -> None:
         """(Re)build the BM25 index over ``search_text``. Rows added later are still searched
         (unindexed rows are scanned), so this is needed once per batch of additions, not per add."""
+        from lancedb.index import FTS
+
         if self.count_scenes():
-            self._scenes.create_fts_index("search_text", use_tantivy=False, replace=True)
+            self._scenes.create_index("search_text", config=FTS(), replace=True)
 
     def _scene_columns(self, with_vectors: bool) -> list[str]:
         if not with_vectors:

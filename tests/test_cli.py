@@ -1,0 +1,119 @@
+"""CLI contract: JSON shapes, exit codes, error lines. Fast tests use a store built with the
+hash test encoder (selected through --config); slow ones run the real shipped models."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, SAMPLE
+from egorag.cli import main, parse_time
+from egorag.engine import Engine
+from test_engine import config, models
+
+
+@pytest.fixture
+def built(tmp_path, cut_video):
+    db = tmp_path / "db"
+    Engine(db, config(), models=models()).index([cut_video])
+    cfg = tmp_path / "test.toml"
+    cfg.write_text('modalities = ["text"]\n[text]\nencoder = "test-hash"\nmodel = "hash-64"\n')
+    return db, cfg
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_search_json_contract(built, capsys, cut_video):
+    db, cfg = built
+    code, out, _ = run(capsys, "search", "saturn rings planet", "--db", db, "--config", cfg, "--k", 2, "--json")
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["query"] == "saturn rings planet" and len(payload["hits"]) == 2
+    top = payload["hits"][0]
+    assert top["video"] == str(cut_video.resolve()) and top["scene"] == 3
+    assert top["start"] == pytest.approx(4.0) and top["end"] == pytest.approx(6.0)
+    assert set(top["scores"]) >= {"text"} and isinstance(top["score"], float)
+    assert "saturn" in top["transcript"] and top["caption"] == ""
+
+
+def test_search_table_and_filters(built, capsys):
+    db, cfg = built
+    code, out, _ = run(capsys, "search", "saturn rings", "--db", db, "--config", cfg, "--k", 3, "--before", "0:04")
+    assert code == 0 and "cuts.mp4 [00:" in out
+    assert "[00:04-00:06]" not in out  # the saturn scene starts at 4 s: filtered out
+
+
+def test_videos_and_delete(built, capsys):
+    db, _ = built
+    code, out, _ = run(capsys, "videos", "--db", db, "--json")
+    [row] = json.loads(out)
+    assert code == 0 and row["scenes"] == 4 and row["path"].endswith("cuts.mp4")
+    code, out, _ = run(capsys, "delete", row["video_id"], "--db", db)
+    assert code == 0 and out.startswith("deleted")
+    code, out, _ = run(capsys, "videos", "--db", db)
+    assert "no videos indexed" in out
+
+
+def test_errors_are_one_line_with_nonzero_exit(built, capsys, tmp_path):
+    db, cfg = built
+    code, _, err = run(capsys, "delete", "nope", "--db", db)
+    assert code == 1 and err.startswith("egorag: error: nope: no such video")
+    code, _, err = run(capsys, "videos", "--db", tmp_path / "missing")
+    assert code == 1 and "no egorag store here" in err
+    code, _, err = run(capsys, "index", tmp_path / "gone.mp4", "--db", db)
+    assert code == 1 and err.strip() == f"egorag: error: {tmp_path / 'gone.mp4'}: no such file"
+    code, _, err = run(capsys, "search", "--db", db)
+    assert code == 1 and "needs a text query" in err
+
+
+def test_parse_time():
+    assert parse_time("90") == 90 and parse_time("1:30") == 90 and parse_time("1:00:01.5") == 3601.5
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = "import sys, egorag.cli; egorag.cli.build_parser(); print(sorted(m for m in ('torch','lancedb','av') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.fixture(scope="module")
+def sample_db(tmp_path_factory):
+    db = tmp_path_factory.mktemp("sample") / "db"
+    assert main(["index", str(SAMPLE), "--db", str(db), "-q"]) == 0
+    return db
+
+
+def sample_queries():
+    return [json.loads(line) for line in (REPO / "benchmarks/data/sample_queries.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_real_models_transcribe_the_narration(sample_db):
+    truth = json.loads((REPO / "benchmarks/data/sample.json").read_text())["scenes"]
+    engine = Engine(sample_db)
+    scenes = engine.store().scenes_of(engine.videos()[0].video_id)
+    assert [round(s.start, 1) for s in scenes] == [round(t["start"], 1) for t in truth]
+    for scene, keywords in zip(scenes, [["magma", "lava"], ["flour", "yeast"], ["queen", "honey"], ["bicycle", "puncture"], ["saturn", "ring"]]):
+        text = scene.transcript.lower()
+        assert all(k in text for k in keywords), (keywords, text)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("q", sample_queries(), ids=lambda q: q["query"])
+def test_real_models_rank_the_right_scene_first(sample_db, capsys, q):
+    code, out, _ = run(capsys, "search", q["query"], "--db", sample_db, "--k", 3, "--json")
+    top = json.loads(out)["hits"][0]
+    assert code == 0 and top["start"] == pytest.approx(q["start"], abs=0.05), (q, top)
+
+
+@pytest.mark.slow
+def test_cli_status_reports_modalities(capsys):
+    code, out, _ = run(capsys, "status", "--json")
+    status = {s["name"]: s for s in json.loads(out)}
+    assert code == 0 and status["asr"]["enabled"] and status["text"]["enabled"]
+    assert not status["visual"]["enabled"] and "To enable" in status["visual"]["detail"]

@@ -1,0 +1,150 @@
+"""Engine end to end with test doubles for the models (real decode, scenes, store, retrieval)."""
+
+import shutil
+
+import pytest
+
+from conftest import HashEncoder, ScriptedTranscriber, make_video, words_at
+from egorag.config import EngineConfig, TextConfig
+from egorag.engine import Engine
+from egorag.errors import EgoragError, IndexMismatchError, MediaError
+from egorag.models import ModelSet
+from index.base import SceneFilter
+
+SCRIPT = (
+    words_at("volcano lava eruption magma", 0.05, 0.95)
+    + words_at("bread dough flour oven", 1.1, 2.4)
+    + words_at("honey bees hive queen", 2.6, 3.9)
+    + words_at("saturn rings planet moons", 4.1, 5.9)
+)
+
+
+def models(dim: int = 64) -> ModelSet:
+    return ModelSet(transcriber=ScriptedTranscriber(SCRIPT), text=HashEncoder(dim=dim))
+
+
+def config() -> EngineConfig:
+    return EngineConfig(text=TextConfig(encoder="test-hash", model="hash-64"))
+
+
+@pytest.fixture
+def engine(tmp_path):
+    return Engine(tmp_path / "db", config(), models=models())
+
+
+def test_index_and_search_finds_the_right_scene(engine, cut_video):
+    report = engine.index([cut_video])
+    assert report.indexed == [str(cut_video.resolve())] and report.scenes == 4 and not report.failed
+    [video] = engine.videos()
+    assert video.n_scenes == 4 and video.info.has_audio
+    result = engine.search("where is the hive of the honey bees", k=3)
+    top = result.hits[0]
+    assert (top.start, top.end) == (pytest.approx(2.48), pytest.approx(4.0))
+    assert "honey bees hive" in top.transcript
+    assert top.scores["text"] > result.hits[1].scores.get("text", -1)
+    d = result.to_dict()
+    assert set(d["hits"][0]) >= {"video", "video_id", "scene", "start", "end", "score", "scores", "transcript", "caption"}
+    assert d["hits"][0]["video"] == str(cut_video.resolve())
+
+
+def test_rare_word_found_through_bm25(engine, cut_video):
+    engine.index([cut_video])
+    hit = engine.search("magma", k=1).hits[0]
+    assert hit.scene == 0 and "bm25" in hit.scores
+
+
+def test_filters_restrict_hits(engine, cut_video):
+    engine.index([cut_video])
+    hits = engine.search("saturn rings planet", k=5, where=SceneFilter(time_to=4.0)).hits
+    assert hits and all(h.start < 4.0 for h in hits)
+    assert engine.search("saturn", k=5, where=SceneFilter(video_ids=("nope",))).hits == []
+
+
+def test_reindex_unchanged_is_noop_and_reindex_replaces(engine, cut_video):
+    engine.index([cut_video])
+    version = engine.store().version
+    again = engine.index([cut_video])
+    assert again.unchanged == [str(cut_video.resolve())] and not again.indexed
+    assert engine.store().version == version  # nothing written
+    forced = engine.index([cut_video], reindex=True)
+    assert forced.replaced == [str(cut_video.resolve())]
+    assert len(engine.videos()) == 1 and engine.store().count_scenes() == 4
+
+
+def test_changed_file_replaces_old_entry(engine, tmp_path):
+    path = make_video(tmp_path / "clip.mp4", [25], 75, seed=5)
+    engine.index([path])
+    old = engine.videos()[0].video_id
+    make_video(path, [40], 100, seed=6)  # same path, new content
+    report = engine.index([path])
+    assert report.replaced == [str(path.resolve())]
+    [video] = engine.videos()
+    assert video.video_id != old and engine.store().get_video(old) is None
+
+
+def test_video_without_audio_indexes_with_empty_transcripts(tmp_path, silent_video):
+    ms = models()
+    engine = Engine(tmp_path / "db", config(), models=ms)
+    report = engine.index([silent_video])
+    assert report.scenes == 1 and ms.transcriber.calls == 0
+    [scene] = engine.store().scenes_of(engine.videos()[0].video_id, with_vectors=True)
+    assert scene.transcript == "" and scene.vectors["text"] is None
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "text", "truncated", "truncated_tail", "audio_only"])
+def test_bad_input_errors_and_keeps_index_intact(engine, cut_video, bad_files, kind):
+    engine.index([cut_video])
+    with pytest.raises(MediaError) as exc:
+        engine.index([bad_files[kind]])
+    assert str(bad_files[kind]) in str(exc.value)
+    assert [v.path for v in engine.videos()] == [str(cut_video.resolve())]
+    assert engine.search("volcano lava", k=1).hits[0].scene == 0
+
+
+def test_skip_bad_indexes_the_rest(engine, tmp_path, cut_video, bad_files):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    shutil.copy(cut_video, folder / "good.mp4")
+    shutil.copy(bad_files["text"], folder / "bad.mp4")
+    report = engine.index([folder], on_bad_media="skip")
+    assert [p.split("/")[-1] for p in report.indexed] == ["good.mp4"]
+    assert len(report.failed) == 1 and report.failed[0][0].endswith("bad.mp4")
+    assert "not a readable media file" in report.failed[0][1]
+
+
+def test_interrupted_run_leaves_nothing_visible_and_resumes(engine, cut_video, monkeypatch):
+    store = engine.store(create=True)
+    original = type(store).add_video
+
+    def crash_after_scenes(self, video, scenes):
+        self._scenes.add(__import__("egorag.schema", fromlist=["x"]).rows_to_table([s.to_row() for s in scenes], self._scenes.schema))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(store), "add_video", crash_after_scenes)
+    with pytest.raises(KeyboardInterrupt):
+        engine.index([cut_video])
+    assert engine.videos() == []
+    assert engine.search("honey bees", k=5).hits == []  # orphan scenes are never returned
+    monkeypatch.setattr(type(store), "add_video", original)
+    report = engine.index([cut_video])
+    assert report.indexed and engine.store().count_scenes() == 4
+
+
+def test_delete_by_path_and_id(engine, cut_video, silent_video):
+    engine.index([cut_video, silent_video])
+    [deleted] = engine.delete(str(cut_video))
+    assert deleted.path == str(cut_video.resolve())
+    remaining = engine.videos()
+    assert [v.path for v in remaining] == [str(silent_video.resolve())]
+    engine.delete(remaining[0].video_id)
+    assert engine.videos() == []
+    with pytest.raises(EgoragError, match="no such video"):
+        engine.delete("nope")
+
+
+def test_store_built_with_other_encoder_is_refused(tmp_path, cut_video):
+    Engine(tmp_path / "db", config(), models=models()).index([cut_video])
+    with pytest.raises(IndexMismatchError):
+        Engine(tmp_path / "db", config(), models=models(dim=32)).index([cut_video])
+    with pytest.raises(IndexMismatchError):
+        Engine(tmp_path / "db", config(), models=models(dim=32)).search("lava")

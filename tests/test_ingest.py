@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+
+from egorag.config import SceneConfig
+from egorag.errors import MediaError
+from egorag.ingest.decode import content_hash, decode_audio, decode_frames, find_videos, probe
+from egorag.ingest.scenes import ShotDetector, assign_words, build_scenes, join_words
+from egorag.schema import SceneSpan, Word
+
+
+def spans(pairs):
+    return [(s.start, s.end) for s in pairs]
+
+
+def test_build_scenes_without_cuts_makes_time_windows():
+    out = build_scenes([], 70.0, SceneConfig(max_scene_s=30.0))
+    flat = [t for pair in spans(out) for t in pair]
+    assert flat == pytest.approx([0, 70 / 3, 70 / 3, 140 / 3, 140 / 3, 70])
+    assert [s.index for s in out] == [0, 1, 2]
+
+
+def test_build_scenes_merges_short_and_keeps_exact_boundaries():
+    out = build_scenes([4.0, 4.3, 9.0], 12.0, SceneConfig(min_scene_s=1.0, max_scene_s=30.0))
+    # the 0.3 s shot merges into its shorter neighbour (4.3-9.0 is longer than 0-4.0)
+    assert spans(out) == [(0.0, 4.3), (4.3, 9.0), (9.0, 12.0)]
+
+
+def test_build_scenes_covers_video_without_gaps():
+    cuts = [1.1, 1.5, 7.25, 40.0, 95.0]
+    out = build_scenes(cuts, 100.0, SceneConfig(min_scene_s=1.0, max_scene_s=30.0))
+    assert out[0].start == 0.0 and out[-1].end == 100.0
+    assert all(a.end == b.start for a, b in zip(out, out[1:]))
+    assert all(1.0 <= s.duration <= 30.0 + 1e-9 for s in out)
+
+
+def test_build_scenes_single_short_video():
+    assert spans(build_scenes([], 0.5, SceneConfig())) == [(0.0, 0.5)]
+    assert build_scenes([], 0.0, SceneConfig()) == []
+
+
+def test_assign_words_uses_midpoints_not_smearing():
+    sp = [SceneSpan(0, 0.0, 2.0), SceneSpan(1, 2.0, 5.0)]
+    words = [Word(0.1, 0.5, " hello"), Word(1.8, 2.4, " there"), Word(2.1, 2.3, " general"), Word(4.9, 6.0, " end")]
+    buckets = assign_words(words, sp)
+    assert [join_words(b) for b in buckets] == ["hello", "there general end"]
+
+
+def test_shot_detection_finds_known_cuts_within_one_frame(cut_video):
+    info = probe(cut_video)
+    assert info.fps == 25 and info.has_audio and info.width == 160
+    detector = ShotDetector(SceneConfig(), info.fps, info.width, info.height)
+    decoded = decode_frames(cut_video, info, [detector])
+    assert decoded == pytest.approx(6.0, abs=0.05)
+    cuts = detector.cut_times()
+    assert len(cuts) == 3
+    assert np.abs(np.array(cuts) - np.array([1.0, 2.48, 4.0])).max() <= 1 / 25 + 1e-9
+
+
+def test_adaptive_detector_also_finds_cuts(cut_video):
+    info = probe(cut_video)
+    detector = ShotDetector(SceneConfig(detector="adaptive"), info.fps, info.width, info.height)
+    decode_frames(cut_video, info, [detector])
+    found = detector.cut_times()
+    assert all(min(abs(c - t) for c in found) <= 1 / 25 + 1e-9 for t in [1.0, 2.48, 4.0])
+
+
+def test_decode_audio_and_silent_video(cut_video, silent_video):
+    audio = decode_audio(cut_video, 16000)
+    assert audio.dtype == np.float32 and abs(len(audio) / 16000 - 6.0) < 0.2
+    assert 0.1 < np.abs(audio).max() < 0.5  # the 0.2-amplitude tone survives AAC
+    assert decode_audio(silent_video).size == 0
+    assert not probe(silent_video).has_audio
+
+
+@pytest.mark.parametrize(
+    "kind, reason",
+    [
+        ("missing", "no such file"),
+        ("empty", "empty"),
+        ("text", "not a readable media file"),
+        ("truncated", "not a readable media file"),
+        ("truncated_tail", "truncated"),
+        ("audio_only", "no video stream"),
+    ],
+)
+def test_bad_media_gives_clear_error_naming_file(bad_files, kind, reason):
+    path = bad_files[kind]
+    with pytest.raises(MediaError, match=reason) as exc:
+        info = probe(path)
+        decode_frames(path, info, [])
+    assert str(exc.value).startswith(str(path))
+    assert exc.value.path == str(path)
+
+
+def test_content_hash_and_find_videos(tmp_path, cut_video, silent_video):
+    assert content_hash(cut_video) == content_hash(cut_video)
+    assert content_hash(cut_video) != content_hash(silent_video)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.mp4").write_bytes(b"x")
+    (tmp_path / "b.MKV").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("x")
+    found = find_videos([tmp_path, tmp_path / "explicit.txt"])
+    assert [p.name for p in found] == ["b.MKV", "a.mp4", "explicit.txt"]

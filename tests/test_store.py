@@ -1,0 +1,126 @@
+"""The SceneStore contract, run against every implementation."""
+
+import numpy as np
+import pytest
+
+from egorag.errors import IndexMismatchError
+from egorag.schema import EncoderFingerprint, Scene, Video, VideoInfo, scene_id
+from index.base import SceneFilter
+from index.lance import LanceSceneStore, StoreNotFoundError
+
+DIM = 8
+FPS = {
+    "text": EncoderFingerprint("text", "test-hash", "h", DIM),
+    "visual": EncoderFingerprint("visual", "open-clip", "tiny", DIM),
+}
+
+
+def unit(i: int) -> np.ndarray:
+    v = np.zeros(DIM, np.float32)
+    v[i % DIM] = 1.0
+    return v
+
+
+def make_video(vid: str, path: str, n: int, offset: int = 0, complete_vectors=True):
+    scenes = [
+        Scene(
+            scene_id(vid, i), vid, path, i, 10.0 * i, 10.0 * (i + 1),
+            transcript=f"scene {i} of {vid}" + (" zorblax" if i == 1 and vid == "vb" else ""),
+            vectors={"text": unit(i + offset), "visual": unit(i + offset + 1) if i % 2 == 0 else None},
+        )
+        for i in range(n)
+    ]
+    info = VideoInfo(path, 10.0 * n, 25.0, 64, 48, True, 123)
+    video = Video(vid, path, vid * 2, info, n, {"text": unit(offset), "visual": unit(offset + 1)})
+    return video, scenes
+
+
+@pytest.fixture(params=["lance"])
+def store(request, tmp_path):
+    if request.param == "lance":
+        return LanceSceneStore(tmp_path / "db", FPS)
+    raise AssertionError(request.param)
+
+
+@pytest.fixture
+def filled(store):
+    store.add_video(*make_video("va", "/videos/a.mp4", 3))
+    store.add_video(*make_video("vb", "/videos/sub/b.mp4", 3, offset=3))
+    return store
+
+
+def test_add_get_and_list(filled):
+    assert [v.video_id for v in filled.videos()] == ["va", "vb"]
+    v = filled.get_video("vb")
+    assert v.path == "/videos/sub/b.mp4" and v.n_scenes == 3 and v.info.has_audio
+    np.testing.assert_allclose(v.global_vectors["text"], unit(3))
+    scenes = filled.get_scenes(["vb:00001", "va:00000", "nope"], with_vectors=True)
+    assert [s.scene_id for s in scenes] == ["vb:00001", "va:00000"]
+    assert scenes[0].transcript.endswith("zorblax") and scenes[0].start == 10.0
+    np.testing.assert_allclose(scenes[0].vectors["text"], unit(4))
+    assert scenes[0].vectors["visual"] is None
+
+
+def test_search_ranks_by_cosine_and_skips_null_vectors(filled):
+    q = unit(4) + 0.5 * unit(5)
+    q /= np.linalg.norm(q)
+    [hits] = filled.search("text", q[None], k=3)
+    assert hits[0][0] == "vb:00001" and hits[0][1] == pytest.approx(float(q @ unit(4)), abs=1e-5)
+    assert hits[1][0] == "vb:00002"
+    [visual] = filled.search("visual", unit(1)[None], k=10)
+    assert {i for i, _ in visual} == {"va:00000", "va:00002", "vb:00000", "vb:00002"}  # odd scenes have none
+
+
+def test_filters(filled):
+    q = unit(0)[None]
+    only_b = filled.search("text", q, 10, SceneFilter(video_ids=("vb",)))[0]
+    assert {i.split(":")[0] for i, _ in only_b} == {"vb"}
+    glob = filled.search("text", q, 10, SceneFilter(path_glob="/videos/sub/*"))[0]
+    assert {i for i, _ in glob} == {"vb:00000", "vb:00001", "vb:00002"}
+    before = filled.search("text", q, 10, SceneFilter(time_to=15.0))[0]
+    assert {i for i, _ in before} == {"va:00000", "va:00001", "vb:00000", "vb:00001"}
+    window = filled.search("text", q, 10, SceneFilter(time_from=12.0, time_to=25.0))[0]
+    assert {i for i, _ in window} == {"va:00001", "va:00002", "vb:00001", "vb:00002"}
+    scene = filled.get_scenes(["va:00001"])[0]
+    assert SceneFilter(time_to=15.0).matches(scene) and not SceneFilter(time_from=20.0).matches(scene)
+
+
+def test_delete_removes_video_and_scenes(filled):
+    assert filled.delete_video("va") is True
+    assert filled.delete_video("va") is False
+    assert [v.video_id for v in filled.videos()] == ["vb"]
+    assert filled.count_scenes() == 3
+    assert all(i.startswith("vb") for i, _ in filled.search("text", unit(0)[None], 10)[0])
+
+
+def test_incomplete_video_is_invisible_and_purged(filled, store):
+    _, scenes = make_video("vc", "/videos/c.mp4", 2, offset=6)
+    store._scenes.add(__import__("egorag.schema", fromlist=["x"]).rows_to_table([s.to_row() for s in scenes], store._scenes.schema))
+    assert "vc" not in store.complete_ids()
+    assert store.purge_incomplete() == 1
+    assert store.count_scenes() == 6
+
+
+def test_bm25_text_search(filled):
+    assert filled.text_search("zorblax", 5) == []  # no index built yet: BM25 is off, not an error
+    filled.build_text_index()
+    hits = filled.text_search("zorblax", 5)
+    assert [i for i, _ in hits] == ["vb:00001"] and hits[0][1] > 0
+    assert filled.text_search("zorblax", 5, SceneFilter(video_ids=("va",))) == []
+
+
+def test_vectors_for_accelerators(filled):
+    ids, vecs = filled.scene_vectors("visual")
+    assert len(ids) == 4 and vecs.shape == (4, DIM) and vecs.dtype == np.float32
+    vids, gv = filled.video_vectors("text")
+    assert sorted(vids) == ["va", "vb"] and gv.shape == (2, DIM)
+
+
+def test_reopen_checks_fingerprint(filled, tmp_path):
+    uri = filled.uri
+    assert LanceSceneStore(uri).fingerprints == FPS
+    other = dict(FPS, text=EncoderFingerprint("text", "test-hash", "h", 16))
+    with pytest.raises(IndexMismatchError, match="16d"):
+        LanceSceneStore(uri, other)
+    with pytest.raises(StoreNotFoundError):
+        LanceSceneStore(tmp_path / "nothing-here")
