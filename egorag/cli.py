@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("delete", parents=[common], help="delete videos (by id or path) and their scenes")
     s.add_argument("refs", nargs="+")
 
+    s = sub.add_parser("classify", parents=[common], help="zero-shot classify images (or indexed scenes) with CLIP")
+    s.add_argument("images", nargs="*")
+    s.add_argument("--labels", required=True, help="comma-separated labels, e.g. 'a dog,a cat,a car'")
+    s.add_argument("--scenes", action="store_true", help="classify the indexed scenes' keyframes instead")
+    s.add_argument("--json", action="store_true")
+
     s = sub.add_parser("status", parents=[common], help="which modalities load here, and why not")
     s.add_argument("--json", action="store_true")
     return p
@@ -182,6 +188,23 @@ def cmd_delete(args) -> int:
     return 0
 
 
+def cmd_classify(args) -> int:
+    labels = [x.strip() for x in args.labels.split(",") if x.strip()]
+    if len(labels) < 2:
+        raise EgoragError("--labels needs at least two comma-separated labels")
+    if bool(args.images) == bool(args.scenes):
+        raise EgoragError("give image files, or --scenes to classify indexed scenes (not both)")
+    engine = _engine(args)
+    results = engine.classify_scenes(labels) if args.scenes else engine.classify_images(args.images, labels)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+        return 0
+    for r in results:
+        ranked = sorted(r.probabilities.items(), key=lambda kv: -kv[1])
+        print(f"{r.item}: " + ", ".join(f"{lab} {p:.2f}" for lab, p in ranked))
+    return 0
+
+
 def cmd_status(args) -> int:
     from egorag.models import load_models
 
@@ -193,7 +216,14 @@ def cmd_status(args) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "videos": cmd_videos, "delete": cmd_delete, "status": cmd_status}
+COMMANDS = {
+    "index": cmd_index,
+    "search": cmd_search,
+    "videos": cmd_videos,
+    "delete": cmd_delete,
+    "classify": cmd_classify,
+    "status": cmd_status,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -191,6 +191,36 @@ class Engine:
         hits = self.retriever().search(Query(text=text, image=image), k=k, where=where)
         return SearchResult(query=text or "<image>", hits=hits)
 
+    def classify_images(self, paths: Sequence[str | Path], labels: Sequence[str]):
+        """Zero-shot classify image files with the visual model (required: an error if absent)."""
+        from egorag.classify import classify
+
+        encoder = self._visual_encoder()
+        images = [load_image(p) for p in paths]
+        return classify([str(p) for p in paths], encoder.encode_images(images), encoder, labels)
+
+    def classify_scenes(self, labels: Sequence[str], where=None):
+        """Zero-shot classify indexed scenes by their keyframes' mean visual vector."""
+        from egorag.classify import classify
+
+        encoder = self._visual_encoder()
+        ids, vectors = self.store().scene_vectors("visual", where)
+        return classify(ids, vectors, encoder, labels)
+
+    def _visual_encoder(self):
+        from egorag.errors import ModalityUnavailableError
+        from egorag.models import load_models
+
+        if self._query_models is None or self._query_models.visual is None:
+            models = load_models(self.config, ("visual",))
+            if models.visual is None:
+                raise ModalityUnavailableError(f"the visual modality is needed but off: {models.status['visual'].detail}")
+            if self._query_models is None:
+                self._query_models = models
+            else:
+                self._query_models.visual = models.visual
+        return self._query_models.visual
+
     # -- catalogue ----------------------------------------------------------------------------
 
     def videos(self) -> list[Video]:

@@ -181,3 +181,136 @@ def bad_files(media_dir, cut_video) -> dict[str, Path]:
         c.mux(s.encode(None))
     return {"missing": d / "does_not_exist.mp4", "empty": empty, "text": text, "truncated": truncated,
             "truncated_tail": truncated_tail, "audio_only": audio_only}
+
+
+# -- tiny random-weight models, built inside the tests (no weights are downloaded) -------------
+
+TINY_CLIP = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_checkpoint(tmp_path_factory) -> Path:
+    """A tiny open_clip architecture registered from a config dict, and a random checkpoint file."""
+    import json
+
+    import open_clip
+    import torch
+
+    d = tmp_path_factory.mktemp("clip")
+    (d / "egorag-tiny-clip.json").write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(d)
+    torch.manual_seed(0)
+    model = open_clip.create_model("egorag-tiny-clip", pretrained=None)
+    path = d / "tiny_clip.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tiny_clip_checkpoint):
+    """The tiny CLIP loaded through the real loading path (local checkpoint file)."""
+    from egorag.config import VisualConfig
+    from egorag.encoders.clip import OpenClipEncoder
+
+    return OpenClipEncoder(VisualConfig(model="egorag-tiny-clip", pretrained=str(tiny_clip_checkpoint), device="cpu"))
+
+
+def word_tokenizer(words: Sequence[str]):
+    """A tiny word-level fast tokenizer (transformers) for tiny text towers."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {t: i for i, t in enumerate(specials + sorted(set(words)))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+        cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+    )
+
+
+VOCAB = "a dog barking car engine rain bird music speech photo of the video frame showing".split()
+
+
+@pytest.fixture(scope="session")
+def tiny_clap():
+    import torch
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
+
+    from egorag.encoders.clap import ClapEncoder
+
+    torch.manual_seed(0)
+    config = ClapConfig(
+        text_config=dict(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=64),
+        audio_config=dict(hidden_size=16, depths=[1, 1], num_attention_heads=[2, 2], patch_embeds_hidden_size=8, enable_fusion=False),
+        projection_dim=16,
+    )
+    fe = ClapFeatureExtractor(truncation="rand_trunc")
+    return ClapEncoder.from_model(ClapModel(config), fe, word_tokenizer(VOCAB), checkpoint="tiny-clap")
+
+
+@pytest.fixture(scope="session")
+def tiny_blip():
+    import torch
+    from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+
+    from egorag.captioners.blip import BlipCaptioner
+
+    torch.manual_seed(0)
+    config = BlipConfig(
+        text_config=dict(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                         max_position_embeddings=64, encoder_hidden_size=16, bos_token_id=0, pad_token_id=1, sep_token_id=2, eos_token_id=2),
+        vision_config=dict(hidden_size=16, image_size=32, patch_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
+        projection_dim=16,
+    )
+    processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=word_tokenizer(VOCAB))
+    return BlipCaptioner.from_model(BlipForConditionalGeneration(config), processor, "tiny-blip")
+
+
+QWEN_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c in m['content'] %}"
+    "{% if c['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% else %}{{ c['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen():
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        PreTrainedTokenizerFast,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    from egorag.captioners.qwen import Qwen2VLCaptioner
+    from egorag.config import CaptionConfig
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+    words = "user assistant describe what happens in this video scene one sentence a dog car . <unk>".split()
+    vocab = {t: i for i, t in enumerate(specials + words)}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", pad_token="<|endoftext|>", eos_token="<|im_end|>", additional_special_tokens=specials[1:])
+    config = Qwen2VLConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=1, rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}, max_position_embeddings=4096,
+                         bos_token_id=None, eos_token_id=vocab["<|im_end|>"], pad_token_id=0),
+        vision_config=dict(depth=1, embed_dim=16, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=14, spatial_merge_size=2, temporal_patch_size=2),
+        image_token_id=vocab["<|image_pad|>"], video_token_id=vocab["<|video_pad|>"],
+        vision_start_token_id=vocab["<|vision_start|>"], vision_end_token_id=vocab["<|vision_end|>"],
+    )
+    torch.manual_seed(0)
+    processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), tokenizer=tok, video_processor=Qwen2VLVideoProcessor(), chat_template=QWEN_TEMPLATE)
+    return Qwen2VLCaptioner.from_model(Qwen2VLForConditionalGeneration(config), processor, "tiny-qwen2-vl", CaptionConfig(captioner="qwen2-vl", max_new_tokens=4))

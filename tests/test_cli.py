@@ -117,3 +117,45 @@ def test_cli_status_reports_modalities(capsys):
     status = {s["name"]: s for s in json.loads(out)}
     assert code == 0 and status["asr"]["enabled"] and status["text"]["enabled"]
     assert not status["visual"]["enabled"] and "To enable" in status["visual"]["detail"]
+
+
+@pytest.fixture
+def visual_built(tmp_path, cut_video, tiny_clip, tiny_clip_checkpoint):
+    from conftest import HashEncoder, ScriptedTranscriber
+    from egorag.config import EngineConfig, TextConfig
+    from egorag.models import ModelSet
+
+    db = tmp_path / "vdb"
+    ms = ModelSet(transcriber=ScriptedTranscriber([]), text=HashEncoder(), visual=tiny_clip)
+    Engine(db, EngineConfig(text=TextConfig(encoder="test-hash")), models=ms).index([cut_video])
+    cfg = tmp_path / "v.toml"
+    cfg.write_text(
+        'modalities = ["text", "visual"]\n[text]\nencoder = "test-hash"\nmodel = "hash-64"\n'
+        f'[visual]\nmodel = "egorag-tiny-clip"\npretrained = "{tiny_clip_checkpoint}"\ndevice = "cpu"\n'
+    )
+    return db, cfg
+
+
+def test_search_by_image_and_classify(visual_built, capsys, cut_video, tmp_path):
+    import av
+
+    db, cfg = visual_built
+    img = tmp_path / "q.png"
+    with av.open(str(cut_video)) as c:
+        for f in c.decode(video=0):
+            if f.time >= 4.5:
+                f.to_image().save(img)
+                break
+    code, out, _ = run(capsys, "search", "--image", img, "--db", db, "--config", cfg, "--json", "--k", 1)
+    top = json.loads(out)["hits"][0]
+    assert code == 0 and top["scene"] == 3 and top["scores"]["visual"] > 0.99 and 4.0 <= top["moment"] < 6.0
+    code, out, _ = run(capsys, "classify", img, "--labels", "a dog, a car,rain", "--db", db, "--config", cfg, "--json")
+    [res] = json.loads(out)
+    assert code == 0 and set(res["probabilities"]) == {"a dog", "a car", "rain"}
+    assert sum(res["probabilities"].values()) == pytest.approx(1.0) and res["label"] in res["probabilities"]
+    code, out, _ = run(capsys, "classify", "--scenes", "--labels", "a,b", "--db", db, "--config", cfg, "--json")
+    assert code == 0 and len(json.loads(out)) == 4
+    code, _, err = run(capsys, "classify", img, "--labels", "solo", "--db", db, "--config", cfg)
+    assert code == 1 and "at least two" in err
+    code, _, err = run(capsys, "search", "--image", tmp_path / "nope.png", "--db", db, "--config", cfg)
+    assert code == 1 and "nope.png: no such file" in err

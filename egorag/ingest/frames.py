@@ -99,3 +99,38 @@ class FrameSampler:
         return Keyframes(
             vectors[picks], tuple(float(t) for t in times[picks]), tuple(self._thumbs[int(idx[p])] for p in picks)
         )
+
+
+class CaptionFrames:
+    """Keeps JPEG frames at the captioner's working size (shortest side ``size``) once per
+    ``period`` seconds, then hands each scene up to ``per_scene`` evenly spaced PIL frames."""
+
+    def __init__(self, size: int = 384, period: float = 1.0, per_scene: int = 4):
+        self.size, self.period, self.per_scene = size, period, per_scene
+        self._next = 0.0
+        self._times: list[float] = []
+        self._jpegs: list[bytes] = []
+
+    def consume(self, index: int, time: float, frame) -> None:
+        if time + 1e-6 < self._next:
+            return
+        self._next = time + self.period
+        scale = self.size / min(frame.width, frame.height)
+        w, h = max(2, int(frame.width * scale)), max(2, int(frame.height * scale))
+        rgb = frame.to_ndarray(width=w, height=h, format="rgb24", interpolation="BICUBIC")
+        self._times.append(time)
+        self._jpegs.append(jpeg_thumbnail(rgb, max(w, h), quality=90))
+
+    def frames_for(self, spans: Sequence[SceneSpan]) -> list[list]:
+        from PIL import Image
+
+        times = np.asarray(self._times)
+        out = []
+        for span in spans:
+            idx = np.flatnonzero((times >= span.start - 1e-6) & (times < span.end - 1e-6))
+            if idx.size == 0 and times.size:
+                idx = np.array([int(np.argmin(np.abs(times - 0.5 * (span.start + span.end))))])
+            if idx.size > self.per_scene:
+                idx = idx[np.linspace(0, idx.size - 1, self.per_scene).round().astype(int)]
+            out.append([Image.open(io.BytesIO(self._jpegs[i])).convert("RGB") for i in idx])
+        return out

@@ -33,6 +33,7 @@ class Segmented:
     info: VideoInfo
     spans: tuple[SceneSpan, ...]
     keyframes: tuple[Keyframes | None, ...] = ()
+    caption_frames: tuple[list, ...] = ()  # per scene, PIL frames for the captioner
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,17 @@ def segment(path: Path, info: VideoInfo, config: EngineConfig, models: ModelSet)
 
         sampler = FrameSampler(models.visual, config.visual, config.scenes.min_scene_s)
         consumers.append(sampler)
+    collector = None
+    if models.captioner is not None:
+        from egorag.ingest.frames import CaptionFrames
+
+        collector = CaptionFrames(period=min(1.0, config.scenes.min_scene_s), per_scene=config.caption.frames)
+        consumers.append(collector)
     decoded = decode_frames(path, info, consumers)
     spans = build_scenes(detector.cut_times(), min(decoded, info.duration), config.scenes)
     keyframes = sampler.keyframes(spans) if sampler is not None else ()
-    return Segmented(info, tuple(spans), tuple(keyframes))
+    frames = collector.frames_for(spans) if collector is not None else ()
+    return Segmented(info, tuple(spans), tuple(keyframes), tuple(frames))
 
 
 def transcribe(path: Path, info: VideoInfo, models: ModelSet) -> list[Word]:
@@ -73,10 +81,10 @@ def transcribe(path: Path, info: VideoInfo, models: ModelSet) -> list[Word]:
     return models.transcriber.transcribe(decode_audio(path, 16000))
 
 
-def caption(path: Path, segmented: Segmented, models: ModelSet) -> list[str]:
+def caption(segmented: Segmented, models: ModelSet) -> list[str]:
     if models.captioner is None:
         return [""] * len(segmented.spans)
-    return models.captioner.caption_scenes(path, segmented.spans)
+    return [models.captioner.caption(frames) for frames in segmented.caption_frames]
 
 
 def scene_texts(words: Sequence[Word], spans: Sequence[SceneSpan], captions: Sequence[str]) -> SceneTexts:
@@ -157,7 +165,7 @@ def encode_video(
     digest = digest or timed("hash", content_hash, path)
     segmented = timed("segment", segment, path, info, config, models)
     words = timed("transcribe", transcribe, path, info, models)
-    captions = timed("caption", caption, path, segmented, models)
+    captions = timed("caption", caption, segmented, models)
     texts = scene_texts(words, segmented.spans, captions)
     vectors = timed("embed_text", embed_texts, texts, models)
     if models.visual is not None:

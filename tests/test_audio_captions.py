@@ -1,0 +1,120 @@
+"""Audio (tiny CLAP), captioners (tiny BLIP and Qwen2-VL), and the modality loading policy."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import HashEncoder, ScriptedTranscriber
+from egorag.captioners import create_captioner
+from egorag.captioners.base import release_shared, shared_model
+from egorag.config import AudioConfig, CaptionConfig, EngineConfig, TextConfig, VisualConfig
+from egorag.encoders.clap import ClapEncoder
+from egorag.engine import Engine
+from egorag.errors import ConfigError, ModalityUnavailableError, ModelLoadError
+from egorag.models import ModelSet, load_models
+from egorag.schema import SceneSpan
+
+
+def test_clap_shapes_and_normalisation(tiny_clap):
+    audio = np.random.default_rng(0).standard_normal((2, 48000)).astype(np.float32) * 0.1
+    vecs = tiny_clap.encode_audio(list(audio))
+    q = tiny_clap.encode_queries(["a dog barking", "rain"])
+    for v in (vecs, q):
+        assert v.shape == (2, 16) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    assert not np.allclose(q[0], q[1])
+
+
+def test_clap_scene_windows(tiny_clap):
+    audio = np.random.default_rng(1).standard_normal(48000 * 3).astype(np.float32) * 0.1
+    spans = [SceneSpan(0, 0.0, 1.0), SceneSpan(1, 1.0, 3.0), SceneSpan(2, 3.0, 5.0)]
+    out = tiny_clap.encode_scenes(audio, spans)
+    assert out[0] is not None and out[1] is not None and out[2] is None  # no samples past 3 s
+    direct = tiny_clap.encode_audio([audio[48000:144000]])[0]
+    assert float(out[1] @ direct) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_engine_indexes_audio_and_reports_it(tmp_path, tiny_clap, cut_video, silent_video):
+    models = ModelSet(transcriber=ScriptedTranscriber([]), text=HashEncoder(), audio=tiny_clap)
+    engine = Engine(tmp_path / "db", EngineConfig(text=TextConfig(encoder="test-hash")), models=models)
+    engine.index([cut_video, silent_video])
+    store = engine.store()
+    assert "audio" in store.fingerprints and store.fingerprints["audio"].dim == 16
+    by_path = {v.path.split("/")[-1]: v for v in engine.videos()}
+    cut_scenes = store.scenes_of(by_path["cuts.mp4"].video_id, with_vectors=True)
+    assert all(s.vectors["audio"] is not None for s in cut_scenes)
+    assert all(s.vectors["audio"] is None for s in store.scenes_of(by_path["silent.mp4"].video_id, with_vectors=True))
+    assert by_path["silent.mp4"].global_vectors["audio"] is None
+    hit = engine.search("a dog barking", k=1).hits[0]
+    assert "audio" in hit.scores and hit.video.endswith("cuts.mp4")
+
+
+def frames(n=3):
+    return [Image.fromarray(np.random.default_rng(i).integers(0, 255, (96, 128, 3), dtype=np.uint8)) for i in range(n)]
+
+
+def test_blip_captions_deterministically(tiny_blip):
+    a, b = tiny_blip.caption(frames()), tiny_blip.caption(frames())
+    assert isinstance(a, str) and a and a == b
+    assert tiny_blip.caption([]) == ""
+
+
+def test_qwen_captions_from_pil_frames(tiny_qwen):
+    msgs = tiny_qwen.messages(frames(2))
+    video = msgs[0]["content"][0]
+    assert video["type"] == "video" and isinstance(video["video"], list) and isinstance(video["video"][0], Image.Image)
+    text = tiny_qwen.caption(frames(3))
+    assert isinstance(text, str) and text == tiny_qwen.caption(frames(3))
+
+
+def test_engine_stores_captions_and_caption_vectors(tmp_path, tiny_blip, cut_video):
+    models = ModelSet(transcriber=ScriptedTranscriber([]), text=HashEncoder(), captioner=tiny_blip)
+    engine = Engine(tmp_path / "db", EngineConfig(text=TextConfig(encoder="test-hash")), models=models)
+    engine.index([cut_video])
+    assert set(engine.store().fingerprints) == {"text", "caption"}
+    scenes = engine.store().scenes_of(engine.videos()[0].video_id, with_vectors=True)
+    assert all(s.caption and s.vectors["caption"] is not None and s.vectors["text"] is not None for s in scenes)
+    hit = engine.search(scenes[0].caption, k=1).hits[0]
+    assert hit.caption and "caption" in hit.scores
+
+
+def test_shared_model_loads_once():
+    calls = []
+    key = ("test", "x")
+    a = shared_model(key, lambda: calls.append(1) or object())
+    b = shared_model(key, lambda: calls.append(1) or object())
+    assert a is b and calls == [1]
+    release_shared(key)
+    assert shared_model(key, lambda: calls.append(1) or object()) is not a
+    release_shared(key)
+
+
+@pytest.mark.parametrize("name", ["blip", "qwen2-vl"])
+def test_captioner_without_weights_is_an_error(name):
+    with pytest.raises(ModelLoadError, match="To enable"):
+        create_captioner(CaptionConfig(captioner=name, model="/nonexistent/captioner"))
+
+
+def test_unknown_captioner():
+    with pytest.raises(ConfigError, match="blip"):
+        create_captioner(CaptionConfig(captioner="gpt"))
+
+
+def test_clap_without_weights_is_an_error():
+    with pytest.raises(ModelLoadError, match="To enable"):
+        ClapEncoder(AudioConfig(model="laion/clap-htsat-unfused"))
+
+
+def test_auto_mode_reports_disabled_modalities_with_reasons():
+    cfg = EngineConfig(text=TextConfig(encoder="test-hash"), visual=VisualConfig(pretrained="no-such-weights"))
+    models = load_models(cfg, ("text", "visual", "audio", "caption"))
+    assert models.status["text"].enabled and models.visual is None and models.audio is None
+    for name in ("visual", "audio", "caption"):
+        assert not models.status[name].enabled and "To enable" in models.status[name].detail
+
+
+def test_explicit_modality_without_weights_raises():
+    cfg = EngineConfig(modalities=("text", "visual"), text=TextConfig(encoder="test-hash"), visual=VisualConfig(pretrained="no-such-weights"))
+    with pytest.raises(ModalityUnavailableError, match="visual"):
+        load_models(cfg, ("text", "visual"))
+    with pytest.raises(ConfigError, match="unknown modalities"):
+        load_models(EngineConfig(modalities=("smell",)))
