@@ -96,6 +96,8 @@ class RetrievalConfig:
     candidates: int = 100  # per-modality scene candidates before fusion
     merge_adjacent: bool = True
     rrf_k: int = 60
+    backend: Literal["faiss", "lance"] = "faiss"  # per-column vector search
+    faiss_index: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ class Engine:
         self._query_models = models
         self._store = None
         self._retriever = None
+        self._accelerator = None
 
     # -- models and store ---------------------------------------------------------------------
 
@@ -76,7 +77,7 @@ class Engine:
             fingerprints = self._fingerprints(self.index_models().encoders())
             if self._store is None or dict(self._store.fingerprints) != fingerprints:
                 self._store = LanceSceneStore(self.db, fingerprints)
-                self._retriever = None
+                self._retriever = self._accelerator = None
         elif self._store is None:
             self._store = LanceSceneStore(self.db)
         return self._store
@@ -142,6 +143,10 @@ class Engine:
             t_fts = time.perf_counter()
             store.build_text_index()
             times.add("text_index", time.perf_counter() - t_fts)
+        if self.config.retrieval.backend == "faiss":
+            t_ann = time.perf_counter()
+            self.accelerator().sync()
+            times.add("vector_index", time.perf_counter() - t_ann)
         report.stage_seconds = dict(times.seconds)
         report.wall_seconds = time.perf_counter() - t0
         self._retriever = None
@@ -174,11 +179,20 @@ class Engine:
             logger.warning("modality %r is in the store but its query encoder is unavailable here", m)
         return encoders
 
+    def accelerator(self):
+        """The FAISS accelerator (``[retrieval] backend = "faiss"``), kept in step with the store."""
+        if self._accelerator is None:
+            from index.faiss import FaissAccelerator, FaissOptions
+
+            self._accelerator = FaissAccelerator(self.store(), FaissOptions(kind=self.config.retrieval.faiss_index))
+        return self._accelerator
+
     def retriever(self):
         if self._retriever is None:
             from retrieval.hierarchical import HierarchicalRetriever
 
-            self._retriever = HierarchicalRetriever(self.store(), self.query_encoders(), self.config.retrieval)
+            backend = self.accelerator() if self.config.retrieval.backend == "faiss" else self.store()
+            self._retriever = HierarchicalRetriever(self.store(), self.query_encoders(), self.config.retrieval, backend)
         return self._retriever
 
     def search(self, text: str | None = None, *, image: Any = None, k: int = 10, where=None):
@@ -238,7 +252,8 @@ class Engine:
             found.append(video)
         for video in found:
             store.delete_video(video.video_id)
-        self._retriever = None
+        if self.config.retrieval.backend == "faiss":
+            self.accelerator().sync()
         return found
 
 

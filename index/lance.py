@@ -191,6 +191,13 @@ class LanceSceneStore:
         table = self._scenes.search().where(sql).select(["scene_id", column]).limit(None).to_arrow()
         return table.column("scene_id").to_pylist(), _vectors(table.column(column), dim)
 
+    def filter_ids(self, where: SceneFilter) -> list[str]:
+        """Scene ids matching a filter (for accelerators that filter by id)."""
+        search = self._scenes.search().select(["scene_id"]).limit(None)
+        if sql := where.to_sql():
+            search = search.where(sql)
+        return search.to_arrow().column("scene_id").to_pylist()
+
     @property
     def version(self) -> int:
         return int(self._scenes.version)

@@ -1,0 +1,116 @@
+"""FAISS accelerator: agreement with exact search, incremental updates, persistence, filters."""
+
+import numpy as np
+import pytest
+
+import index.faiss as faiss_mod
+from egorag.schema import EncoderFingerprint, Scene, Video, VideoInfo, scene_id
+from index.base import SceneFilter
+from index.faiss import FaissAccelerator, FaissOptions, TorchExactIndex
+from index.lance import LanceSceneStore
+
+DIM = 32
+
+
+def clustered(n, dim=DIM, clusters=20, seed=0):
+    """Unit vectors with a low intrinsic dimension (clusters in a 6-d subspace), like embeddings."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.standard_normal((dim, 6)))[0].T
+    centres = rng.standard_normal((clusters, 6))
+    x = (centres[rng.integers(clusters, size=n)] + 0.4 * rng.standard_normal((n, 6))) @ basis
+    x += 0.05 * rng.standard_normal((n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def fill(store, vectors, videos=4):
+    per = len(vectors) // videos
+    for v in range(videos):
+        vid = f"v{v:03d}"
+        scenes = [
+            Scene(scene_id(vid, i), vid, f"/data/{vid}.mp4", i, float(i), float(i + 1), vectors={"text": vectors[v * per + i]})
+            for i in range(per)
+        ]
+        store.add_video(Video(vid, f"/data/{vid}.mp4", vid, VideoInfo(f"/data/{vid}.mp4", per, 25, 8, 8, False, 1), per, {}), scenes)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return LanceSceneStore(tmp_path / "db", {"text": EncoderFingerprint("text", "test-hash", "h", DIM)})
+
+
+def recall_at_k(approx, exact):
+    return np.mean([len({i for i, _ in a} & {i for i, _ in e}) / max(1, len(e)) for a, e in zip(approx, exact)])
+
+
+def test_flat_matches_exact_search(store):
+    fill(store, clustered(400))
+    acc = FaissAccelerator(store)
+    queries = clustered(20, seed=9)
+    got, want = acc.search("text", queries, 10), store.search("text", queries, 10)
+    assert recall_at_k(got, want) >= 0.99
+    assert acc.columns["text"].kind == "flat"
+    np.testing.assert_allclose([s for _, s in got[0]], [s for _, s in want[0]], atol=1e-5)
+
+
+@pytest.mark.parametrize("kind, floor", [("ivf", 0.9), ("hnsw", 0.9)])
+def test_approximate_indexes_measured_recall(store, kind, floor):
+    fill(store, clustered(2000))
+    acc = FaissAccelerator(store, FaissOptions(kind=kind, nprobe=8))
+    queries = clustered(50, seed=3)
+    recall = recall_at_k(acc.search("text", queries, 10), store.search("text", queries, 10))
+    assert acc.columns["text"].kind == kind and recall >= floor, recall
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+def test_incremental_add_delete_and_filters(store, kind):
+    vectors = clustered(800)
+    fill(store, vectors[:600], videos=3)
+    acc = FaissAccelerator(store, FaissOptions(kind=kind))
+    acc.sync()
+    store.add_video(
+        Video("new", "/data/new.mp4", "new", VideoInfo("/data/new.mp4", 1, 25, 8, 8, False, 1), 1, {}),
+        [Scene(scene_id("new", 0), "new", "/data/new.mp4", 0, 0.0, 1.0, vectors={"text": vectors[700]})],
+    )
+    [[top, *_]] = acc.search("text", vectors[700:701], 5)
+    assert top[0] == "new:00000" and top[1] == pytest.approx(1.0, abs=1e-5)
+    store.delete_video("v000")
+    hits = acc.search("text", vectors[:5], 10)
+    assert all(not i.startswith("v000") for row in hits for i, _ in row)
+    assert acc.columns["text"].live == 401
+    only = acc.search("text", vectors[250:251], 10, SceneFilter(video_ids=("v001",)))[0]
+    assert only and {i.split(":")[0] for i, _ in only} == {"v001"}
+    before = acc.search("text", vectors[250:251], 50, SceneFilter(time_to=10.0))[0]
+    assert before and all(int(i.split(":")[1]) < 10 for i, _ in before)
+
+
+def test_persisted_index_reopens_without_rebuild(store, monkeypatch):
+    fill(store, clustered(300))
+    FaissAccelerator(store).sync()
+    assert (store.uri and (FaissAccelerator(store).root / "text.faiss").exists())
+
+    def no_build(*a, **k):
+        raise AssertionError("rebuilt instead of loading")
+
+    monkeypatch.setattr(faiss_mod, "build_index", no_build)
+    reopened = FaissAccelerator(LanceSceneStore(store.uri))
+    q = clustered(3, seed=5)
+    assert recall_at_k(reopened.search("text", q, 10), store.search("text", q, 10)) >= 0.99
+
+
+def test_torch_blockwise_exact_matches_numpy():
+    x = clustered(1000)
+    q = clustered(7, seed=2)
+    index = TorchExactIndex(x, device="cpu", dtype="float32", block=128)
+    scores, ids = index.search(q, 10)
+    want = np.argsort(-(q @ x.T), axis=1)[:, :10]
+    assert (ids == want).mean() >= 0.99
+    np.testing.assert_allclose(scores, np.take_along_axis(q @ x.T, ids, 1), atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_torch_blockwise_exact_on_gpu():
+    x = clustered(5000)
+    q = clustered(64, seed=4)
+    scores, ids = TorchExactIndex(x, device="cuda", block=1024).search(q, 10)
+    want = np.argsort(-(q @ x.T), axis=1)[:, :10]
+    assert (ids == want).mean() >= 0.99
