@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scenes", action="store_true", help="classify the indexed scenes' keyframes instead")
     s.add_argument("--json", action="store_true")
 
+    s = sub.add_parser("eval", parents=[common], help="temporal hit@k / MRR of a JSONL query set")
+    s.add_argument("queries", help="JSONL: one {query, video, start, end} per line")
+    s.add_argument("--ablation", action="store_true", help="also each modality alone, no prior, RRF")
+    s.add_argument("--json", action="store_true")
+
     s = sub.add_parser("status", parents=[common], help="which modalities load here, and why not")
     s.add_argument("--json", action="store_true")
     return p
@@ -205,6 +210,17 @@ def cmd_classify(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    results = _engine(args).evaluate(args.queries, ablation=args.ablation)
+    if args.json:
+        print(json.dumps({name: m.to_dict() for name, m in results.items()}, indent=2))
+        return 0
+    print(f"{'configuration':20s} {'n':>4s} {'hit@1':>6s} {'hit@5':>6s} {'hit@10':>6s} {'MRR':>6s}")
+    for name, m in results.items():
+        print(f"{name:20s} {m.n:4d} {m.hit_at_1:6.3f} {m.hit_at_5:6.3f} {m.hit_at_10:6.3f} {m.mrr:6.3f}")
+    return 0
+
+
 def cmd_status(args) -> int:
     from egorag.models import load_models
 
@@ -222,6 +238,7 @@ COMMANDS = {
     "videos": cmd_videos,
     "delete": cmd_delete,
     "classify": cmd_classify,
+    "eval": cmd_eval,
     "status": cmd_status,
 }
 

@@ -205,6 +205,27 @@ class Engine:
         hits = self.retriever().search(Query(text=text, image=image), k=k, where=where)
         return SearchResult(query=text or "<image>", hits=hits)
 
+    def evaluate(self, queries_path: str | Path, ablation: bool = False, k: int = 10) -> dict:
+        """Temporal hit@1/5/10 and MRR for a JSONL query set; with ``ablation``, also each
+        modality alone, fusion without the video prior, and RRF."""
+        from dataclasses import replace
+
+        from retrieval.evaluate import ablation_configs, evaluate, load_queries
+        from retrieval.hierarchical import HierarchicalRetriever, Query
+
+        queries = load_queries(queries_path)
+        base = self.retriever()
+        if not ablation:
+            return {"default": evaluate(lambda t: base.search(Query(text=t), k), queries)}
+        sources = [m for m in self.store().modalities if m in base.encoders]
+        if self.store().has_text_index():
+            sources.append("bm25")
+        results = {}
+        for name, cfg in ablation_configs(self.config.retrieval, sources).items():
+            retriever = HierarchicalRetriever(base.store, base.encoders, cfg, base.backend)
+            results[name] = evaluate(lambda t, r=retriever: r.search(Query(text=t), k), queries)
+        return results
+
     def classify_images(self, paths: Sequence[str | Path], labels: Sequence[str]):
         """Zero-shot classify image files with the visual model (required: an error if absent)."""
         from egorag.classify import classify

@@ -53,7 +53,8 @@ class HierarchicalRetriever:
     def embed(self, query: Query) -> dict[str, np.ndarray]:
         """The query in each searchable modality's space."""
         vectors: dict[str, np.ndarray] = {}
-        modalities = set(self.store.modalities) & set(self.encoders)
+        weights = self.config.weights
+        modalities = {m for m in set(self.store.modalities) & set(self.encoders) if weights.get(m, 0.0) > 0}
         if query.text:
             for m in sorted(modalities):
                 vectors[m] = self.encoders[m].encode_queries([query.text])[0]
@@ -69,7 +70,7 @@ class HierarchicalRetriever:
         qv = self.embed(query)
         if not qv and not query.text:
             return []
-        prior = self._video_prior(qv)
+        prior = self._video_prior(qv) if self.config.prior_weight > 0 else {}
         candidates, bm25 = self._candidates(qv, query.text, prior, where)
         scenes = [s for s in self.store.get_scenes(sorted(candidates), with_vectors=True) if s.video_id in self._complete]
         if where is not None:
