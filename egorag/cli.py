@@ -70,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scenes", action="store_true", help="classify the indexed scenes' keyframes instead")
     s.add_argument("--json", action="store_true")
 
+    s = sub.add_parser("ask", parents=[common], help="answer a question from retrieved scenes with an LLM")
+    s.add_argument("question")
+    s.add_argument("--no-llm", action="store_true", help="print the grounded prompt and the evidence only")
+    s.add_argument("--llm", choices=["openai", "transformers"], help="override [answer] llm")
+    s.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    s.add_argument("--model", help="served model name, or a local transformers chat model directory")
+    s.add_argument("-k", "--k", type=int, help="scenes retrieved as evidence")
+    s.add_argument("--json", action="store_true")
+
     s = sub.add_parser("eval", parents=[common], help="temporal hit@k / MRR of a JSONL query set")
     s.add_argument("queries", help="JSONL: one {query, video, start, end} per line")
     s.add_argument("--ablation", action="store_true", help="also each modality alone, no prior, RRF")
@@ -210,6 +219,31 @@ def cmd_classify(args) -> int:
     return 0
 
 
+def cmd_ask(args) -> int:
+    from dataclasses import replace
+
+    engine = _engine(args)
+    overrides = {k: v for k, v in (("llm", args.llm), ("endpoint", args.endpoint), ("model", args.model), ("k", args.k)) if v}
+    if overrides:
+        engine.config = replace(engine.config, answer=replace(engine.config.answer, **overrides))
+    result = engine.ask(args.question, use_llm=not args.no_llm)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    if result.answer is None:
+        for m in result.messages:
+            print(f"--- {m['role']} ---\n{m['content']}\n")
+        return 0
+    print(result.answer)
+    if result.cited:
+        print("\ncited:")
+        for h in result.cited:
+            from retrieval.answer import scene_tag
+
+            print(f"  {scene_tag(h)} {h.video}")
+    return 0
+
+
 def cmd_eval(args) -> int:
     results = _engine(args).evaluate(args.queries, ablation=args.ablation)
     if args.json:
@@ -239,6 +273,7 @@ COMMANDS = {
     "delete": cmd_delete,
     "classify": cmd_classify,
     "eval": cmd_eval,
+    "ask": cmd_ask,
     "status": cmd_status,
 }
 

@@ -101,6 +101,22 @@ class RetrievalConfig:
 
 
 @dataclass(frozen=True)
+class AnswerConfig:
+    """The LLM that answers questions from retrieved scenes (``egorag ask``)."""
+
+    llm: Literal["openai", "transformers", "none"] = "openai"  # "none": prompt and evidence only
+    endpoint: str = "http://127.0.0.1:8000/v1"  # any OpenAI-compatible server (vLLM, llama.cpp, Ollama)
+    model: str = "default"  # served model name, or a local transformers chat model directory
+    api_key_env: str = "OPENAI_API_KEY"  # read from the environment when set; never stored
+    device: str = "auto"
+    k: int = 8  # scenes retrieved as evidence
+    context_tokens: int = 3000  # budget for the evidence in the prompt
+    max_answer_tokens: int = 400
+    temperature: float = 0.0
+    timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """Everything an :class:`egorag.Engine` needs, grouped by concern.
 
@@ -116,6 +132,7 @@ class EngineConfig:
     audio: AudioConfig = field(default_factory=AudioConfig)
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    answer: AnswerConfig = field(default_factory=AnswerConfig)
     on_bad_media: BadMediaPolicy = "error"
 
 

@@ -205,6 +205,17 @@ class Engine:
         hits = self.retriever().search(Query(text=text, image=image), k=k, where=where)
         return SearchResult(query=text or "<image>", hits=hits)
 
+    def ask(self, question: str, *, use_llm: bool = True, where=None, chat=None):
+        """Retrieve evidence for ``question`` and answer it with the configured LLM (``chat``
+        overrides it); with ``use_llm=False`` the answer holds the prompt and evidence only."""
+        from retrieval.answer import answer, create_chat_model
+
+        cfg = self.config.answer
+        hits = self.search(question, k=cfg.k, where=where).hits
+        if use_llm and chat is None:
+            chat = create_chat_model(cfg)
+        return answer(question, hits, chat if use_llm else None, cfg)
+
     def evaluate(self, queries_path: str | Path, ablation: bool = False, k: int = 10) -> dict:
         """Temporal hit@1/5/10 and MRR for a JSONL query set; with ``ablation``, also each
         modality alone, fusion without the video prior, and RRF."""

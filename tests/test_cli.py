@@ -159,3 +159,25 @@ def test_search_by_image_and_classify(visual_built, capsys, cut_video, tmp_path)
     assert code == 1 and "at least two" in err
     code, _, err = run(capsys, "search", "--image", tmp_path / "nope.png", "--db", db, "--config", cfg)
     assert code == 1 and "nope.png: no such file" in err
+
+
+def test_ask_no_llm_and_eval(built, capsys, tmp_path):
+    db, cfg = built
+    code, out, _ = run(capsys, "ask", "where is the saturn scene", "--no-llm", "--db", db, "--config", cfg, "--json", "-k", 2)
+    payload = json.loads(out)
+    assert code == 0 and payload["answer"] is None and len(payload["evidence"]) == 2
+    assert payload["evidence"][0]["tag"] == "[cuts.mp4 @ 00:04-00:06]"
+    queries = tmp_path / "q.jsonl"
+    queries.write_text(
+        '{"query": "saturn rings planet", "video": "cuts.mp4", "start": 4.0, "end": 6.0}\n'
+        '{"query": "bread dough oven", "video": "cuts.mp4", "start": 1.0, "end": 2.48}\n'
+        '{"query": "bread dough oven", "video": "other.mp4", "start": 1.0, "end": 2.48}\n'
+    )
+    code, out, _ = run(capsys, "eval", queries, "--db", db, "--config", cfg, "--json", "--ablation")
+    results = json.loads(out)
+    assert code == 0 and {"text only", "bm25 only", "fusion, no prior", "fusion + prior"} <= set(results)
+    m = results["fusion + prior"]
+    assert m["n"] == 3 and m["hit_at_1"] == pytest.approx(2 / 3) and m["mrr"] == pytest.approx(2 / 3)
+    queries.write_text('{"query": "x"}\n')
+    code, _, err = run(capsys, "eval", queries, "--db", db, "--config", cfg)
+    assert code == 1 and "q.jsonl:1: bad query line" in err
