@@ -35,6 +35,7 @@ class FaissOptions:
     hnsw_m: int = 32
     ef_search: int = 128
     rebuild_fraction: float = 0.2  # HNSW: rebuild once this share of vectors is deleted
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # where unfiltered searches run
 
 
 class ColumnIndex:
@@ -48,6 +49,22 @@ class ColumnIndex:
         self.dead = dead or set()  # HNSW tombstones
         self._by_scene = {s: int(lab) for s, lab in zip(scene_ids, labels)}
         self._by_label = dict(zip(self.labels.tolist(), scene_ids))
+        self.gpu = None  # a GPU mirror for unfiltered searches (see attach_gpu)
+
+    def attach_gpu(self, device: str) -> str:
+        """Mirror the index on the GPU: faiss-gpu when installed, else an exact torch search
+        (flat indexes only). Returns what was attached."""
+        import faiss
+
+        if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+            self._gpu_res = faiss.StandardGpuResources()
+            self.gpu = ("faiss", faiss.index_cpu_to_gpu(self._gpu_res, int(device.partition(":")[2] or 0), self.index))
+            return "faiss-gpu"
+        if self.kind == "flat" and self.live:
+            vectors = self.index.index.reconstruct_n(0, self.index.ntotal)
+            self.gpu = ("torch", TorchExactIndex(vectors, device=device))
+            return "torch"
+        return "none"
 
     @property
     def live(self) -> int:
@@ -67,9 +84,17 @@ class ColumnIndex:
         elif self.dead:
             keep_alive = faiss.IDSelectorBatch(np.fromiter(self.dead, np.int64))
             selector = faiss.IDSelectorNot(keep_alive)
-        params = self._params(selector, options)
         fetch = min(k, self.index.ntotal)
-        scores, labels = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), fetch, params=params)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self.gpu is not None and selector is None:
+            kind, gpu_index = self.gpu
+            if kind == "faiss":
+                scores, labels = gpu_index.search(queries, fetch)
+            else:  # torch rows are positions in the flat index: map them to labels
+                scores, rows = gpu_index.search(queries, fetch)
+                labels = faiss.vector_to_array(self.index.id_map)[rows]
+        else:
+            scores, labels = self.index.search(queries, fetch, params=self._params(selector, options))
         out = []
         for row_s, row_l in zip(scores, labels):
             out.append([(self._by_label[int(lab)], float(s)) for s, lab in zip(row_s, row_l) if lab >= 0 and int(lab) in self._by_label])
@@ -134,6 +159,7 @@ class FaissAccelerator:
             column = self.columns.get(modality) or self._load(modality)
             ids, vectors = self.store.scene_vectors(modality)
             column = self._update(modality, column, ids, vectors)
+            self._place(modality, column)
             self.columns[modality] = column
             if self.persist:
                 self._save(modality, column, version)
@@ -164,6 +190,15 @@ class FaissAccelerator:
             scene_ids += [ids[i] for i in new]
         logger.debug("faiss %s: +%d -%d vectors", modality, len(new), len(gone))
         return ColumnIndex(column.index, labels, scene_ids, column.kind, dead)
+
+    def _place(self, modality: str, column: ColumnIndex) -> None:
+        """Mirror on the GPU when one is asked for (``cuda``) or present (``auto``)."""
+        from egorag.devices import resolve_device
+
+        device = resolve_device("auto" if self.options.device == "auto" else self.options.device)
+        if device.startswith("cuda"):
+            attached = column.attach_gpu(device)
+            logger.info("faiss %s: GPU mirror %s", modality, attached)
 
     def _build(self, modality: str, ids: list[str], vectors: np.ndarray) -> ColumnIndex:
         dim = self.store.fingerprints[modality].dim
