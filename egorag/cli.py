@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reindex", action="store_true", help="re-index videos even if unchanged")
     s.add_argument("--skip-bad", action="store_true", help="skip unreadable files (reported) instead of stopping")
     s.add_argument("--modalities", help="comma-separated required modalities (default: every one that loads)")
+    s.add_argument("--low-memory", action="store_true", help="encode stage by stage, one model in memory at a time")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("search", parents=[common], help="search scenes by text or image")
@@ -122,6 +123,8 @@ def cmd_index(args) -> int:
     overrides = {}
     if args.modalities:
         overrides["modalities"] = tuple(m.strip() for m in args.modalities.split(",") if m.strip())
+    if args.low_memory:
+        overrides["low_memory"] = True
     engine = _engine(args, **overrides)
     report = engine.index(args.paths, reindex=args.reindex, on_bad_media="skip" if args.skip_bad else "error", progress=not args.quiet)
     if args.json:

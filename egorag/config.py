@@ -134,6 +134,7 @@ class EngineConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     answer: AnswerConfig = field(default_factory=AnswerConfig)
     on_bad_media: BadMediaPolicy = "error"
+    low_memory: bool = False  # index stage by stage, one heavy model in memory at a time
 
 
 def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:

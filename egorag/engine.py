@@ -95,11 +95,12 @@ class Engine:
         """Index files and folders. Unchanged videos (same content hash) are skipped unless
         ``reindex``; a file whose content changed replaces its old entry. With
         ``on_bad_media="error"`` the first bad file raises :class:`MediaError` (nothing indexed
-        before it is touched); with ``"skip"`` it is logged and listed in ``report.failed``."""
+        before it is touched); with ``"skip"`` it is logged and listed in ``report.failed``.
+        With ``config.low_memory`` the videos are encoded stage by stage, one model at a time."""
         from tqdm.auto import tqdm
 
-        from egorag.ingest.decode import content_hash, find_videos, probe
-        from egorag.ingest.pipeline import StageTimes, encode_video
+        from egorag.ingest.decode import find_videos
+        from egorag.ingest.pipeline import ModelSwap, StageTimes, encode_videos
 
         policy = on_bad_media or self.config.on_bad_media
         t0 = time.perf_counter()
@@ -108,49 +109,115 @@ class Engine:
             for f in files:
                 if not f.exists():
                     raise MediaError(str(f), "no such file")
-        models = self.index_models()
-        store = self.store(create=True)
-        store.purge_incomplete()
-        report = IndexReport(modalities=list(models.status.values()))
         times = StageTimes()
-        for f in tqdm(files, desc="indexing", unit="video", disable=not progress):
+        report = IndexReport()
+        if self.config.low_memory:
+            from egorag.models import ModelSet
+
+            existing = self._existing_store()
+            jobs = self._plan(files, existing, reindex, policy, report)
+            swap = ModelSwap(self.config)
+            results = self._guarded(lambda: encode_videos(jobs, self.config, ModelSet(), times, swap), jobs, policy, report)
+            report.modalities = list(swap.status.values())
+            if results:
+                store = self._open_for_write(self._fingerprints({m: e for m, e in swap.encoders.items() if e is not None}))
+                for job, (video, scenes) in zip(jobs, results):
+                    self._write(store, video, scenes, report)
+        else:
+            models = self.index_models()
+            report.modalities = list(models.status.values())
+            store = self.store(create=True)
+            store.purge_incomplete()
+            for f in tqdm(files, desc="indexing", unit="video", disable=not progress):
+                for job in self._plan([f], store, reindex, policy, report):
+                    result = self._guarded(lambda: encode_videos([job], self.config, models, times), [job], policy, report)
+                    for video, scenes in result:
+                        self._write(store, video, scenes, report)
+        self._finish(report, times, t0)
+        return report
+
+    def _existing_store(self):
+        from index.lance import LanceSceneStore, StoreNotFoundError
+
+        try:
+            return LanceSceneStore(self.db)
+        except StoreNotFoundError:
+            return None
+
+    def _open_for_write(self, fingerprints: dict[str, EncoderFingerprint]):
+        from index.lance import LanceSceneStore
+
+        self._store = LanceSceneStore(self.db, fingerprints)
+        self._retriever = self._accelerator = None
+        self._store.purge_incomplete()
+        return self._store
+
+    def _plan(self, files, store, reindex: bool, policy: BadMediaPolicy, report: IndexReport) -> list:
+        """Probe and hash each file; keep those that need encoding (new, changed or forced)."""
+        from egorag.ingest.decode import content_hash, probe
+        from egorag.ingest.pipeline import VideoJob
+
+        jobs = []
+        for f in files:
             try:
                 path = f.resolve()
                 info = probe(path)
                 digest = content_hash(path)
-                existing = store.get_video(digest[:16])
-                if existing is not None and not reindex:
-                    if existing.path != str(path):
-                        logger.info("%s: same content as indexed %s; skipped", path, existing.path)
-                    report.unchanged.append(str(path))
-                    continue
-                previous = store.video_by_path(str(path))
-                video, scenes = encode_video(path, self.config, models, times, info=info, digest=digest)
-                if existing is not None:
-                    store.delete_video(existing.video_id)
-                store.add_video(video, scenes)
-                if previous is not None and previous.video_id != video.video_id:
-                    store.delete_video(previous.video_id)
-                (report.replaced if (existing or previous) else report.indexed).append(str(path))
-                report.scenes += len(scenes)
-                report.video_seconds += info.duration
             except MediaError as exc:
-                if policy == "error":
-                    raise
-                logger.warning("skipped %s", exc)
-                report.failed.append((exc.path, exc.reason))
-        if report.indexed or report.replaced:
+                self._bad(exc, policy, report)
+                continue
+            existing = store.get_video(digest[:16]) if store is not None else None
+            if existing is not None and not reindex:
+                if existing.path != str(path):
+                    logger.info("%s: same content as indexed %s; skipped", path, existing.path)
+                report.unchanged.append(str(path))
+                continue
+            jobs.append(VideoJob(path, info, digest))
+        return jobs
+
+    def _guarded(self, encode, jobs, policy: BadMediaPolicy, report: IndexReport) -> list:
+        try:
+            return encode()
+        except MediaError as exc:
+            if len(jobs) > 1 and policy == "skip":  # a batch: retry without the bad file
+                good = [j for j in jobs if str(j.path) != exc.path]
+                self._bad(exc, policy, report)
+                jobs[:] = good
+                return self._guarded(encode, jobs, policy, report)
+            self._bad(exc, policy, report)
+            return []
+
+    @staticmethod
+    def _bad(exc: MediaError, policy: BadMediaPolicy, report: IndexReport) -> None:
+        if policy == "error":
+            raise exc
+        logger.warning("skipped %s", exc)
+        report.failed.append((exc.path, exc.reason))
+
+    def _write(self, store, video: Video, scenes, report: IndexReport) -> None:
+        existing = store.get_video(video.video_id)
+        previous = store.video_by_path(video.path)
+        if existing is not None:
+            store.delete_video(existing.video_id)
+        store.add_video(video, scenes)
+        if previous is not None and previous.video_id != video.video_id:
+            store.delete_video(previous.video_id)
+        (report.replaced if (existing or previous) else report.indexed).append(video.path)
+        report.scenes += len(scenes)
+        report.video_seconds += video.info.duration
+
+    def _finish(self, report: IndexReport, times, t0: float) -> None:
+        if self._store is not None and (report.indexed or report.replaced):
             t_fts = time.perf_counter()
-            store.build_text_index()
+            self._store.build_text_index()
             times.add("text_index", time.perf_counter() - t_fts)
-        if self.config.retrieval.backend == "faiss":
+        if self._store is not None and self.config.retrieval.backend == "faiss":
             t_ann = time.perf_counter()
             self.accelerator().sync()
             times.add("vector_index", time.perf_counter() - t_ann)
         report.stage_seconds = dict(times.seconds)
         report.wall_seconds = time.perf_counter() - t0
         self._retriever = None
-        return report
 
     # -- querying -----------------------------------------------------------------------------
 

@@ -148,3 +148,49 @@ def test_store_built_with_other_encoder_is_refused(tmp_path, cut_video):
         Engine(tmp_path / "db", config(), models=models(dim=32)).index([cut_video])
     with pytest.raises(IndexMismatchError):
         Engine(tmp_path / "db", config(), models=models(dim=32)).search("lava")
+
+
+@pytest.mark.slow
+def test_low_memory_mode_holds_one_model_at_a_time(tmp_path, cut_video, silent_video, tiny_clip_checkpoint, monkeypatch):
+    import gc
+    import weakref
+    from dataclasses import replace
+
+    import egorag.models as models_mod
+    from egorag.config import VisualConfig
+
+    cfg = EngineConfig(
+        modalities=("asr", "text", "visual"),
+        text=TextConfig(encoder="test-hash", model="hash-64"),
+        visual=VisualConfig(model="egorag-tiny-clip", pretrained=str(tiny_clip_checkpoint), device="cpu"),
+    )
+    alive: list[weakref.ref] = []
+    real_load = models_mod.load_models
+
+    def spying_load(config, components=models_mod.COMPONENTS):
+        gc.collect()
+        assert all(ref() is None for ref in alive), "a previous stage's model is still in memory"
+        loaded = real_load(config, components)
+        for attr in ("transcriber", "text", "visual", "audio", "captioner"):
+            if getattr(loaded, attr) is not None:
+                alive.append(weakref.ref(getattr(loaded, attr)))
+        return loaded
+
+    monkeypatch.setattr(models_mod, "load_models", spying_load)
+    low = Engine(tmp_path / "low", replace(cfg, low_memory=True))
+    report = low.index([cut_video, silent_video])
+    assert len(report.indexed) == 2 and report.scenes == 5 and len(alive) == 3
+    assert {s.name for s in report.modalities if s.enabled} == {"asr", "text", "visual"}
+    assert set(low.store().fingerprints) == {"text", "visual"}
+    monkeypatch.undo()  # normal mode loads every model at once, by design
+    normal = Engine(tmp_path / "normal", cfg)
+    normal.index([cut_video, silent_video])
+    for video in low.videos():
+        a = low.store().scenes_of(video.video_id, with_vectors=True)
+        b = normal.store().scenes_of(video.video_id, with_vectors=True)
+        assert [(s.start, s.end, s.transcript) for s in a] == [(s.start, s.end, s.transcript) for s in b]
+        for sa, sb in zip(a, b):
+            assert (sa.vectors["visual"] is None) == (sb.vectors["visual"] is None)
+            if sa.vectors["visual"] is not None:
+                assert float(sa.vectors["visual"] @ sb.vectors["visual"]) > 0.9999
+    assert low.index([cut_video]).unchanged  # the skip check works in low-memory mode too

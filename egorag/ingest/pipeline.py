@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,14 +93,14 @@ def scene_texts(words: Sequence[Word], spans: Sequence[SceneSpan], captions: Seq
     return SceneTexts(transcripts, tuple(captions))
 
 
-def embed_texts(texts: SceneTexts, models: ModelSet) -> dict[str, list[np.ndarray | None]]:
+def embed_texts(texts: SceneTexts, models: ModelSet, captioned: bool) -> dict[str, list[np.ndarray | None]]:
     """``text`` embeds transcript + caption; ``caption`` the caption alone. Empty text -> null."""
     out: dict[str, list[np.ndarray | None]] = {}
     if models.text is None:
         return out
     combined = [" ".join(p for p in (t, c) if p) for t, c in zip(texts.transcripts, texts.captions)]
     out["text"] = _embed_nonempty(models.text, combined)
-    if models.captioner is not None:
+    if captioned:
         out["caption"] = _embed_nonempty(models.text, list(texts.captions))
     return out
 
@@ -148,41 +149,121 @@ def build_records(
     return scenes
 
 
-def encode_video(
-    path: Path,
+@dataclass(frozen=True)
+class VideoJob:
+    """A video accepted for encoding: probed and hashed."""
+
+    path: Path
+    info: VideoInfo
+    digest: str
+
+
+def encode_videos(
+    jobs: Sequence[VideoJob],
     config: EngineConfig,
     models: ModelSet,
     times: StageTimes | None = None,
-    *,
-    info: VideoInfo | None = None,
-    digest: str | None = None,
-) -> tuple[Video, list[Scene]]:
-    """Run every stage on one video; returns its records, ready for :meth:`SceneStore.add_video`."""
-    times = times if times is not None else StageTimes()
-    timed = _timer(times)
+    swap: ModelSwap | None = None,
+) -> list[tuple[Video, list[Scene]]]:
+    """Run the stages over a batch of videos, stage by stage; returns each video's records, ready
+    for :meth:`SceneStore.add_video`. With ``swap`` (low-memory mode) each stage's model is loaded
+    just before the stage and freed after it, so one heavy model is in memory at a time."""
+    timed = _timer(times if times is not None else StageTimes())
+    stage = swap.stage if swap is not None else _keep_loaded
+    with stage(models, "visual"):
+        segmented = [timed("segment", segment, j.path, j.info, config, models) for j in jobs]
+    with stage(models, "asr"):
+        words = [timed("transcribe", transcribe, j.path, j.info, models) for j in jobs]
+    with stage(models, "caption"):
+        captioned = models.captioner is not None
+        captions = [timed("caption", caption, seg, models) for seg in segmented]
+    texts = [scene_texts(w, seg.spans, c) for w, seg, c in zip(words, segmented, captions)]
+    with stage(models, "text"):
+        vectors = [timed("embed_text", embed_texts, t, models, captioned) for t in texts]
+    with stage(models, "audio"):
+        if models.audio is not None:
+            for j, seg, v in zip(jobs, segmented, vectors):
+                v["audio"] = timed("embed_audio", embed_audio, j.path, seg, models)
+    out = []
+    for j, seg, t, v in zip(jobs, segmented, texts, vectors):
+        if seg.keyframes:
+            v["visual"] = [None if k is None else l2_normalize(k.vectors.mean(axis=0)) for k in seg.keyframes]
+        video_id = j.digest[:16]
+        scenes = build_records(video_id, str(j.path), seg, t, v)
+        global_vectors = {m: global_vector(vs) for m, vs in v.items()}
+        out.append((Video(video_id, str(j.path), j.digest, j.info, len(scenes), global_vectors), scenes))
+    return out
+
+
+def encode_video(path: Path, config: EngineConfig, models: ModelSet, times: StageTimes | None = None) -> tuple[Video, list[Scene]]:
+    """Probe, hash and encode one video with already-loaded models."""
     path = Path(path).resolve()
-    info = info or timed("probe", probe, path)
-    digest = digest or timed("hash", content_hash, path)
-    segmented = timed("segment", segment, path, info, config, models)
-    words = timed("transcribe", transcribe, path, info, models)
-    captions = timed("caption", caption, segmented, models)
-    texts = scene_texts(words, segmented.spans, captions)
-    vectors = timed("embed_text", embed_texts, texts, models)
-    if models.visual is not None:
-        vectors["visual"] = [None if k is None else l2_normalize(k.vectors.mean(axis=0)) for k in segmented.keyframes]
-    if models.audio is not None:
-        vectors["audio"] = timed("embed_audio", embed_audio, path, segmented, models)
-    video_id = digest[:16]
-    scenes = build_records(video_id, str(path), segmented, texts, vectors)
-    video = Video(
-        video_id=video_id,
-        path=str(path),
-        content_hash=digest,
-        info=info,
-        n_scenes=len(scenes),
-        global_vectors={m: global_vector(vs) for m, vs in vectors.items()},
-    )
-    return video, scenes
+    [result] = encode_videos([VideoJob(path, probe(path), content_hash(path))], config, models, times)
+    return result
+
+
+@contextmanager
+def _keep_loaded(models: ModelSet, component: str) -> Iterator[None]:
+    yield
+
+
+class ModelSwap:
+    """Low-memory policy: loads one component's model for its stage and frees it afterwards,
+    recording what each loaded model is (status, fingerprint) for the report and the store."""
+
+    def __init__(self, config: EngineConfig):
+        self.config = config
+        self.status: dict = {}
+        self.encoders: dict[str, object] = {}  # modality -> what made its vectors (fingerprint only)
+
+    @contextmanager
+    def stage(self, models: ModelSet, component: str) -> Iterator[None]:
+        from egorag.models import _LOADERS, load_models
+
+        attr = _LOADERS[component][0]
+        loaded = load_models(self.config, (component,))
+        self.status.update(loaded.status)
+        setattr(models, attr, getattr(loaded, attr))
+        try:
+            yield
+        finally:
+            model = getattr(models, attr)
+            if model is not None and component in ("text", "visual", "audio"):
+                self.encoders[component] = _Fingerprintable(model)
+            if model is not None and component == "caption":
+                self.encoders["caption"] = None  # filled with the text encoder below
+            if component == "text" and "caption" in self.encoders and model is not None:
+                self.encoders["caption"] = self.encoders["text"]
+            setattr(models, attr, None)
+            del model, loaded
+            _free_memory()
+
+
+@dataclass(frozen=True)
+class _Fingerprintable:
+    """What a freed encoder leaves behind: enough to write the store's fingerprint."""
+
+    name: str
+    checkpoint: str
+    dim: int
+
+    def __init__(self, encoder):
+        object.__setattr__(self, "name", encoder.name)
+        object.__setattr__(self, "checkpoint", encoder.checkpoint)
+        object.__setattr__(self, "dim", int(encoder.dim))
+
+
+def _free_memory() -> None:
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
 
 
 def _timer(times: StageTimes) -> Callable:
@@ -197,4 +278,4 @@ def _timer(times: StageTimes) -> Callable:
     return run
 
 
-__all__ = ["MediaError", "Segmented", "SceneTexts", "StageTimes", "encode_video", "segment", "transcribe"]
+__all__ = ["MediaError", "ModelSwap", "Segmented", "SceneTexts", "StageTimes", "VideoJob", "encode_video", "encode_videos"]
