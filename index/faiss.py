@@ -18,9 +18,11 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
+from egorag.schema import vector_column
 from index.base import ColumnHits, SceneFilter
+from index.catalog import SceneCatalog, SceneMeta
 
 logger = logging.getLogger("egorag")
 
@@ -39,17 +41,34 @@ class FaissOptions:
 
 
 class ColumnIndex:
-    """One modality's FAISS index with its label -> scene id map."""
+    """One modality's FAISS index; labels are catalog rows."""
 
-    def __init__(self, index, labels: np.ndarray, scene_ids: list[str], kind: str, dead: set[int] | None = None):
+    def __init__(self, index, kind: str, dead: set[int] | None = None):
         self.index = index
-        self.labels = labels.astype(np.int64)
-        self.scene_ids = scene_ids
         self.kind = kind
-        self.dead = dead or set()  # HNSW tombstones
-        self._by_scene = {s: int(lab) for s, lab in zip(scene_ids, labels)}
-        self._by_label = dict(zip(self.labels.tolist(), scene_ids))
+        self.dead = dead or set()  # HNSW tombstones (HNSW cannot remove)
         self.gpu = None  # a GPU mirror for unfiltered searches (see attach_gpu)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def add(self, vectors: np.ndarray, rows: np.ndarray) -> None:
+        if len(rows):
+            self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), rows.astype(np.int64))
+        self.gpu = None
+
+    def remove(self, rows: np.ndarray) -> None:
+        if not len(rows):
+            return
+        if self.kind == "hnsw":
+            self.dead |= set(rows.tolist())
+        else:
+            self.index.remove_ids(rows.astype(np.int64))
+        self.gpu = None
+
+    def reconstruct(self, rows: np.ndarray) -> np.ndarray:
+        return self.index.reconstruct_batch(np.ascontiguousarray(rows, dtype=np.int64))
 
     def attach_gpu(self, device: str) -> str:
         """Mirror the index on the GPU: faiss-gpu when installed, else an exact torch search
@@ -60,46 +79,32 @@ class ColumnIndex:
             self._gpu_res = faiss.StandardGpuResources()
             self.gpu = ("faiss", faiss.index_cpu_to_gpu(self._gpu_res, int(device.partition(":")[2] or 0), self.index))
             return "faiss-gpu"
-        if self.kind == "flat" and self.live:
-            vectors = self.index.index.reconstruct_n(0, self.index.ntotal)
-            self.gpu = ("torch", TorchExactIndex(vectors, device=device))
+        if self.kind == "flat" and self.ntotal:
+            self.gpu = ("torch", TorchExactIndex(self.index.index.reconstruct_n(0, self.ntotal), device=device))
             return "torch"
         return "none"
 
-    @property
-    def live(self) -> int:
-        return len(self._by_scene)
-
-    def search(self, queries: np.ndarray, k: int, allowed: list[str] | None, options: FaissOptions) -> list[ColumnHits]:
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None, options: FaissOptions) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and rows (-1 where fewer than k); ``allowed`` is a boolean mask over rows."""
         import faiss
 
-        if self.live == 0 or (allowed is not None and not allowed):
-            return [[] for _ in range(len(queries))]
-        selector = keep_alive = None  # FAISS holds raw pointers: keep every selector referenced
-        if allowed is not None:
-            labels = np.array([self._by_scene[s] for s in allowed if s in self._by_scene], dtype=np.int64)
-            if labels.size == 0:
-                return [[] for _ in range(len(queries))]
-            selector = faiss.IDSelectorBatch(labels)
-        elif self.dead:
-            keep_alive = faiss.IDSelectorBatch(np.fromiter(self.dead, np.int64))
-            selector = faiss.IDSelectorNot(keep_alive)
-        fetch = min(k, self.index.ntotal)
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if self.gpu is not None and selector is None:
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if self.ntotal == 0 or (allowed is not None and not allowed.any()):
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        fetch = min(k, self.ntotal)
+        if allowed is None and self.gpu is not None:
             kind, gpu_index = self.gpu
             if kind == "faiss":
-                scores, labels = gpu_index.search(queries, fetch)
-            else:  # torch rows are positions in the flat index: map them to labels
-                scores, rows = gpu_index.search(queries, fetch)
-                labels = faiss.vector_to_array(self.index.id_map)[rows]
-        else:
-            scores, labels = self.index.search(queries, fetch, params=self._params(selector, options))
-        out = []
-        for row_s, row_l in zip(scores, labels):
-            out.append([(self._by_label[int(lab)], float(s)) for s, lab in zip(row_s, row_l) if lab >= 0 and int(lab) in self._by_label])
-        del keep_alive
-        return out
+                return gpu_index.search(queries, fetch)
+            scores, positions = gpu_index.search(queries, fetch)  # torch: positions in the flat index
+            return scores, faiss.vector_to_array(self.index.id_map)[positions]
+        selector = bits = None
+        if allowed is not None:  # a bitmap selector: O(rows / 8), however many rows pass
+            bits = np.packbits(allowed, bitorder="little")
+            selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
+        scores, rows = self.index.search(queries, fetch, params=self._params(selector, options))
+        del bits  # the selector reads this buffer during the search
+        return scores, rows
 
     def _params(self, selector, options: FaissOptions):
         import faiss
@@ -112,141 +117,205 @@ class ColumnIndex:
 
 
 def build_index(vectors: np.ndarray, kind: IndexKind, options: FaissOptions):
-    """A trained, empty index taking user ids (``add_with_ids``), inner product on unit vectors."""
+    """An index taking user ids (``add_with_ids``) that can reconstruct them; inner product on
+    unit vectors. IVF is trained on ``vectors`` (a sample of them when many)."""
     import faiss
 
     n, dim = vectors.shape
     if kind == "auto":
         kind = "flat" if n < options.ivf_threshold else "ivf"
     if kind == "flat":
-        base = faiss.IndexFlatIP(dim)
-    elif kind == "hnsw":
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), kind
+    if kind == "hnsw":
         base = faiss.IndexHNSWFlat(dim, options.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         base.hnsw.efConstruction = 80
-    elif kind == "ivf":
+        return faiss.IndexIDMap2(base), kind
+    if kind == "ivf":
         nlist = max(1, min(int(4 * math.sqrt(n)), n // 39 or 1))
         base = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(0)
         sample = vectors if n <= 64 * nlist else vectors[rng.choice(n, 64 * nlist, replace=False)]
         base.train(np.ascontiguousarray(sample, dtype=np.float32))
-        # IVF keeps user ids natively. IndexIDMap2.remove_ids assumes the wrapped index compacts
-        # its ids on removal (Flat does, IVF does not), so wrapping IVF would corrupt the id map.
+        # IVF keeps user ids natively (IndexIDMap2.remove_ids assumes the wrapped index compacts
+        # its ids, which IVF does not); a hashtable direct map lets it reconstruct them.
+        base.set_direct_map_type(faiss.DirectMap.Hashtable)
         return base, kind
-    else:
-        raise ValueError(f"unknown FAISS index kind {kind!r}; expected auto, flat, ivf or hnsw")
-    return faiss.IndexIDMap2(base), kind
+    raise ValueError(f"unknown FAISS index kind {kind!r}; expected auto, flat, ivf or hnsw")
 
 
 class FaissAccelerator:
-    """Per-modality FAISS indexes kept in step with a :class:`~index.lance.LanceSceneStore`."""
+    """Per-modality FAISS indexes and a scene catalog kept in step with a LanceSceneStore,
+    persisted in ``<db>/faiss/``. Keys are catalog rows."""
 
     def __init__(self, store, options: FaissOptions = FaissOptions(), persist: bool = True):
         self.store = store
         self.options = options
         self.persist = persist
         self.root = Path(store.uri) / "faiss"
+        self.catalog: SceneCatalog | None = None
         self.columns: dict[str, ColumnIndex] = {}
         self._synced: int | None = None
+        self._background: dict[str, np.ndarray] = {}
+
+    @property
+    def version(self) -> int:
+        return self.store.version
 
     # -- keeping in step with the store -------------------------------------------------------
 
     def sync(self) -> None:
-        """Load persisted indexes and apply what changed in the store since they were written."""
+        """Load the persisted state, then apply the videos added, re-indexed or deleted since."""
         version = self.store.version
         if self._synced == version:
             return
-        for modality in self.store.modalities:
-            column = self.columns.get(modality) or self._load(modality)
-            ids, vectors = self.store.scene_vectors(modality)
-            column = self._update(modality, column, ids, vectors)
-            self._place(modality, column)
-            self.columns[modality] = column
-            if self.persist:
-                self._save(modality, column, version)
+        modalities = self.store.modalities
+        if self.catalog is None:
+            self._load(modalities)
+        stamps = self.store.video_stamps()
+        known = self.catalog.stamps
+        removed = [v for v in known if stamps.get(v) != known[v]]
+        added = [v for v in stamps if known.get(v) != stamps[v]]
+        changed = bool(removed or added)
+        if removed:
+            rows = self.catalog.kill_videos(removed)
+            for column in self.columns.values():
+                column.remove(rows)
+        if added:
+            self._add(self.store.scene_table(None if not known else added), modalities)
+            self.catalog.stamps.update({v: stamps[v] for v in added})
+        self._rebuild_if_needed(modalities)
+        for m, column in self.columns.items():
+            self._place(m, column)
+        if self.persist and (changed or not self.root.exists()):
+            self._save(version)
+        self._background.clear()
         self._synced = version
 
-    def _update(self, modality: str, column: ColumnIndex | None, ids: list[str], vectors: np.ndarray) -> ColumnIndex:
-        if column is None or (column.kind == "hnsw" and len(column.dead) > self.options.rebuild_fraction * max(1, column.live)):
-            return self._build(modality, ids, vectors)
-        wanted = set(ids)
-        gone = [s for s in column.scene_ids if s not in wanted and column._by_scene.get(s) is not None]
-        new = [i for i, s in enumerate(ids) if s not in column._by_scene]
-        if not gone and not new:
-            return column
-        labels, scene_ids, dead = column.labels, list(column.scene_ids), set(column.dead)
-        if gone:
-            gone_labels = np.array([column._by_scene[s] for s in gone], dtype=np.int64)
-            if column.kind == "hnsw":
-                dead |= set(gone_labels.tolist())
-            else:
-                column.index.remove_ids(gone_labels)
-            keep = ~np.isin(labels, gone_labels)
-            labels, scene_ids = labels[keep], [s for s, k in zip(scene_ids, keep) if k]
-        if new:
-            start = int(max(column.labels.max(initial=-1), max(dead, default=-1))) + 1
-            new_labels = np.arange(start, start + len(new), dtype=np.int64)
-            column.index.add_with_ids(np.ascontiguousarray(vectors[new]), new_labels)
-            labels = np.concatenate([labels, new_labels])
-            scene_ids += [ids[i] for i in new]
-        logger.debug("faiss %s: +%d -%d vectors", modality, len(new), len(gone))
-        return ColumnIndex(column.index, labels, scene_ids, column.kind, dead)
+    def _add(self, table: pa.Table, modalities) -> None:
+        table = table.sort_by([("video_id", "ascending"), ("scene_index", "ascending")])
+        for m in modalities:
+            table = table.append_column(f"has_{m}", pc.is_valid(table.column(vector_column(m))))
+        rows = self.catalog.append(table.select(list(self.catalog.table.column_names)))
+        for m in modalities:
+            present = table.column(f"has_{m}").to_numpy(zero_copy_only=False)
+            if not present.any():
+                continue
+            dim = self.store.fingerprints[m].dim
+            vectors = _to_matrix(table.column(vector_column(m)).filter(pa.array(present)), dim)
+            if m not in self.columns:
+                index, kind = build_index(vectors, self.options.kind, self.options)
+                self.columns[m] = ColumnIndex(index, kind)
+            self.columns[m].add(vectors, rows[present])
+            logger.debug("faiss %s: +%d vectors (%s)", m, int(present.sum()), self.columns[m].kind)
+
+    def _rebuild_if_needed(self, modalities) -> None:
+        """Compact HNSW tombstones, and move a grown flat index to IVF (auto mode)."""
+        for m, column in list(self.columns.items()):
+            live = np.flatnonzero(self.catalog.alive & self.catalog.has[m])
+            grown = self.options.kind == "auto" and column.kind == "flat" and len(live) >= 2 * self.options.ivf_threshold
+            if (column.kind == "hnsw" and len(column.dead) > self.options.rebuild_fraction * max(1, len(live))) or grown:
+                vectors = column.reconstruct(live)
+                index, kind = build_index(vectors, self.options.kind, self.options)
+                self.columns[m] = ColumnIndex(index, kind)
+                self.columns[m].add(vectors, live)
+                logger.info("rebuilt faiss %s index for %s (%d vectors)", kind, m, len(live))
 
     def _place(self, modality: str, column: ColumnIndex) -> None:
         """Mirror on the GPU when one is asked for (``cuda``) or present (``auto``)."""
         from egorag.devices import resolve_device
 
-        device = resolve_device("auto" if self.options.device == "auto" else self.options.device)
-        if device.startswith("cuda"):
-            attached = column.attach_gpu(device)
-            logger.info("faiss %s: GPU mirror %s", modality, attached)
+        if column.gpu is None and resolve_device(self.options.device).startswith("cuda"):
+            logger.info("faiss %s: GPU mirror %s", modality, column.attach_gpu(resolve_device(self.options.device)))
 
-    def _build(self, modality: str, ids: list[str], vectors: np.ndarray) -> ColumnIndex:
-        dim = self.store.fingerprints[modality].dim
-        vectors = vectors.reshape(-1, dim)
-        index, kind = build_index(vectors, self.options.kind, self.options)
-        labels = np.arange(len(ids), dtype=np.int64)
-        if len(ids):
-            index.add_with_ids(np.ascontiguousarray(vectors), labels)
-        logger.info("built faiss %s index for %s (%d vectors)", kind, modality, len(ids))
-        return ColumnIndex(index, labels, list(ids), kind)
-
-    def _paths(self, modality: str) -> tuple[Path, Path, Path]:
-        return self.root / f"{modality}.faiss", self.root / f"{modality}.ids.parquet", self.root / f"{modality}.json"
-
-    def _load(self, modality: str) -> ColumnIndex | None:
+    def _load(self, modalities) -> None:
         import faiss
 
-        index_path, ids_path, meta_path = self._paths(modality)
-        if not (index_path.exists() and ids_path.exists() and meta_path.exists()):
-            return None
-        meta = json.loads(meta_path.read_text())
-        table = pq.read_table(ids_path)
-        index = faiss.read_index(str(index_path), faiss.IO_FLAG_MMAP)
-        return ColumnIndex(index, table.column("label").to_numpy(), table.column("scene_id").to_pylist(), meta["kind"], set(meta.get("dead", [])))
+        path = self.root / "catalog.parquet"
+        if not path.exists():
+            self.catalog = SceneCatalog.empty(modalities)
+            return
+        self.catalog, _ = SceneCatalog.load(path)
+        for m in modalities:
+            meta_path, index_path = self.root / f"{m}.json", self.root / f"{m}.faiss"
+            if meta_path.exists() and index_path.exists():
+                meta = json.loads(meta_path.read_text())
+                index = faiss.read_index(str(index_path), faiss.IO_FLAG_MMAP)
+                self.columns[m] = ColumnIndex(index, meta["kind"], set(meta.get("dead", [])))
 
-    def _save(self, modality: str, column: ColumnIndex, version: int) -> None:
+    def _save(self, version: int) -> None:
         import faiss
 
         self.root.mkdir(parents=True, exist_ok=True)
-        index_path, ids_path, meta_path = self._paths(modality)
-        faiss.write_index(column.index, str(index_path) + ".tmp")
-        pq.write_table(pa.table({"label": column.labels, "scene_id": column.scene_ids}), str(ids_path) + ".tmp")
-        meta_path.with_suffix(".json.tmp").write_text(json.dumps({"kind": column.kind, "version": version, "dead": sorted(column.dead)}))
-        for p in (index_path, ids_path, meta_path):  # replace together, after all are written
-            Path(str(p) + ".tmp").replace(p)
+        for m, column in self.columns.items():
+            faiss.write_index(column.index, str(self.root / f"{m}.faiss.tmp"))
+            (self.root / f"{m}.json.tmp").write_text(json.dumps({"kind": column.kind, "dead": sorted(column.dead)}))
+        for m in self.columns:
+            (self.root / f"{m}.faiss.tmp").replace(self.root / f"{m}.faiss")
+            (self.root / f"{m}.json.tmp").replace(self.root / f"{m}.json")
+        self.catalog.save(self.root / "catalog.parquet", version)  # last: it names the state
 
-    # -- the SceneStore search contract -------------------------------------------------------
+    # -- the search backend used by the retriever ---------------------------------------------
 
-    def search(self, modality: str, vectors: np.ndarray, k: int, where: SceneFilter | None = None) -> list[ColumnHits]:
+    def search_keys(self, modality: str, query: np.ndarray, k: int, where: SceneFilter | None = None) -> list[tuple[int, float]]:
         self.sync()
         column = self.columns.get(modality)
-        queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         if column is None:
-            return [[] for _ in range(len(queries))]
-        allowed = None
-        if where is not None and not where.is_empty():
-            allowed = self.store.filter_ids(where)
-        return column.search(queries, k, allowed, self.options)
+            return []
+        allowed = None if where is None or where.is_empty() else self.catalog.mask(where)
+        if allowed is None and column.dead:  # HNSW keeps deleted rows: search the alive ones
+            allowed = self.catalog.alive
+        scores, rows = column.search(query, k, allowed, self.options)
+        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+
+    def search(self, modality: str, vectors: np.ndarray, k: int, where: SceneFilter | None = None) -> list[ColumnHits]:
+        """The SceneStore search contract: scene ids and similarities."""
+        out = []
+        for q in np.atleast_2d(np.asarray(vectors, dtype=np.float32)):
+            hits = self.search_keys(modality, q[None, :], k, where)
+            ids = self.catalog.scene_ids([r for r, _ in hits])
+            out.append(list(zip(ids, [s for _, s in hits])))
+        return out
+
+    def meta(self, keys) -> list[SceneMeta]:
+        return self.catalog.meta(list(keys))
+
+    def vectors(self, modality: str, keys) -> np.ndarray:
+        """Candidate vectors, NaN rows where a scene has none for ``modality``."""
+        keys = np.asarray(list(keys), dtype=np.int64)
+        column = self.columns.get(modality)
+        out = np.full((len(keys), self.store.fingerprints[modality].dim), np.nan, dtype=np.float32)
+        if column is not None and len(keys):
+            present = self.catalog.has[modality][keys] & self.catalog.alive[keys]
+            if present.any():
+                out[present] = column.reconstruct(keys[present])
+        return out
+
+    def background(self, modality: str, n: int) -> np.ndarray:
+        if modality not in self._background:
+            rows = np.flatnonzero(self.catalog.alive & self.catalog.has[modality])
+            if len(rows) > n:
+                rows = np.sort(np.random.default_rng(0).choice(rows, n, replace=False))
+            column = self.columns.get(modality)
+            self._background[modality] = column.reconstruct(rows) if column is not None and len(rows) else np.zeros((0, 1), np.float32)
+        return self._background[modality]
+
+    def text_search(self, query: str, k: int, where: SceneFilter | None = None) -> list[tuple[int, float]]:
+        out = []
+        for scene_id, score in self.store.text_search(query, k, where):
+            row = self.catalog.row_of(scene_id)
+            if row is not None:
+                out.append((row, score))
+        return out
+
+    def scenes(self, keys, with_vectors: bool = False) -> list:
+        return self.store.get_scenes(self.catalog.scene_ids(list(keys)), with_vectors=with_vectors)
+
+
+def _to_matrix(column, dim: int) -> np.ndarray:
+    column = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    if len(column) == 0:
+        return np.zeros((0, dim), np.float32)
+    return np.ascontiguousarray(column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim), dtype=np.float32)
 
 
 class TorchExactIndex:

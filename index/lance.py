@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from egorag.errors import EgoragError, IndexMismatchError
 from egorag.schema import (
@@ -190,6 +191,57 @@ class LanceSceneStore:
             sql += f" AND {extra}"
         table = self._scenes.search().where(sql).select(["scene_id", column]).limit(None).to_arrow()
         return table.column("scene_id").to_pylist(), _vectors(table.column(column), dim)
+
+    def video_stamps(self) -> dict[str, int]:
+        """Complete videos and when each was (re-)indexed, in microseconds."""
+        table = self._videos.search().select(["video_id", "indexed_at"]).limit(None).to_arrow()
+        stamps = table.column("indexed_at").cast(pa.int64()).to_pylist()
+        return dict(zip(table.column("video_id").to_pylist(), stamps))
+
+    def scene_table(self, video_ids: Sequence[str] | None = None) -> pa.Table:
+        """Scalar and vector columns of the scenes of ``video_ids`` (all complete videos if None)."""
+        complete = self.complete_ids() if video_ids is None else set(video_ids)
+        columns = SCENE_TEXT_COLUMNS[:6] + [vector_column(m) for m in self.modalities]
+        search = self._scenes.search().select(columns).limit(None)
+        if video_ids is not None:
+            search = search.where(f"video_id IN ({', '.join(sql_quote(v) for v in video_ids)})")
+        table = search.to_arrow()
+        mask = pa.compute.is_in(table.column("video_id"), value_set=pa.array(sorted(complete), pa.string()))
+        return table.filter(mask)
+
+    # -- the retriever's backend protocol (keys are scene ids here) ---------------------------
+
+    def search_keys(self, modality: str, query: np.ndarray, k: int, where: SceneFilter | None = None) -> list[tuple[str, float]]:
+        return self.search(modality, query, k, where)[0]
+
+    def meta(self, keys) -> list:
+        from index.catalog import SceneMeta
+
+        complete = self.complete_ids()
+        return [
+            SceneMeta(s.scene_id, s.scene_id, s.video_id, s.video_path, s.scene_index, s.start, s.end)
+            for s in self.get_scenes(list(keys))
+            if s.video_id in complete
+        ]
+
+    def vectors(self, modality: str, keys) -> np.ndarray:
+        keys = list(keys)
+        by_id = {s.scene_id: s for s in self.get_scenes(keys, with_vectors=True)}
+        out = np.full((len(keys), self._fingerprints[modality].dim), np.nan, dtype=np.float32)
+        for i, k in enumerate(keys):
+            vec = by_id[k].vectors.get(modality) if k in by_id else None
+            if vec is not None:
+                out[i] = vec
+        return out
+
+    def background(self, modality: str, n: int) -> np.ndarray:
+        _, vectors = self.scene_vectors(modality)
+        if len(vectors) > n:
+            vectors = vectors[np.sort(np.random.default_rng(0).choice(len(vectors), n, replace=False))]
+        return vectors
+
+    def scenes(self, keys, with_vectors: bool = False) -> list[Scene]:
+        return self.get_scenes(list(keys), with_vectors=with_vectors)
 
     def filter_ids(self, where: SceneFilter) -> list[str]:
         """Scene ids matching a filter (for accelerators that filter by id)."""

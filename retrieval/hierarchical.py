@@ -1,5 +1,10 @@
 """The hierarchical retriever: a video prior from global embeddings, per-modality scene search,
-calibrated fusion (weighted or RRF) with BM25, then adjacent-scene merging into time ranges."""
+calibrated fusion (weighted or RRF) with BM25, then adjacent-scene merging into time ranges.
+
+It talks to a search backend through keys it never interprets: the FAISS accelerator's catalog
+rows (the fast path) or the Lance store's scene ids. Both offer ``search_keys``, ``meta``,
+``vectors``, ``background``, ``text_search`` and ``scenes``; only the final hits fetch their text.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from egorag.config import RetrievalConfig
-from egorag.schema import Scene
 from index.base import SceneFilter
 from retrieval.fusion import Calibration, Span, bm25_scale, merge_adjacent, rrf_fusion, weighted_fusion, zscores
 from retrieval.hits import Hit
@@ -35,8 +39,7 @@ class Query:
 
 
 class HierarchicalRetriever:
-    """Composes a scene store, query encoders and fusion. ``backend`` answers per-column vector
-    searches (the store itself, or a FAISS accelerator built from it)."""
+    """Composes a scene store, query encoders, a search backend and fusion."""
 
     def __init__(self, store, encoders: Mapping[str, Any], config: RetrievalConfig = RetrievalConfig(), backend=None):
         self.store = store
@@ -46,12 +49,11 @@ class HierarchicalRetriever:
         self._cache_version: int | None = None
         self._background: dict[str, np.ndarray] = {}
         self._video_vecs: dict[str, tuple[list[str], np.ndarray]] = {}
-        self._complete: set[str] = set()
 
     # -- query embedding ----------------------------------------------------------------------
 
     def embed(self, query: Query) -> dict[str, np.ndarray]:
-        """The query in each searchable modality's space."""
+        """The query in each searchable (non-zero weight) modality's space."""
         vectors: dict[str, np.ndarray] = {}
         weights = self.config.weights
         modalities = {m for m in set(self.store.modalities) & set(self.encoders) if weights.get(m, 0.0) > 0}
@@ -66,40 +68,31 @@ class HierarchicalRetriever:
     # -- search -------------------------------------------------------------------------------
 
     def search(self, query: Query, k: int = 10, where: SceneFilter | None = None) -> list[Hit]:
+        return self.search_vectors(self.embed(query), query.text, k, where)
+
+    def search_vectors(self, qv: Mapping[str, np.ndarray], text: str | None, k: int = 10, where: SceneFilter | None = None) -> list[Hit]:
+        """Search with query vectors already embedded (and the text, for BM25)."""
         self._refresh()
-        qv = self.embed(query)
-        if not qv and not query.text:
+        if not qv and not text:
             return []
         prior = self._video_prior(qv) if self.config.prior_weight > 0 else {}
-        candidates, bm25 = self._candidates(qv, query.text, prior, where)
-        scenes = [s for s in self.store.get_scenes(sorted(candidates), with_vectors=True) if s.video_id in self._complete]
-        if where is not None:
-            scenes = [s for s in scenes if where.matches(s)]
-        if not scenes:
+        candidates, bm25 = self._candidates(qv, text, prior, where)
+        metas = [m for m in self.backend.meta(candidates) if where is None or where.matches(m)]
+        if not metas:
             return []
-        raw, moments = self._similarities(qv, scenes)
+        raw, moments = self._similarities(qv, metas)
         if bm25:
-            raw["bm25"] = {s.scene_id: bm25[s.scene_id] for s in scenes if s.scene_id in bm25}
-        fused = self._fuse(qv, raw, {s.scene_id: s.video_id for s in scenes}, prior)
+            raw["bm25"] = {m.key: bm25[m.key] for m in metas if m.key in bm25}
+        fused = self._fuse(qv, raw, {m.key: m.video_id for m in metas}, prior)
         logger.debug("fused %d candidates from %s", len(fused), {m: len(v) for m, v in raw.items()})
-        return self._hits(scenes, fused, raw, prior, moments, k)
+        return self._hits({m.key: m for m in metas}, fused, raw, prior, moments, k)
 
     def _refresh(self) -> None:
         version = self.store.version
         if version != self._cache_version:
             self._background.clear()
             self._video_vecs.clear()
-            self._complete = self.store.complete_ids()
             self._cache_version = version
-
-    def _background_for(self, modality: str) -> np.ndarray:
-        if modality not in self._background:
-            _, vectors = self.store.scene_vectors(modality)
-            if len(vectors) > BACKGROUND_SAMPLE:
-                rng = np.random.default_rng(0)
-                vectors = vectors[rng.choice(len(vectors), BACKGROUND_SAMPLE, replace=False)]
-            self._background[modality] = vectors
-        return self._background[modality]
 
     def _video_prior(self, qv: Mapping[str, np.ndarray]) -> dict[str, float]:
         """Stage 1: each video's calibrated similarity to the query, fused over modalities."""
@@ -112,92 +105,94 @@ class HierarchicalRetriever:
                 per_modality[m] = zscores(dict(zip(ids, (vectors @ q).tolist())))
         return weighted_fusion(per_modality, self.config.weights)
 
-    def _candidates(self, qv, text, prior, where) -> tuple[set[str], dict[str, float]]:
+    def _candidates(self, qv, text, prior, where) -> tuple[list, dict]:
         """Stage 2: per-modality scene candidates from all videos plus the top videos' scenes."""
         n = self.config.candidates
-        candidates: set[str] = set()
+        candidates: dict = {}
+        filters = [where]
         top_videos = sorted(prior, key=prior.get, reverse=True)[: self.config.top_videos]
-        scoped = None
         if top_videos and len(prior) > len(top_videos):
             base = where or SceneFilter()
-            scoped = SceneFilter(tuple(top_videos), base.path_glob, base.time_from, base.time_to)
-            if base.video_ids:
-                scoped = SceneFilter(tuple(set(top_videos) & set(base.video_ids)), base.path_glob, base.time_from, base.time_to)
+            scope = tuple(set(top_videos) & set(base.video_ids)) if base.video_ids else tuple(top_videos)
+            filters.append(SceneFilter(scope, base.path_glob, base.time_from, base.time_to))
         for m, q in qv.items():
-            for filt in (where, scoped) if scoped is not None else (where,):
-                for hits in self.backend.search(m, q[None, :], n, filt):
-                    candidates.update(i for i, _ in hits)
-        bm25: dict[str, float] = {}
-        if text and self.config.weights.get("bm25", 0) > 0 and hasattr(self.store, "text_search"):
-            bm25 = dict(self.store.text_search(text, n, where))
+            for f in filters:
+                candidates.update(self.backend.search_keys(m, q[None, :], n, f))
+        bm25: dict = {}
+        if text and self.config.weights.get("bm25", 0) > 0:
+            bm25 = dict(self.backend.text_search(text, n, where))
             candidates.update(bm25)
-        return candidates, bm25
+        return list(candidates), bm25
 
-    def _similarities(self, qv, scenes: list[Scene]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    def _similarities(self, qv, metas) -> tuple[dict[str, dict], dict]:
         """Exact per-modality cosine for every candidate; visual is MaxSim over keyframes."""
-        raw: dict[str, dict[str, float]] = {}
-        moments: dict[str, float] = {}
+        keys = [m.key for m in metas]
+        raw: dict[str, dict] = {}
         for m, q in qv.items():
-            sims: dict[str, float] = {}
-            for s in scenes:
-                if m == "visual" and s.keyframes is not None and len(s.keyframes.vectors):
-                    kf = s.keyframes.vectors @ q
+            sims = self.backend.vectors(m, keys) @ q
+            raw[m] = {k: float(s) for k, s in zip(keys, sims) if not np.isnan(s)}
+        moments: dict = {}
+        if "visual" in qv and raw.get("visual"):
+            q = qv["visual"]
+            for scene, key in zip(self.backend.scenes(list(raw["visual"]), with_vectors=True), list(raw["visual"])):
+                if scene.keyframes is not None and len(scene.keyframes.vectors):
+                    kf = scene.keyframes.vectors @ q
                     best = int(np.argmax(kf))
-                    sims[s.scene_id] = float(kf[best])
-                    if best < len(s.keyframes.times):
-                        moments[s.scene_id] = float(s.keyframes.times[best])
-                elif (vec := s.vectors.get(m)) is not None:
-                    sims[s.scene_id] = float(vec @ q)
-            raw[m] = sims
+                    raw["visual"][key] = float(kf[best])
+                    if best < len(scene.keyframes.times):
+                        moments[key] = float(scene.keyframes.times[best])
         return raw, moments
 
-    def _fuse(self, qv, raw, video_of: Mapping[str, str], prior: Mapping[str, float]) -> dict[str, float]:
+    def _background_for(self, modality: str) -> np.ndarray:
+        if modality not in self._background:
+            self._background[modality] = self.backend.background(modality, BACKGROUND_SAMPLE)
+        return self._background[modality]
+
+    def _fuse(self, qv, raw, video_of: Mapping, prior: Mapping[str, float]) -> dict:
         cfg = self.config
         if cfg.fusion == "rrf":
             rankings = {m: sorted(s, key=s.get, reverse=True) for m, s in raw.items()}
             if prior:
                 rankings["prior"] = sorted(video_of, key=lambda i: prior.get(video_of[i], 0.0), reverse=True)
-            weights = dict(cfg.weights, prior=cfg.prior_weight)
-            return rrf_fusion(rankings, weights, cfg.rrf_k)
-        calibrated: dict[str, dict[str, float]] = {}
+            return rrf_fusion(rankings, dict(cfg.weights, prior=cfg.prior_weight), cfg.rrf_k)
+        calibrated: dict[str, dict] = {}
         for m, sims in raw.items():
             if m == "bm25":
                 calibrated[m] = {i: BM25_Z * v for i, v in bm25_scale(sims).items()}
                 continue
             bg = self._background_for(m)
-            q_bg = bg @ qv[m] if len(bg) else np.zeros(0)
-            cal = Calibration.from_background(q_bg)
+            cal = Calibration.from_background(bg @ qv[m] if len(bg) else np.zeros(0))
             calibrated[m] = {i: cal(v) for i, v in sims.items()}
         fused = weighted_fusion(calibrated, cfg.weights)
         for i in video_of:
             fused[i] = fused.get(i, 0.0) + cfg.prior_weight * prior.get(video_of[i], 0.0)
         return fused
 
-    def _hits(self, scenes, fused, raw, prior, moments, k) -> list[Hit]:
-        by_id = {s.scene_id: s for s in scenes}
+    def _hits(self, metas, fused, raw, prior, moments, k) -> list[Hit]:
         ranked = sorted(fused, key=fused.get, reverse=True)
-        spans = [Span(i, by_id[i].video_id, by_id[i].scene_index, fused[i]) for i in ranked]
-        groups = merge_adjacent(spans) if self.config.merge_adjacent else [[s] for s in spans]
+        spans = [Span(i, metas[i].video_id, metas[i].scene_index, fused[i]) for i in ranked]
+        groups = (merge_adjacent(spans) if self.config.merge_adjacent else [[s] for s in spans])[:k]
+        texts = {s.scene_id: s for s in self.backend.scenes([s.item for g in groups for s in g])}
         hits = []
-        for group in groups[:k]:
+        for group in groups:
             best = max(group, key=lambda s: s.score)
-            scene = by_id[best.item]
-            members = [by_id[s.item] for s in group]
+            top, members = metas[best.item], [metas[s.item] for s in group]
+            scenes = [texts[m.scene_id] for m in members if m.scene_id in texts]
             hits.append(
                 Hit(
-                    scene_id=scene.scene_id,
-                    video_id=scene.video_id,
-                    video=scene.video_path,
-                    scene=scene.scene_index,
+                    scene_id=top.scene_id,
+                    video_id=top.video_id,
+                    video=top.video_path,
+                    scene=top.scene_index,
                     start=members[0].start,
                     end=members[-1].end,
                     score=round(best.score, 6),
                     scores={m: round(v[best.item], 6) for m, v in raw.items() if best.item in v},
-                    prior=round(prior.get(scene.video_id, 0.0), 6),
-                    transcript=" ".join(s.transcript for s in members if s.transcript),
-                    caption=" ".join(s.caption for s in members if s.caption),
+                    prior=round(prior.get(top.video_id, 0.0), 6),
+                    transcript=" ".join(s.transcript for s in scenes if s.transcript),
+                    caption=" ".join(s.caption for s in scenes if s.caption),
                     moment=moments.get(best.item),
-                    scene_ids=tuple(s.scene_id for s in members),
+                    scene_ids=tuple(m.scene_id for m in members),
                 )
             )
         return hits

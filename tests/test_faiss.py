@@ -76,7 +76,7 @@ def test_incremental_add_delete_and_filters(store, kind):
     store.delete_video("v000")
     hits = acc.search("text", vectors[:5], 10)
     assert all(not i.startswith("v000") for row in hits for i, _ in row)
-    assert acc.columns["text"].live == 401
+    assert int((acc.catalog.alive & acc.catalog.has["text"]).sum()) == 401
     only = acc.search("text", vectors[250:251], 10, SceneFilter(video_ids=("v001",)))[0]
     assert only and {i.split(":")[0] for i, _ in only} == {"v001"}
     before = acc.search("text", vectors[250:251], 50, SceneFilter(time_to=10.0))[0]
@@ -125,9 +125,41 @@ def test_torch_mirror_returns_the_same_hits_after_deletes(store):
     acc.sync()
     column = acc.columns["text"]
     queries = clustered(10, seed=11)
-    on_cpu = column.search(queries, 10, None, acc.options)
+    on_cpu = acc.search("text", queries, 10)
     assert column.attach_gpu("cpu") == "torch"  # the exact torch path, run on the CPU here
-    mirrored = column.search(queries, 10, None, acc.options)
+    mirrored = acc.search("text", queries, 10)
     assert recall_at_k(mirrored, on_cpu) >= 0.98  # fp16 scores: near-ties may swap at the edge
     assert [row[0][0] for row in mirrored] == [row[0][0] for row in on_cpu]
     assert all(not i.startswith("v001") for row in mirrored for i, _ in row)
+
+
+def test_backend_protocol_matches_lance_store(store):
+    """The accelerator and the Lance store answer the retriever's questions alike."""
+    vectors = clustered(300)
+    fill(store, vectors, videos=3)
+    acc = FaissAccelerator(store)
+    q = clustered(1, seed=8)
+    fast = acc.search_keys("text", q, 5)
+    slow = store.search_keys("text", q, 5)
+    assert acc.catalog.scene_ids([r for r, _ in fast]) == [i for i, _ in slow]
+    metas = acc.meta([r for r, _ in fast])
+    assert [m.scene_id for m in metas] == [i for i, _ in slow]
+    assert all(m.video_path == f"/data/{m.video_id}.mp4" and m.end == m.start + 1 for m in metas)
+    np.testing.assert_allclose(acc.vectors("text", [r for r, _ in fast]), store.vectors("text", [i for i, _ in slow]), atol=1e-6)
+    assert acc.background("text", 50).shape == (50, DIM)
+    assert acc.catalog.row_of(slow[0][0]) == fast[0][0]
+    assert [s.scene_id for s in acc.scenes([fast[0][0]])] == [slow[0][0]]
+
+
+def test_reindexed_video_is_replaced_in_the_catalog(store):
+    vectors = clustered(200)
+    fill(store, vectors, videos=2)
+    acc = FaissAccelerator(store)
+    acc.sync()
+    video = store.get_video("v000")
+    scenes = store.scenes_of("v000", with_vectors=True)
+    store.delete_video("v000")
+    store.add_video(video, scenes[:10])  # same id, fewer scenes: a re-index
+    acc.sync()
+    alive_v000 = [m for m in acc.meta(np.flatnonzero(acc.catalog.alive)) if m.video_id == "v000"]
+    assert len(alive_v000) == 10

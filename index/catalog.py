@@ -1,0 +1,132 @@
+"""Row-addressed scene metadata for the search accelerator. A scene's row number is its FAISS
+label in every column, so search results, filters and metadata lookups stay in numpy/Arrow, with
+no per-query dictionaries. Scenes of a video are stored contiguously in scene order."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from index.base import SceneFilter, glob_to_like
+
+SCALARS = ("scene_id", "video_id", "video_path", "scene_index", "start", "end")
+
+
+@dataclass(frozen=True)
+class SceneMeta:
+    """Where a scene is: what retrieval needs before it fetches any text."""
+
+    key: object  # the backend's handle: a row number here, a scene id in the Lance store
+    scene_id: str
+    video_id: str
+    video_path: str
+    scene_index: int
+    start: float
+    end: float
+
+
+class SceneCatalog:
+    def __init__(self, table: pa.Table, alive: np.ndarray, stamps: Mapping[str, int], modalities: Sequence[str]):
+        self.table = table
+        self.alive = alive.astype(bool)
+        self.stamps = dict(stamps)  # video_id -> indexed_at (us): a changed stamp means re-indexed
+        self.modalities = tuple(modalities)
+        self._derive()
+
+    @classmethod
+    def empty(cls, modalities: Sequence[str]) -> SceneCatalog:
+        schema = pa.schema(
+            [("scene_id", pa.string()), ("video_id", pa.string()), ("video_path", pa.string()), ("scene_index", pa.int32()),
+             ("start", pa.float64()), ("end", pa.float64())] + [(f"has_{m}", pa.bool_()) for m in modalities]
+        )
+        return cls(schema.empty_table(), np.zeros(0, bool), {}, modalities)
+
+    def _derive(self) -> None:
+        self.start = self.table.column("start").to_numpy()
+        self.end = self.table.column("end").to_numpy()
+        self.scene_index = self.table.column("scene_index").to_numpy()
+        self.has = {m: self.table.column(f"has_{m}").to_numpy(zero_copy_only=False) for m in self.modalities}
+        self.first_row: dict[str, int] = {}
+        video_ids = self.table.column("video_id")
+        if len(video_ids):
+            alive_ids = pc.filter(video_ids, pa.array(self.alive))
+            idx = np.flatnonzero(self.alive)
+            uniq, first = np.unique(np.asarray(alive_ids.to_pylist(), dtype=object), return_index=True) if len(idx) else ([], [])
+            self.first_row = {v: int(idx[f]) for v, f in zip(uniq, first)}
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def append(self, scenes: pa.Table) -> np.ndarray:
+        """Append scenes (scalar columns + ``has_<modality>`` flags), sorted by video and index."""
+        scenes = scenes.sort_by([("video_id", "ascending"), ("scene_index", "ascending")]).select(self.table.column_names)
+        rows = np.arange(len(self), len(self) + scenes.num_rows, dtype=np.int64)
+        self.table = pa.concat_tables([self.table, scenes.cast(self.table.schema)]).combine_chunks()
+        self.alive = np.concatenate([self.alive, np.ones(scenes.num_rows, bool)])
+        self._derive()
+        return rows
+
+    def kill_videos(self, video_ids: Sequence[str]) -> np.ndarray:
+        mask = self.alive & pc.is_in(self.table.column("video_id"), value_set=pa.array(list(video_ids), pa.string())).to_numpy(zero_copy_only=False)
+        rows = np.flatnonzero(mask)
+        self.alive[rows] = False
+        for v in video_ids:
+            self.stamps.pop(v, None)
+        self._derive()
+        return rows
+
+    def mask(self, where: SceneFilter | None) -> np.ndarray:
+        """Alive rows matching the filter, as a boolean array over all rows."""
+        m = self.alive.copy()
+        if where is None:
+            return m
+        if where.video_ids:
+            m &= pc.is_in(self.table.column("video_id"), value_set=pa.array(list(where.video_ids), pa.string())).to_numpy(zero_copy_only=False)
+        if where.path_glob is not None:
+            like = pc.match_like(self.table.column("video_path"), glob_to_like(where.path_glob))
+            m &= like.to_numpy(zero_copy_only=False)
+        if where.time_from is not None:
+            m &= self.end > where.time_from
+        if where.time_to is not None:
+            m &= self.start < where.time_to
+        return m
+
+    def row_of(self, scene_id: str) -> int | None:
+        video_id, _, index = scene_id.rpartition(":")
+        first = self.first_row.get(video_id)
+        if first is None:
+            return None
+        row = first + int(index)
+        return row if row < len(self) and self.alive[row] and self.scene_index[row] == int(index) else None
+
+    def meta(self, rows: Sequence[int]) -> list[SceneMeta]:
+        rows = np.asarray(rows, dtype=np.int64)
+        t = self.table.take(pa.array(rows))
+        cols = [t.column(c).to_pylist() for c in SCALARS]
+        return [SceneMeta(int(r), *vals) for r, vals in zip(rows, zip(*cols))]
+
+    def scene_ids(self, rows: Sequence[int]) -> list[str]:
+        return self.table.column("scene_id").take(pa.array(np.asarray(rows, dtype=np.int64))).to_pylist()
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def save(self, path: Path, version: int) -> None:
+        table = self.table.append_column("alive", pa.array(self.alive))
+        meta = {b"egorag.catalog": json.dumps({"version": version, "stamps": self.stamps, "modalities": self.modalities}).encode()}
+        tmp = path.with_suffix(".tmp")
+        pq.write_table(table.replace_schema_metadata(meta), tmp)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> tuple[SceneCatalog, int]:
+        table = pq.read_table(path)
+        info = json.loads(table.schema.metadata[b"egorag.catalog"])
+        alive = table.column("alive").to_numpy(zero_copy_only=False)
+        return cls(table.drop_columns(["alive"]).replace_schema_metadata(None), alive, info["stamps"], info["modalities"]), info["version"]
