@@ -96,7 +96,7 @@ def naive_pipeline(videos, models, scenes_by_video) -> float:
         for v in videos:
             for k, (start, end) in enumerate(scenes_by_video[str(v.resolve())]):
                 clip = Path(tmp) / f"{v.stem}_{k}.mp4"
-                with av.open(str(v)) as src, av.open(str(clip), "w") as dst:
+                with av.open(str(v)) as src, av.open(str(v)) as src_audio, av.open(str(clip), "w") as dst:
                     vs = dst.add_stream("libx264", rate=src.streams.video[0].average_rate)
                     vs.width, vs.height, vs.pix_fmt = src.streams.video[0].width, src.streams.video[0].height, "yuv420p"
                     a_s = dst.add_stream("aac", rate=16000, layout="mono")
@@ -106,7 +106,7 @@ def naive_pipeline(videos, models, scenes_by_video) -> float:
                             frame.pts = None
                             dst.mux(vs.encode(frame))
                     dst.mux(vs.encode(None))
-                    for frame in src.decode(audio=0):
+                    for frame in src_audio.decode(audio=0):
                         if start <= frame.time < end:
                             for out in resampler.resample(frame):
                                 out.pts = None

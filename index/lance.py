@@ -86,6 +86,16 @@ class LanceSceneStore:
             self._scenes.add(rows_to_table([s.to_row() for s in scenes], self._scenes.schema))
         self._videos.add(rows_to_table([self._video_row(video)], self._videos.schema))
 
+    def add_arrow(self, videos: pa.Table, scenes: pa.Table) -> None:
+        """Bulk ingest of already-encoded records (e.g. from another machine or a cluster job):
+        every scene first, then the video rows that make them visible. Tables must match this
+        store's schemas; ids must be new."""
+        for name, table, schema in (("videos", videos, self._videos.schema), ("scenes", scenes, self._scenes.schema)):
+            if set(table.column_names) != set(schema.names):
+                raise ValueError(f"{name} table columns {sorted(table.column_names)} do not match the store's {sorted(schema.names)}")
+        self._scenes.add(scenes.select(self._scenes.schema.names).cast(self._scenes.schema))
+        self._videos.add(videos.select(self._videos.schema.names).cast(self._videos.schema))
+
     def delete_video(self, video_id: str) -> bool:
         """Hide the video first (its row), then drop its scenes."""
         existed = self.get_video(video_id) is not None

@@ -124,3 +124,16 @@ def test_reopen_checks_fingerprint(filled, tmp_path):
         LanceSceneStore(uri, other)
     with pytest.raises(StoreNotFoundError):
         LanceSceneStore(tmp_path / "nothing-here")
+
+
+def test_bulk_arrow_ingest(store):
+    from egorag.schema import rows_to_table
+
+    va, sa = make_video("va", "/videos/a.mp4", 3)
+    vb, sb = make_video("vb", "/videos/b.mp4", 2, offset=3)
+    scenes = rows_to_table([s.to_row() for s in sa + sb], store._scenes.schema)
+    videos = rows_to_table([store._video_row(v) for v in (va, vb)], store._videos.schema)
+    store.add_arrow(videos, scenes)
+    assert [v.video_id for v in store.videos()] == ["va", "vb"] and store.count_scenes() == 5
+    with pytest.raises(ValueError, match="do not match"):
+        store.add_arrow(videos.drop_columns(["fps"]), scenes)

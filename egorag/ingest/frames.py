@@ -41,6 +41,17 @@ def jpeg_thumbnail(image: np.ndarray, px: int, quality: int = 80) -> bytes:
     return buf.getvalue()
 
 
+def samples_in(times: np.ndarray, span: SceneSpan, cap: int) -> np.ndarray:
+    """Indices of the samples inside ``span`` (the nearest one for a scene shorter than the
+    sampling period), thinned evenly to at most ``cap``."""
+    idx = np.flatnonzero((times >= span.start - 1e-6) & (times < span.end - 1e-6))
+    if idx.size == 0 and times.size:
+        idx = np.array([int(np.argmin(np.abs(times - 0.5 * (span.start + span.end))))])
+    if idx.size > cap:
+        idx = idx[np.linspace(0, idx.size - 1, cap).round().astype(int)]
+    return idx
+
+
 class FrameSampler:
     """Samples frames at ``config.fps`` (and at least once per ``min_scene_s``), embeds them in
     batches, and finally reduces each scene's frames to keyframes."""
@@ -81,11 +92,7 @@ class FrameSampler:
         times = np.asarray(self._times)
         out: list[Keyframes | None] = []
         for span in spans:
-            idx = np.flatnonzero((times >= span.start - 1e-6) & (times < span.end - 1e-6))
-            if idx.size == 0:  # a scene shorter than the sampling period: nearest frame in time
-                idx = np.array([int(np.argmin(np.abs(times - 0.5 * (span.start + span.end))))])
-            if idx.size > self.config.max_frames:
-                idx = idx[np.linspace(0, idx.size - 1, self.config.max_frames).round().astype(int)]
+            idx = samples_in(times, span, self.config.max_frames)
             out.append(self._reduce(vectors[idx], times[idx], idx))
         return out
 
@@ -127,10 +134,6 @@ class CaptionFrames:
         times = np.asarray(self._times)
         out = []
         for span in spans:
-            idx = np.flatnonzero((times >= span.start - 1e-6) & (times < span.end - 1e-6))
-            if idx.size == 0 and times.size:
-                idx = np.array([int(np.argmin(np.abs(times - 0.5 * (span.start + span.end))))])
-            if idx.size > self.per_scene:
-                idx = idx[np.linspace(0, idx.size - 1, self.per_scene).round().astype(int)]
+            idx = samples_in(times, span, self.per_scene)
             out.append([Image.open(io.BytesIO(self._jpegs[i])).convert("RGB") for i in idx])
         return out

@@ -8,8 +8,10 @@ or on other machines without change.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ from egorag.models import ModelSet
 from egorag.schema import Keyframes, Scene, SceneSpan, Video, VideoInfo, Word, scene_id
 
 logger = logging.getLogger("egorag")
+_TIMES_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,8 @@ class StageTimes:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def add(self, stage: str, seconds: float) -> None:
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+        with _TIMES_LOCK:  # stages may run on worker threads
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
 
 def segment(path: Path, info: VideoInfo, config: EngineConfig, models: ModelSet) -> Segmented:
@@ -169,11 +173,17 @@ def encode_videos(
     for :meth:`SceneStore.add_video`. With ``swap`` (low-memory mode) each stage's model is loaded
     just before the stage and freed after it, so one heavy model is in memory at a time."""
     timed = _timer(times if times is not None else StageTimes())
+    if swap is None:  # all models loaded: decode + shot detection overlap speech recognition
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="egorag-asr") as pool:
+            asr = [pool.submit(timed, "transcribe", transcribe, j.path, j.info, models) for j in jobs]
+            segmented = [timed("segment", segment, j.path, j.info, config, models) for j in jobs]
+            words = [f.result() for f in asr]
+    else:
+        with swap.stage(models, "visual"):
+            segmented = [timed("segment", segment, j.path, j.info, config, models) for j in jobs]
+        with swap.stage(models, "asr"):
+            words = [timed("transcribe", transcribe, j.path, j.info, models) for j in jobs]
     stage = swap.stage if swap is not None else _keep_loaded
-    with stage(models, "visual"):
-        segmented = [timed("segment", segment, j.path, j.info, config, models) for j in jobs]
-    with stage(models, "asr"):
-        words = [timed("transcribe", transcribe, j.path, j.info, models) for j in jobs]
     with stage(models, "caption"):
         captioned = models.captioner is not None
         captions = [timed("caption", caption, seg, models) for seg in segmented]
