@@ -54,12 +54,15 @@ class SceneCatalog:
         self.scene_index = self.table.column("scene_index").to_numpy()
         self.has = {m: self.table.column(f"has_{m}").to_numpy(zero_copy_only=False) for m in self.modalities}
         self.first_row: dict[str, int] = {}
+        self.n_rows: dict[str, int] = {}
         video_ids = self.table.column("video_id")
-        if len(video_ids):
-            alive_ids = pc.filter(video_ids, pa.array(self.alive))
-            idx = np.flatnonzero(self.alive)
-            uniq, first = np.unique(np.asarray(alive_ids.to_pylist(), dtype=object), return_index=True) if len(idx) else ([], [])
+        idx = np.flatnonzero(self.alive)
+        if len(idx):
+            alive_ids = np.asarray(pc.filter(video_ids, pa.array(self.alive)).to_pylist(), dtype=object)
+            uniq, first, counts = np.unique(alive_ids, return_index=True, return_counts=True)
+            # a video's alive rows are contiguous: appended together, killed together
             self.first_row = {v: int(idx[f]) for v, f in zip(uniq, first)}
+            self.n_rows = {v: int(c) for v, c in zip(uniq, counts)}
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -80,6 +83,22 @@ class SceneCatalog:
         for v in video_ids:
             self.stamps.pop(v, None)
         self._derive()
+        return rows
+
+    def rows(self, where: SceneFilter) -> np.ndarray | None:
+        """Matching rows straight from the videos' row ranges when the filter names videos
+        (O(selected rows)); None when it does not (use :meth:`mask`)."""
+        if not where.video_ids:
+            return None
+        ranges = [np.arange(self.first_row[v], self.first_row[v] + self.n_rows[v]) for v in where.video_ids if v in self.first_row]
+        rows = np.concatenate(ranges) if ranges else np.zeros(0, np.int64)
+        if where.path_glob is not None and len(rows):
+            like = pc.match_like(self.table.column("video_path").take(pa.array(rows)), glob_to_like(where.path_glob))
+            rows = rows[like.to_numpy(zero_copy_only=False)]
+        if where.time_from is not None:
+            rows = rows[self.end[rows] > where.time_from]
+        if where.time_to is not None:
+            rows = rows[self.start[rows] < where.time_to]
         return rows
 
     def mask(self, where: SceneFilter | None) -> np.ndarray:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -38,6 +40,7 @@ class FaissOptions:
     ef_search: int = 128
     rebuild_fraction: float = 0.2  # HNSW: rebuild once this share of vectors is deleted
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where unfiltered searches run
+    exact_below: int = 20_000  # a filter passing fewer rows is scored exactly, without the index
 
 
 class ColumnIndex:
@@ -102,7 +105,8 @@ class ColumnIndex:
         if allowed is not None:  # a bitmap selector: O(rows / 8), however many rows pass
             bits = np.packbits(allowed, bitorder="little")
             selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
-        scores, rows = self.index.search(queries, fetch, params=self._params(selector, options))
+        with _single_threaded(len(queries) == 1):
+            scores, rows = self.index.search(queries, fetch, params=self._params(selector, options))
         del bits  # the selector reads this buffer during the search
         return scores, rows
 
@@ -221,11 +225,23 @@ class FaissAccelerator:
                 logger.info("rebuilt faiss %s index for %s (%d vectors)", kind, m, len(live))
 
     def _place(self, modality: str, column: ColumnIndex) -> None:
-        """Mirror on the GPU when one is asked for (``cuda``) or present (``auto``)."""
+        """Mirror on the GPU when one is asked for (``cuda``) or present (``auto``). ``auto`` asks
+        faiss-gpu, or torch when it is already loaded: probing CUDA must not cost a torch import."""
+        import sys
+
+        import faiss
+
         from egorag.devices import resolve_device
 
-        if column.gpu is None and resolve_device(self.options.device).startswith("cuda"):
-            logger.info("faiss %s: GPU mirror %s", modality, column.attach_gpu(resolve_device(self.options.device)))
+        if column.gpu is not None or self.options.device == "cpu":
+            return
+        if self.options.device == "auto":
+            gpu_faiss = hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
+            if not gpu_faiss and "torch" not in sys.modules:
+                return
+        device = resolve_device(self.options.device)
+        if device.startswith("cuda"):
+            logger.info("faiss %s: GPU mirror %s", modality, column.attach_gpu(device))
 
     def _load(self, modalities) -> None:
         import faiss
@@ -257,11 +273,27 @@ class FaissAccelerator:
     # -- the search backend used by the retriever ---------------------------------------------
 
     def search_keys(self, modality: str, query: np.ndarray, k: int, where: SceneFilter | None = None) -> list[tuple[int, float]]:
-        self.sync()
+        """Top-k catalog rows. Call :meth:`sync` after the store changes (the retriever does,
+        once per query)."""
+        if self.catalog is None:
+            self.sync()
         column = self.columns.get(modality)
         if column is None:
             return []
-        allowed = None if where is None or where.is_empty() else self.catalog.mask(where)
+        allowed = None
+        if where is not None and not where.is_empty():
+            rows = self.catalog.rows(where)
+            if rows is None:
+                allowed = self.catalog.mask(where)
+                rows = np.flatnonzero(allowed) if allowed.sum() <= self.options.exact_below else None
+            if rows is not None:
+                rows = rows[self.catalog.has[modality][rows]]
+            if rows is not None and len(rows) <= self.options.exact_below:  # few rows: score exactly
+                sims = column.reconstruct(rows) @ np.asarray(query, np.float32).reshape(-1)
+                top = np.argsort(-sims)[:k]
+                return [(int(rows[i]), float(sims[i])) for i in top]
+            if allowed is None:
+                allowed = self.catalog.mask(where)
         if allowed is None and column.dead:  # HNSW keeps deleted rows: search the alive ones
             allowed = self.catalog.alive
         scores, rows = column.search(query, k, allowed, self.options)
@@ -269,6 +301,7 @@ class FaissAccelerator:
 
     def search(self, modality: str, vectors: np.ndarray, k: int, where: SceneFilter | None = None) -> list[ColumnHits]:
         """The SceneStore search contract: scene ids and similarities."""
+        self.sync()
         out = []
         for q in np.atleast_2d(np.asarray(vectors, dtype=np.float32)):
             hits = self.search_keys(modality, q[None, :], k, where)
@@ -310,6 +343,27 @@ class FaissAccelerator:
     def scenes(self, keys, with_vectors: bool = False) -> list:
         return self.store.get_scenes(self.catalog.scene_ids(list(keys)), with_vectors=with_vectors)
 
+    def keyframes(self, keys) -> dict:
+        return self.store.keyframes(self.catalog.scene_ids(list(keys)))
+
+
+@contextmanager
+def _single_threaded(active: bool) -> Iterator[None]:
+    """One query is bound by memory bandwidth: extra OpenMP threads only spin, and on a small
+    machine they steal the cores numpy needs next (measured: 50 ms with 2 threads, 20 ms with 1,
+    for one flat 100k x 512 scan on 2 cores)."""
+    import faiss
+
+    if not active:
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
 
 def _to_matrix(column, dim: int) -> np.ndarray:
     column = column.combine_chunks() if hasattr(column, "combine_chunks") else column
@@ -333,8 +387,13 @@ class TorchExactIndex:
         self.matrix = torch.from_numpy(np.ascontiguousarray(vectors)).to(device=device, dtype=self.dtype)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = self.torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)).to(self.device, self.dtype)
+        scores, ids = self.search_tensor(q, k)
+        return scores.float().cpu().numpy(), ids.cpu().numpy()
+
+    def search_tensor(self, q, k: int):
+        """Top-k on device tensors: (scores, row ids), best first."""
         torch = self.torch
-        q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)).to(self.device, self.dtype)
         n = self.matrix.shape[0]
         k = min(k, n)
         best_s = best_i = None
@@ -350,4 +409,4 @@ class TorchExactIndex:
                     merged_i = torch.cat([best_i, i], dim=1)
                     best_s, order = torch.topk(merged_s, k, dim=1)
                     best_i = torch.gather(merged_i, 1, order)
-        return best_s.float().cpu().numpy(), best_i.cpu().numpy()
+        return best_s, best_i

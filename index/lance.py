@@ -89,12 +89,9 @@ class LanceSceneStore:
     def add_arrow(self, videos: pa.Table, scenes: pa.Table) -> None:
         """Bulk ingest of already-encoded records (e.g. from another machine or a cluster job):
         every scene first, then the video rows that make them visible. Tables must match this
-        store's schemas; ids must be new."""
-        for name, table, schema in (("videos", videos, self._videos.schema), ("scenes", scenes, self._scenes.schema)):
-            if set(table.column_names) != set(schema.names):
-                raise ValueError(f"{name} table columns {sorted(table.column_names)} do not match the store's {sorted(schema.names)}")
-        self._scenes.add(scenes.select(self._scenes.schema.names).cast(self._scenes.schema))
-        self._videos.add(videos.select(self._videos.schema.names).cast(self._videos.schema))
+        store's schemas (nullable columns may be left out: they are null); ids must be new."""
+        self._scenes.add(_conform(scenes, self._scenes.schema, "scenes"))
+        self._videos.add(_conform(videos, self._videos.schema, "videos"))
 
     def delete_video(self, video_id: str) -> bool:
         """Hide the video first (its row), then drop its scenes."""
@@ -253,6 +250,20 @@ class LanceSceneStore:
     def scenes(self, keys, with_vectors: bool = False) -> list[Scene]:
         return self.get_scenes(list(keys), with_vectors=with_vectors)
 
+    def keyframes(self, scene_ids: Sequence[str]) -> dict[str, Keyframes]:
+        """Keyframe vectors and times of the scenes that have them (only those columns are read)."""
+        if not scene_ids or "visual" not in self._fingerprints:
+            return {}
+        ids = ", ".join(sql_quote(s) for s in scene_ids)
+        table = (
+            self._scenes.search().where(f"scene_id IN ({ids}) AND keyframe_vecs IS NOT NULL")
+            .select(["scene_id", "keyframe_vecs", "keyframe_times"]).limit(None).to_arrow()
+        )
+        return {
+            row["scene_id"]: Keyframes(np.asarray(row["keyframe_vecs"], np.float32), tuple(row["keyframe_times"] or ()))
+            for row in table.to_pylist()
+        }
+
     def filter_ids(self, where: SceneFilter) -> list[str]:
         """Scene ids matching a filter (for accelerators that filter by id)."""
         search = self._scenes.search().select(["scene_id"]).limit(None)
@@ -270,12 +281,16 @@ class LanceSceneStore:
         return any(getattr(ix, "index_type", "") == "FTS" for ix in self._scenes.list_indices())
 
     def build_text_index(self) -> None:
-        """(Re)build the BM25 index over ``search_text``. Rows added later are still searched
-        (unindexed rows are scanned), so this is needed once per batch of additions, not per add."""
-        from lancedb.index import FTS
+        """(Re)build the BM25 index over ``search_text`` and the scalar indexes on ``scene_id``
+        and ``video_id``. Rows added later are still found (unindexed rows are scanned), so this
+        is needed once per batch of additions, not per add."""
+        from lancedb.index import FTS, BTree
 
         if self.count_scenes():
             self._scenes.create_index("search_text", config=FTS(), replace=True)
+            # point lookups of hits and per-video reads use these instead of scanning
+            self._scenes.create_index("scene_id", config=BTree(), replace=True)
+            self._scenes.create_index("video_id", config=BTree(), replace=True)
 
     def _scene_columns(self, with_vectors: bool) -> list[str]:
         if not with_vectors:
@@ -352,6 +367,15 @@ class LanceSceneStore:
         for modality, vec in video.global_vectors.items():
             row[vector_column(modality)] = None if vec is None else np.asarray(vec, np.float32)
         return row
+
+
+def _conform(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:
+    unknown = set(table.column_names) - set(schema.names)
+    missing = [f.name for f in schema if f.name not in table.column_names and not f.nullable]
+    if unknown or missing:
+        raise ValueError(f"{name} table does not match the store's schema: unknown columns {sorted(unknown)}, missing {missing}")
+    columns = [table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type) for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _vectors(column: pa.ChunkedArray, dim: int) -> np.ndarray:

@@ -9,6 +9,7 @@ rows (the fast path) or the Lance store's scene ids. Both offer ``search_keys``,
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,13 +18,15 @@ import numpy as np
 
 from egorag.config import RetrievalConfig
 from index.base import SceneFilter
-from retrieval.fusion import Calibration, Span, bm25_scale, merge_adjacent, rrf_fusion, weighted_fusion, zscores
+from retrieval.fusion import Calibration, Span, bm25_scale, merge_adjacent, rrf_fusion, weighted_fusion
 from retrieval.hits import Hit
 
 logger = logging.getLogger("egorag")
 
 BACKGROUND_SAMPLE = 4096  # scene vectors per modality used to calibrate a query's similarities
 BM25_Z = 3.0  # a query's best BM25 match counts like a 3-sigma similarity
+VERSION_CHECK_S = 0.5  # how stale a long-lived retriever may be about other processes' writes
+MAXSIM_REFINE = 50  # best candidates whose visual score is refined by MaxSim over keyframes
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class HierarchicalRetriever:
         self.config = config
         self.backend = backend if backend is not None else store
         self._cache_version: int | None = None
+        self._checked_at = -1e9
         self._background: dict[str, np.ndarray] = {}
         self._video_vecs: dict[str, tuple[list[str], np.ndarray]] = {}
 
@@ -80,30 +84,57 @@ class HierarchicalRetriever:
         metas = [m for m in self.backend.meta(candidates) if where is None or where.matches(m)]
         if not metas:
             return []
-        raw, moments = self._similarities(qv, metas)
+        raw = self._similarities(qv, metas)
         if bm25:
             raw["bm25"] = {m.key: bm25[m.key] for m in metas if m.key in bm25}
-        fused = self._fuse(qv, raw, {m.key: m.video_id for m in metas}, prior)
+        video_of = {m.key: m.video_id for m in metas}
+        fused = self._fuse(qv, raw, video_of, prior)
+        moments: dict = {}
+        if "visual" in qv and raw.get("visual"):  # MaxSim over keyframes for the best candidates
+            best = sorted(fused, key=fused.get, reverse=True)[:MAXSIM_REFINE]
+            moments = self._maxsim(qv["visual"], [k for k in best if k in raw["visual"]], raw["visual"])
+            fused = self._fuse(qv, raw, video_of, prior)
         logger.debug("fused %d candidates from %s", len(fused), {m: len(v) for m, v in raw.items()})
         return self._hits({m.key: m for m in metas}, fused, raw, prior, moments, k)
 
     def _refresh(self) -> None:
+        """Follow store changes made by other processes, checking at most every
+        ``VERSION_CHECK_S`` (writes through the Engine rebuild the retriever at once)."""
+        now = time.monotonic()
+        if now - self._checked_at < VERSION_CHECK_S:
+            return
+        self._checked_at = now
         version = self.store.version
+        if hasattr(self.backend, "sync"):
+            self.backend.sync()
         if version != self._cache_version:
             self._background.clear()
             self._video_vecs.clear()
             self._cache_version = version
 
     def _video_prior(self, qv: Mapping[str, np.ndarray]) -> dict[str, float]:
-        """Stage 1: each video's calibrated similarity to the query, fused over modalities."""
-        per_modality: dict[str, dict[str, float]] = {}
-        for m, q in qv.items():
-            if m not in self._video_vecs:
-                self._video_vecs[m] = self.store.video_vectors(m)
-            ids, vectors = self._video_vecs[m]
-            if ids:
-                per_modality[m] = zscores(dict(zip(ids, (vectors @ q).tolist())))
-        return weighted_fusion(per_modality, self.config.weights)
+        """Stage 1: each video's similarity to the query, standardised across videos per
+        modality and fused (weighted mean; a video without a modality counts as average)."""
+        if "_ids" not in self._video_vecs:
+            per = {m: self.store.video_vectors(m) for m in self.store.modalities}
+            ids = sorted({v for vids, _ in per.values() for v in vids})
+            pos = {v: i for i, v in enumerate(ids)}
+            self._video_vecs = {m: (np.array([pos[v] for v in vids], dtype=np.int64), vecs) for m, (vids, vecs) in per.items()}
+            self._video_vecs["_ids"] = ids
+        ids = self._video_vecs["_ids"]
+        weights = self.config.weights
+        used = [m for m in qv if weights.get(m, 0) > 0 and len(self._video_vecs.get(m, ((), ()))[0]) > 1]
+        if not ids or not used:
+            return {}
+        prior = np.zeros(len(ids))
+        for m in used:
+            rows, vectors = self._video_vecs[m]
+            sims = vectors @ qv[m]
+            std = float(sims.std())
+            if std > 1e-9:
+                prior[rows] += weights[m] * (sims - sims.mean()) / std
+        prior /= sum(weights[m] for m in used)
+        return dict(zip(ids, prior.tolist()))
 
     def _candidates(self, qv, text, prior, where) -> tuple[list, dict]:
         """Stage 2: per-modality scene candidates from all videos plus the top videos' scenes."""
@@ -124,24 +155,29 @@ class HierarchicalRetriever:
             candidates.update(bm25)
         return list(candidates), bm25
 
-    def _similarities(self, qv, metas) -> tuple[dict[str, dict], dict]:
-        """Exact per-modality cosine for every candidate; visual is MaxSim over keyframes."""
+    def _similarities(self, qv, metas) -> dict[str, dict]:
+        """Exact per-modality cosine for every candidate (visual: against the keyframes' mean)."""
         keys = [m.key for m in metas]
         raw: dict[str, dict] = {}
         for m, q in qv.items():
             sims = self.backend.vectors(m, keys) @ q
             raw[m] = {k: float(s) for k, s in zip(keys, sims) if not np.isnan(s)}
+        return raw
+
+    def _maxsim(self, q: np.ndarray, keys: list, visual: dict) -> dict:
+        """Rescore ``keys`` by their best keyframe (MaxSim); returns each best keyframe's time."""
         moments: dict = {}
-        if "visual" in qv and raw.get("visual"):
-            q = qv["visual"]
-            for scene, key in zip(self.backend.scenes(list(raw["visual"]), with_vectors=True), list(raw["visual"])):
-                if scene.keyframes is not None and len(scene.keyframes.vectors):
-                    kf = scene.keyframes.vectors @ q
-                    best = int(np.argmax(kf))
-                    raw["visual"][key] = float(kf[best])
-                    if best < len(scene.keyframes.times):
-                        moments[key] = float(scene.keyframes.times[best])
-        return raw, moments
+        keyframes = self.backend.keyframes(keys)
+        for meta in self.backend.meta(keys):
+            found = keyframes.get(meta.scene_id)
+            if found is None or not len(found.vectors):
+                continue
+            kf = found.vectors @ q
+            best = int(np.argmax(kf))
+            visual[meta.key] = float(kf[best])
+            if best < len(found.times):
+                moments[meta.key] = float(found.times[best])
+        return moments
 
     def _background_for(self, modality: str) -> np.ndarray:
         if modality not in self._background:

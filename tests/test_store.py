@@ -1,6 +1,7 @@
 """The SceneStore contract, run against every implementation."""
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from egorag.errors import IndexMismatchError
@@ -133,7 +134,10 @@ def test_bulk_arrow_ingest(store):
     vb, sb = make_video("vb", "/videos/b.mp4", 2, offset=3)
     scenes = rows_to_table([s.to_row() for s in sa + sb], store._scenes.schema)
     videos = rows_to_table([store._video_row(v) for v in (va, vb)], store._videos.schema)
-    store.add_arrow(videos, scenes)
+    store.add_arrow(videos, scenes.drop_columns(["keyframe_vecs", "keyframe_times", "keyframe_jpegs"]))
     assert [v.video_id for v in store.videos()] == ["va", "vb"] and store.count_scenes() == 5
-    with pytest.raises(ValueError, match="do not match"):
+    assert store.get_scenes(["va:00000"], with_vectors=True)[0].keyframes is None
+    with pytest.raises(ValueError, match=r"missing \['fps'\]"):
         store.add_arrow(videos.drop_columns(["fps"]), scenes)
+    with pytest.raises(ValueError, match="unknown columns"):
+        store.add_arrow(videos.append_column("bogus", pa.array([1, 2])), scenes)

@@ -1,0 +1,68 @@
+"""Cold start: `egorag --help`, `egorag videos` and `egorag search` in fresh processes, and the
+search's time to first result split into imports, model load, store open and the query.
+
+    python benchmarks/startup_bench.py --db DEVDB
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import save  # noqa: E402
+
+SPLIT = r"""
+import json, os, sys, time
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+t0 = time.perf_counter()
+import egorag
+from egorag.engine import Engine
+from retrieval.hierarchical import HierarchicalRetriever, Query
+import torch, sentence_transformers, lancedb, faiss  # what a search needs
+t1 = time.perf_counter()
+engine = Engine(sys.argv[1])
+encoders = engine.query_encoders()
+t2 = time.perf_counter()
+acc = engine.accelerator(); acc.sync()
+t3 = time.perf_counter()
+hits = engine.search("how does lava burst out of a mountain", k=5).hits
+t4 = time.perf_counter()
+print(json.dumps({"imports_s": t1 - t0, "model_load_s": t2 - t1 - 0, "store_open_s": t3 - t2, "first_query_s": t4 - t3, "total_s": t4 - t0}))
+"""
+
+
+def wall(cmd: list[str], runs: int = 3) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--db", required=True)
+    args = parser.parse_args()
+    cli = [sys.executable, "-m", "egorag.cli"]
+    figures = {
+        "help_s": wall(cli + ["--help"]),
+        "videos_s": wall(cli + ["videos", "--db", args.db]),
+        "search_cli_s": wall(cli + ["search", "lava from a mountain", "--db", args.db, "-q"], runs=2),
+    }
+    out = subprocess.run([sys.executable, "-c", SPLIT, args.db], check=True, capture_output=True, text=True)
+    figures["search_split"] = json.loads(out.stdout.strip().splitlines()[-1])
+    for k, v in figures.items():
+        print(f"{k:14s} {v}")
+    save("startup_bench", figures)
+
+
+if __name__ == "__main__":
+    main()
