@@ -1,4 +1,4 @@
-"""GPU exact search: egorag's blockwise top-k (index.faiss.TorchExactIndex) vs the naive
+"""GPU exact search: egorag's blockwise top-k (index.torch_exact.TorchExactIndex) vs the naive
 ``torch.topk(Q @ X.T, k)``, same matrix, same queries, same run, results checked equal.
 
     python benchmarks/gpu_bench.py [--rows 10000000] [--dim 512] [--blocks 65536 262144]
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def main() -> None:
     import torch
 
-    from index.faiss import TorchExactIndex
+    from index.torch_exact import TorchExactIndex
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -53,8 +53,7 @@ def main() -> None:
         naive_ms, (ns, ni) = timeit(lambda: torch.topk(q @ x.T, args.k, dim=1))
         row = {"naive_ms": naive_ms, "naive_qps": b / naive_ms * 1000, "naive_scan_TBps": args.rows * args.dim * 2 / naive_ms / 1e9}
         for block in args.blocks:
-            index = TorchExactIndex.__new__(TorchExactIndex)
-            index.torch, index.device, index.dtype, index.block, index.matrix = torch, dev, torch.float16, block, x
+            index = TorchExactIndex.from_tensor(x, block)
             ms, (bs, bi) = timeit(lambda: index.search_tensor(q, args.k))
             same = float((bi.sort(dim=1).values == ni.sort(dim=1).values).float().mean())
             row[f"blockwise_{block}"] = {"ms": ms, "qps": b / ms * 1000, "same_ids": same, "speedup": naive_ms / ms}

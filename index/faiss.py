@@ -4,7 +4,7 @@ One index per modality, built from the LanceDB tables and persisted beside them 
 ``<db>/faiss/`` (``faiss.write_index`` plus an Arrow id map; no pickle), updated incrementally
 when the store changes. Exact (flat) below ``ivf_threshold`` vectors, IVF above (or HNSW when
 asked); filters become FAISS ID selectors. faiss-gpu is used when installed; on a CUDA host
-without it, :class:`TorchExactIndex` does an exact blockwise GPU search.
+without it, :class:`index.torch_exact.TorchExactIndex` does an exact blockwise GPU search.
 """
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ class ColumnIndex:
             self.gpu = ("faiss", faiss.index_cpu_to_gpu(self._gpu_res, int(device.partition(":")[2] or 0), self.index))
             return "faiss-gpu"
         if self.kind == "flat" and self.ntotal:
+            from index.torch_exact import TorchExactIndex
+
             self.gpu = ("torch", TorchExactIndex(self.index.index.reconstruct_n(0, self.ntotal), device=device))
             return "torch"
         return "none"
@@ -370,43 +372,3 @@ def _to_matrix(column, dim: int) -> np.ndarray:
     if len(column) == 0:
         return np.zeros((0, dim), np.float32)
     return np.ascontiguousarray(column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim), dtype=np.float32)
-
-
-class TorchExactIndex:
-    """Exact inner-product search on a torch device, blockwise: each block of the matrix is scored
-    and reduced to its top-k at once, so the full (queries x vectors) score matrix never exists.
-    Used on CUDA hosts without faiss-gpu; runs on the CPU too (tests)."""
-
-    def __init__(self, vectors: np.ndarray, device: str = "cuda", dtype: str = "float16", block: int = 1 << 20):
-        import torch
-
-        self.torch = torch
-        self.device = device
-        self.dtype = getattr(torch, dtype)
-        self.block = block
-        self.matrix = torch.from_numpy(np.ascontiguousarray(vectors)).to(device=device, dtype=self.dtype)
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        q = self.torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)).to(self.device, self.dtype)
-        scores, ids = self.search_tensor(q, k)
-        return scores.float().cpu().numpy(), ids.cpu().numpy()
-
-    def search_tensor(self, q, k: int):
-        """Top-k on device tensors: (scores, row ids), best first."""
-        torch = self.torch
-        n = self.matrix.shape[0]
-        k = min(k, n)
-        best_s = best_i = None
-        with torch.inference_mode():
-            for start in range(0, n, self.block):
-                scores = q @ self.matrix[start : start + self.block].T
-                s, i = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-                i = i + start
-                if best_s is None:
-                    best_s, best_i = s, i
-                else:
-                    merged_s = torch.cat([best_s, s], dim=1)
-                    merged_i = torch.cat([best_i, i], dim=1)
-                    best_s, order = torch.topk(merged_s, k, dim=1)
-                    best_i = torch.gather(merged_i, 1, order)
-        return best_s, best_i

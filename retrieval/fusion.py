@@ -40,12 +40,38 @@ def zscores(values: Scores) -> dict[str, float]:
     return {k: (v - mean) / std for k, v in values.items()}
 
 
-def weighted_fusion(calibrated: Mapping[str, Scores], weights: Mapping[str, float]) -> dict[str, float]:
-    """Weighted mean of calibrated per-source scores. A missing score counts as 0 (average)."""
+def weighted_fusion_arrays(calibrated: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+    """Weighted mean of calibrated per-source score arrays (aligned over the same candidates).
+    NaN means "this candidate has no such score" and counts as 0, the collection average."""
     sources = [s for s in calibrated if weights.get(s, 0.0) > 0]
-    total = sum(weights[s] for s in sources) or 1.0
-    ids = set().union(*(calibrated[s].keys() for s in sources)) if sources else set()
-    return {i: sum(weights[s] * calibrated[s].get(i, 0.0) for s in sources) / total for i in ids}
+    n = len(next(iter(calibrated.values()))) if calibrated else 0
+    fused = np.zeros(n)
+    for s in sources:
+        fused += weights[s] * np.nan_to_num(calibrated[s], nan=0.0)
+    return fused / (sum(weights[s] for s in sources) or 1.0)
+
+
+def rrf_fusion_arrays(scores: Mapping[str, np.ndarray], weights: Mapping[str, float], k: int = 60) -> np.ndarray:
+    """Weighted reciprocal-rank fusion over score arrays: rank 1 is the highest score of each
+    source; candidates without a score (NaN) get nothing from that source."""
+    n = len(next(iter(scores.values()))) if scores else 0
+    fused = np.zeros(n)
+    for s, values in scores.items():
+        w = weights.get(s, 0.0)
+        present = ~np.isnan(values)
+        if w <= 0 or not present.any():
+            continue
+        order = np.flatnonzero(present)[np.argsort(-values[present], kind="stable")]
+        fused[order] += w / (k + np.arange(1, len(order) + 1))
+    return fused
+
+
+def weighted_fusion(calibrated: Mapping[str, Scores], weights: Mapping[str, float]) -> dict[str, float]:
+    """Dict form of :func:`weighted_fusion_arrays`. A missing score counts as 0 (average)."""
+    sources = [s for s in calibrated if weights.get(s, 0.0) > 0]
+    ids = sorted(set().union(*(calibrated[s].keys() for s in sources))) if sources else []
+    arrays = {s: np.array([calibrated[s].get(i, np.nan) for i in ids]) for s in sources}
+    return dict(zip(ids, weighted_fusion_arrays(arrays, weights).tolist())) if ids else {}
 
 
 def rrf_fusion(rankings: Mapping[str, Sequence[str]], weights: Mapping[str, float], k: int = 60) -> dict[str, float]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from egorag.config import RetrievalConfig
 from index.base import SceneFilter
-from retrieval.fusion import Calibration, Span, bm25_scale, merge_adjacent, rrf_fusion, weighted_fusion
+from retrieval.fusion import Calibration, Span, merge_adjacent, rrf_fusion_arrays, weighted_fusion_arrays
 from retrieval.hits import Hit
 
 logger = logging.getLogger("egorag")
@@ -86,16 +86,16 @@ class HierarchicalRetriever:
             return []
         raw = self._similarities(qv, metas)
         if bm25:
-            raw["bm25"] = {m.key: bm25[m.key] for m in metas if m.key in bm25}
-        video_of = {m.key: m.video_id for m in metas}
-        fused = self._fuse(qv, raw, video_of, prior)
-        moments: dict = {}
-        if "visual" in qv and raw.get("visual"):  # MaxSim over keyframes for the best candidates
-            best = sorted(fused, key=fused.get, reverse=True)[:MAXSIM_REFINE]
-            moments = self._maxsim(qv["visual"], [k for k in best if k in raw["visual"]], raw["visual"])
-            fused = self._fuse(qv, raw, video_of, prior)
-        logger.debug("fused %d candidates from %s", len(fused), {m: len(v) for m, v in raw.items()})
-        return self._hits({m.key: m for m in metas}, fused, raw, prior, moments, k)
+            raw["bm25"] = np.array([bm25.get(m.key, np.nan) for m in metas])
+        priors = np.array([prior.get(m.video_id, 0.0) for m in metas]) if prior else np.zeros(len(metas))
+        fused = self._fuse(qv, raw, priors)
+        moments: dict[int, float] = {}
+        if "visual" in qv and not np.isnan(raw["visual"]).all():  # MaxSim for the best candidates
+            best = [i for i in np.argsort(-fused)[:MAXSIM_REFINE] if not np.isnan(raw["visual"][i])]
+            moments = self._maxsim(qv["visual"], [metas[i] for i in best], best, raw["visual"])
+            fused = self._fuse(qv, raw, priors)
+        logger.debug("fused %d candidates from %s", len(metas), sorted(raw))
+        return self._hits(metas, fused, raw, priors, moments, k)
 
     def _refresh(self) -> None:
         """Follow store changes made by other processes, checking at most every
@@ -155,28 +155,25 @@ class HierarchicalRetriever:
             candidates.update(bm25)
         return list(candidates), bm25
 
-    def _similarities(self, qv, metas) -> dict[str, dict]:
-        """Exact per-modality cosine for every candidate (visual: against the keyframes' mean)."""
+    def _similarities(self, qv, metas) -> dict[str, np.ndarray]:
+        """Exact per-modality cosine for every candidate (visual: against the keyframes' mean);
+        NaN where a candidate has no vector for the modality."""
         keys = [m.key for m in metas]
-        raw: dict[str, dict] = {}
-        for m, q in qv.items():
-            sims = self.backend.vectors(m, keys) @ q
-            raw[m] = {k: float(s) for k, s in zip(keys, sims) if not np.isnan(s)}
-        return raw
+        return {m: (self.backend.vectors(m, keys) @ q).astype(np.float64) for m, q in qv.items()}
 
-    def _maxsim(self, q: np.ndarray, keys: list, visual: dict) -> dict:
-        """Rescore ``keys`` by their best keyframe (MaxSim); returns each best keyframe's time."""
-        moments: dict = {}
-        keyframes = self.backend.keyframes(keys)
-        for meta in self.backend.meta(keys):
+    def _maxsim(self, q: np.ndarray, metas, positions: list[int], visual: np.ndarray) -> dict[int, float]:
+        """Rescore candidates by their best keyframe (MaxSim); returns each best keyframe's time."""
+        moments: dict[int, float] = {}
+        keyframes = self.backend.keyframes([m.key for m in metas])
+        for meta, i in zip(metas, positions):
             found = keyframes.get(meta.scene_id)
             if found is None or not len(found.vectors):
                 continue
             kf = found.vectors @ q
             best = int(np.argmax(kf))
-            visual[meta.key] = float(kf[best])
+            visual[i] = float(kf[best])
             if best < len(found.times):
-                moments[meta.key] = float(found.times[best])
+                moments[i] = float(found.times[best])
         return moments
 
     def _background_for(self, modality: str) -> np.ndarray:
@@ -184,31 +181,29 @@ class HierarchicalRetriever:
             self._background[modality] = self.backend.background(modality, BACKGROUND_SAMPLE)
         return self._background[modality]
 
-    def _fuse(self, qv, raw, video_of: Mapping, prior: Mapping[str, float]) -> dict:
+    def _fuse(self, qv, raw: Mapping[str, np.ndarray], priors: np.ndarray) -> np.ndarray:
         cfg = self.config
         if cfg.fusion == "rrf":
-            rankings = {m: sorted(s, key=s.get, reverse=True) for m, s in raw.items()}
-            if prior:
-                rankings["prior"] = sorted(video_of, key=lambda i: prior.get(video_of[i], 0.0), reverse=True)
-            return rrf_fusion(rankings, dict(cfg.weights, prior=cfg.prior_weight), cfg.rrf_k)
-        calibrated: dict[str, dict] = {}
+            scores = dict(raw)
+            if priors.any():
+                scores["prior"] = priors
+            return rrf_fusion_arrays(scores, dict(cfg.weights, prior=cfg.prior_weight), cfg.rrf_k)
+        calibrated: dict[str, np.ndarray] = {}
         for m, sims in raw.items():
             if m == "bm25":
-                calibrated[m] = {i: BM25_Z * v for i, v in bm25_scale(sims).items()}
+                top = np.nanmax(sims) if not np.isnan(sims).all() else 0.0
+                calibrated[m] = BM25_Z * sims / top if top > 0 else np.full_like(sims, np.nan)
                 continue
             bg = self._background_for(m)
             cal = Calibration.from_background(bg @ qv[m] if len(bg) else np.zeros(0))
-            calibrated[m] = {i: cal(v) for i, v in sims.items()}
-        fused = weighted_fusion(calibrated, cfg.weights)
-        for i in video_of:
-            fused[i] = fused.get(i, 0.0) + cfg.prior_weight * prior.get(video_of[i], 0.0)
-        return fused
+            calibrated[m] = (sims - cal.mean) / cal.std
+        return weighted_fusion_arrays(calibrated, cfg.weights) + cfg.prior_weight * priors
 
-    def _hits(self, metas, fused, raw, prior, moments, k) -> list[Hit]:
-        ranked = sorted(fused, key=fused.get, reverse=True)
-        spans = [Span(i, metas[i].video_id, metas[i].scene_index, fused[i]) for i in ranked]
+    def _hits(self, metas, fused: np.ndarray, raw, priors: np.ndarray, moments, k) -> list[Hit]:
+        order = np.argsort(-fused, kind="stable")[: max(k * 8, 64)]  # merging needs a little more than k
+        spans = [Span(int(i), metas[i].video_id, metas[i].scene_index, float(fused[i])) for i in order]
         groups = (merge_adjacent(spans) if self.config.merge_adjacent else [[s] for s in spans])[:k]
-        texts = {s.scene_id: s for s in self.backend.scenes([s.item for g in groups for s in g])}
+        texts = {s.scene_id: s for s in self.backend.scenes([metas[s.item].key for g in groups for s in g])}
         hits = []
         for group in groups:
             best = max(group, key=lambda s: s.score)
@@ -223,8 +218,8 @@ class HierarchicalRetriever:
                     start=members[0].start,
                     end=members[-1].end,
                     score=round(best.score, 6),
-                    scores={m: round(v[best.item], 6) for m, v in raw.items() if best.item in v},
-                    prior=round(prior.get(top.video_id, 0.0), 6),
+                    scores={m: round(float(v[best.item]), 6) for m, v in raw.items() if not np.isnan(v[best.item])},
+                    prior=round(float(priors[best.item]), 6),
                     transcript=" ".join(s.transcript for s in scenes if s.transcript),
                     caption=" ".join(s.caption for s in scenes if s.caption),
                     moment=moments.get(best.item),

@@ -6,7 +6,8 @@ import pytest
 import index.faiss as faiss_mod
 from egorag.schema import EncoderFingerprint, Scene, Video, VideoInfo, scene_id
 from index.base import SceneFilter
-from index.faiss import FaissAccelerator, FaissOptions, TorchExactIndex
+from index.faiss import FaissAccelerator, FaissOptions
+from index.torch_exact import TorchExactIndex
 from index.lance import LanceSceneStore
 
 DIM = 32
