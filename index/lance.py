@@ -250,6 +250,13 @@ class LanceSceneStore:
     def scenes(self, keys, with_vectors: bool = False) -> list[Scene]:
         return self.get_scenes(list(keys), with_vectors=with_vectors)
 
+    def has_keyframes(self) -> bool:
+        """Whether any scene carries keyframe vectors (bulk-ingested stores may have none)."""
+        if "visual" not in self._fingerprints:
+            return False
+        found = self._scenes.search().where("keyframe_vecs IS NOT NULL").select(["scene_id"]).limit(1).to_arrow()
+        return found.num_rows > 0
+
     def keyframes(self, scene_ids: Sequence[str]) -> dict[str, Keyframes]:
         """Keyframe vectors and times of the scenes that have them (only those columns are read)."""
         if not scene_ids or "visual" not in self._fingerprints:

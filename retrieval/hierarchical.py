@@ -88,12 +88,13 @@ class HierarchicalRetriever:
         if bm25:
             raw["bm25"] = np.array([bm25.get(m.key, np.nan) for m in metas])
         priors = np.array([prior.get(m.video_id, 0.0) for m in metas]) if prior else np.zeros(len(metas))
-        fused = self._fuse(qv, raw, priors)
+        calibration = self._calibrations(qv)
+        fused = self._fuse(raw, priors, calibration)
         moments: dict[int, float] = {}
-        if "visual" in qv and not np.isnan(raw["visual"]).all():  # MaxSim for the best candidates
+        if "visual" in qv and self._has_keyframes() and not np.isnan(raw["visual"]).all():
             best = [i for i in np.argsort(-fused)[:MAXSIM_REFINE] if not np.isnan(raw["visual"][i])]
             moments = self._maxsim(qv["visual"], [metas[i] for i in best], best, raw["visual"])
-            fused = self._fuse(qv, raw, priors)
+            fused = self._fuse(raw, priors, calibration)
         logger.debug("fused %d candidates from %s", len(metas), sorted(raw))
         return self._hits(metas, fused, raw, priors, moments, k)
 
@@ -181,7 +182,20 @@ class HierarchicalRetriever:
             self._background[modality] = self.backend.background(modality, BACKGROUND_SAMPLE)
         return self._background[modality]
 
-    def _fuse(self, qv, raw: Mapping[str, np.ndarray], priors: np.ndarray) -> np.ndarray:
+    def _has_keyframes(self) -> bool:
+        if "_keyframes" not in self._background:
+            self._background["_keyframes"] = bool(getattr(self.store, "has_keyframes", lambda: True)())
+        return self._background["_keyframes"]
+
+    def _calibrations(self, qv) -> dict[str, Calibration]:
+        """Each modality's mean and spread of this query's similarity to the collection."""
+        out = {}
+        for m, q in qv.items():
+            bg = self._background_for(m)
+            out[m] = Calibration.from_background(bg @ q if len(bg) else np.zeros(0))
+        return out
+
+    def _fuse(self, raw: Mapping[str, np.ndarray], priors: np.ndarray, calibration: Mapping[str, Calibration]) -> np.ndarray:
         cfg = self.config
         if cfg.fusion == "rrf":
             scores = dict(raw)
@@ -194,8 +208,7 @@ class HierarchicalRetriever:
                 top = np.nanmax(sims) if not np.isnan(sims).all() else 0.0
                 calibrated[m] = BM25_Z * sims / top if top > 0 else np.full_like(sims, np.nan)
                 continue
-            bg = self._background_for(m)
-            cal = Calibration.from_background(bg @ qv[m] if len(bg) else np.zeros(0))
+            cal = calibration[m]
             calibrated[m] = (sims - cal.mean) / cal.std
         return weighted_fusion_arrays(calibrated, cfg.weights) + cfg.prior_weight * priors
 
