@@ -353,6 +353,7 @@ class Engine:
             store.delete_video(video.video_id)
         if self.config.retrieval.backend == "faiss":
             self.accelerator().sync()
+        self._retriever = None  # its per-version caches describe the store before the delete
         return found
 
 

@@ -265,15 +265,12 @@ class _Fingerprintable:
 
 def _free_memory() -> None:
     import gc
+    import sys
 
     gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
+    torch = sys.modules.get("torch")  # a stage that used torch has imported it; don't import it here
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _timer(times: StageTimes) -> Callable:
