@@ -89,3 +89,16 @@ def test_from_dict_defaults_are_frozen_and_independent():
         a.scenes.min_scene_s = 3  # frozen
     assert RetrievalConfig().weights is not RetrievalConfig().weights
     assert SceneConfig().max_scene_s == 30.0
+
+
+def test_readme_config_example_is_valid(tmp_path):
+    """The README's configuration block must load as written (no unknown keys, right tables)."""
+    import re
+
+    from conftest import REPO
+
+    block = re.search(r"```toml\n(.*?)```", (REPO / "README.md").read_text(), re.S).group(1)
+    path = tmp_path / "readme.toml"
+    path.write_text(block)
+    cfg = load_config(path)
+    assert cfg.modalities == "auto" and cfg.low_memory is False and cfg.on_bad_media == "error"
