@@ -194,3 +194,22 @@ def test_low_memory_mode_holds_one_model_at_a_time(tmp_path, cut_video, silent_v
             if sa.vectors["visual"] is not None:
                 assert float(sa.vectors["visual"] @ sb.vectors["visual"]) > 0.9999
     assert low.index([cut_video]).unchanged  # the skip check works in low-memory mode too
+
+
+def test_lance_backend_gives_the_same_answers(tmp_path, cut_video):
+    from dataclasses import replace
+
+    from egorag.config import RetrievalConfig
+
+    faiss_engine = Engine(tmp_path / "db", config(), models=models())
+    faiss_engine.index([cut_video])
+    lance_cfg = replace(config(), retrieval=RetrievalConfig(backend="lance"))
+    lance_engine = Engine(tmp_path / "db", lance_cfg, models=models())
+    for query in ("honey bees hive", "saturn rings planet", "volcano lava"):
+        a, b = faiss_engine.search(query, k=4).hits, lance_engine.search(query, k=4).hits
+        assert [(h.scene_id, h.start, h.end) for h in a] == [(h.scene_id, h.start, h.end) for h in b]
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-4)
+    where = SceneFilter(time_to=2.0)
+    assert [h.scene_id for h in lance_engine.search("saturn", k=4, where=where).hits] == [
+        h.scene_id for h in faiss_engine.search("saturn", k=4, where=where).hits
+    ]
