@@ -20,7 +20,6 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from egorag.schema import vector_column
 from index.base import ColumnHits, SceneFilter
@@ -122,12 +121,18 @@ class ColumnIndex:
         return faiss.SearchParameters(sel=selector) if selector is not None else None
 
 
-def build_index(vectors: np.ndarray, kind: IndexKind, options: FaissOptions):
+def ivf_lists(n: int) -> int:
+    return max(1, min(int(4 * math.sqrt(n)), n // 39 or 1))
+
+
+def build_index(vectors: np.ndarray, kind: IndexKind, options: FaissOptions, n: int | None = None):
     """An index taking user ids (``add_with_ids``) that can reconstruct them; inner product on
-    unit vectors. IVF is trained on ``vectors`` (a sample of them when many)."""
+    unit vectors. ``n`` is how many vectors it will hold (default: ``len(vectors)``); IVF is
+    trained on ``vectors`` (a sample of them when many)."""
     import faiss
 
-    n, dim = vectors.shape
+    dim = vectors.shape[1]
+    n = len(vectors) if n is None else n
     if kind == "auto":
         kind = "flat" if n < options.ivf_threshold else "ivf"
     if kind == "flat":
@@ -137,10 +142,11 @@ def build_index(vectors: np.ndarray, kind: IndexKind, options: FaissOptions):
         base.hnsw.efConstruction = 80
         return faiss.IndexIDMap2(base), kind
     if kind == "ivf":
-        nlist = max(1, min(int(4 * math.sqrt(n)), n // 39 or 1))
+        nlist = ivf_lists(n)
         base = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(0)
-        sample = vectors if n <= 64 * nlist else vectors[rng.choice(n, 64 * nlist, replace=False)]
+        m = len(vectors)
+        sample = vectors if m <= 64 * nlist else vectors[rng.choice(m, 64 * nlist, replace=False)]
         base.train(np.ascontiguousarray(sample, dtype=np.float32))
         # IVF keeps user ids natively (IndexIDMap2.remove_ids assumes the wrapped index compacts
         # its ids, which IVF does not); a hashtable direct map lets it reconstruct them.
@@ -187,7 +193,7 @@ class FaissAccelerator:
             for column in self.columns.values():
                 column.remove(rows)
         if added:
-            self._add(self.store.scene_table(None if not known else added), modalities)
+            self._add(None if not known else added, modalities)
             self.catalog.stamps.update({v: stamps[v] for v in added})
         self._rebuild_if_needed(modalities)
         for m, column in self.columns.items():
@@ -197,22 +203,39 @@ class FaissAccelerator:
         self._background.clear()
         self._synced = version
 
-    def _add(self, table: pa.Table, modalities) -> None:
-        table = table.sort_by([("video_id", "ascending"), ("scene_index", "ascending")])
+    def _add(self, video_ids: list[str] | None, modalities) -> None:
+        """Append the scenes of ``video_ids`` (all complete videos when None) to the catalog, then
+        stream each modality's vectors into its index one batch at a time: memory stays near one
+        column's index, whatever the store's size."""
+        rows_added = self.catalog.append(self.store.scene_scalars(video_ids))
         for m in modalities:
-            table = table.append_column(f"has_{m}", pc.is_valid(table.column(vector_column(m))))
-        rows = self.catalog.append(table.select(list(self.catalog.table.column_names)))
-        for m in modalities:
-            present = table.column(f"has_{m}").to_numpy(zero_copy_only=False)
-            if not present.any():
+            n_new = int(self.catalog.has[m][rows_added].sum()) if len(rows_added) else 0
+            if not n_new:
                 continue
-            dim = self.store.fingerprints[m].dim
-            vectors = _to_matrix(table.column(vector_column(m)).filter(pa.array(present)), dim)
             if m not in self.columns:
-                index, kind = build_index(vectors, self.options.kind, self.options)
+                index, kind = build_index(self._training_sample(m, video_ids, n_new), self.options.kind, self.options, n=n_new)
                 self.columns[m] = ColumnIndex(index, kind)
-            self.columns[m].add(vectors, rows[present])
-            logger.debug("faiss %s: +%d vectors (%s)", m, int(present.sum()), self.columns[m].kind)
+            for batch in self.store.iter_vectors(m, video_ids):
+                if batch.num_rows:
+                    first = np.fromiter((self.catalog.first_row[v] for v in batch.column("video_id").to_pylist()), np.int64, batch.num_rows)
+                    rows = first + batch.column("scene_index").to_numpy().astype(np.int64)
+                    self.columns[m].add(_to_matrix(batch.column(vector_column(m)), self.store.fingerprints[m].dim), rows)
+            logger.debug("faiss %s: +%d vectors (%s)", m, n_new, self.columns[m].kind)
+
+    def _training_sample(self, modality: str, video_ids, n: int) -> np.ndarray:
+        """What a new index is trained on: nothing for flat, a uniform sample for IVF."""
+        dim = self.store.fingerprints[modality].dim
+        kind = self.options.kind if self.options.kind != "auto" else ("flat" if n < self.options.ivf_threshold else "ivf")
+        if kind != "ivf":
+            return np.zeros((0, dim), np.float32)
+        keep = min(1.0, 64 * ivf_lists(n) / n)
+        rng = np.random.default_rng(0)
+        parts = []
+        for batch in self.store.iter_vectors(modality, video_ids):
+            chosen = np.flatnonzero(rng.random(batch.num_rows) < keep)
+            if len(chosen):
+                parts.append(_to_matrix(batch.column(vector_column(modality)).take(pa.array(chosen)), dim))
+        return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
 
     def _rebuild_if_needed(self, modalities) -> None:
         """Compact HNSW tombstones, and move a grown flat index to IVF (auto mode)."""

@@ -205,16 +205,37 @@ class LanceSceneStore:
         stamps = table.column("indexed_at").cast(pa.int64()).to_pylist()
         return dict(zip(table.column("video_id").to_pylist(), stamps))
 
-    def scene_table(self, video_ids: Sequence[str] | None = None) -> pa.Table:
-        """Scalar and vector columns of the scenes of ``video_ids`` (all complete videos if None)."""
-        complete = self.complete_ids() if video_ids is None else set(video_ids)
-        columns = SCENE_TEXT_COLUMNS[:6] + [vector_column(m) for m in self.modalities]
+    def scene_scalars(self, video_ids: Sequence[str] | None = None) -> pa.Table:
+        """Ids, times and ``has_<modality>`` flags (no vectors read) of the scenes of
+        ``video_ids``, or of every complete video."""
+        columns = {c: c for c in SCENE_TEXT_COLUMNS[:6]}
+        columns.update({f"has_{m}": f"{vector_column(m)} IS NOT NULL" for m in self.modalities})
         search = self._scenes.search().select(columns).limit(None)
         if video_ids is not None:
-            search = search.where(f"video_id IN ({', '.join(sql_quote(v) for v in video_ids)})")
-        table = search.to_arrow()
-        mask = pa.compute.is_in(table.column("video_id"), value_set=pa.array(sorted(complete), pa.string()))
-        return table.filter(mask)
+            search = search.where(self._video_sql(video_ids))
+        return self._complete_only(search.to_arrow(), video_ids)
+
+    def iter_vectors(self, modality: str, video_ids: Sequence[str] | None = None, batch_size: int = 65536):
+        """Stream ``(video_id, scene_index, vector)`` batches of one modality (non-null only), so
+        building an index never holds more than one batch of the column beyond the index."""
+        column = vector_column(modality)
+        sql = f"{column} IS NOT NULL"
+        if video_ids is not None:
+            sql += f" AND {self._video_sql(video_ids)}"
+        complete = self.complete_ids() if video_ids is None else set(video_ids)
+        value_set = pa.array(sorted(complete), pa.string())
+        reader = self._scenes.search().where(sql).select(["video_id", "scene_index", column]).limit(None).to_batches(batch_size)
+        for batch in reader:
+            keep = pa.compute.is_in(batch.column("video_id"), value_set=value_set)
+            yield batch.filter(keep)
+
+    @staticmethod
+    def _video_sql(video_ids: Sequence[str]) -> str:
+        return f"video_id IN ({', '.join(sql_quote(v) for v in video_ids)})"
+
+    def _complete_only(self, table: pa.Table, video_ids: Sequence[str] | None) -> pa.Table:
+        complete = self.complete_ids() if video_ids is None else set(video_ids)
+        return table.filter(pa.compute.is_in(table.column("video_id"), value_set=pa.array(sorted(complete), pa.string())))
 
     # -- the retriever's backend protocol (keys are scene ids here) ---------------------------
 
