@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import HERE, save  # noqa: E402
 
+import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
@@ -255,7 +256,7 @@ def main() -> None:
     for kind in ("flat", "ivf", "hnsw") if args.scenes <= 200_000 else ("flat", "ivf"):
         (index, _), build_s = timed(build_index, text, kind, FaissOptions())
         _, add_s = timed(index.add_with_ids, text, np.arange(len(text), dtype=np.int64))
-        params = __import__("faiss").SearchParametersIVF(nprobe=FaissOptions().nprobe) if kind == "ivf" else None
+        params = faiss.SearchParametersIVF(nprobe=FaissOptions().nprobe) if kind == "ivf" else None
         single = []
         for q in qs:
             _, s = timed(lambda: index.search(q[None], 10, params=params))

@@ -107,6 +107,11 @@ _LOADERS: dict[str, tuple[str, Callable[[EngineConfig], Any]]] = {
 }
 
 
+def component_attribute(name: str) -> str:
+    """The :class:`ModelSet` attribute that holds component ``name``'s model."""
+    return _LOADERS[name][0]
+
+
 def load_models(config: EngineConfig, components: tuple[str, ...] = COMPONENTS) -> ModelSet:
     """Load the models for ``components`` (e.g. only query-side ones for search)."""
     required = requested(config)

@@ -167,7 +167,6 @@ class FaissAccelerator:
         self.catalog: SceneCatalog | None = None
         self.columns: dict[str, ColumnIndex] = {}
         self._synced: int | None = None
-        self._background: dict[str, np.ndarray] = {}
 
     @property
     def version(self) -> int:
@@ -200,7 +199,6 @@ class FaissAccelerator:
             self._place(m, column)
         if self.persist and (changed or not self.root.exists()):
             self._save(version)
-        self._background.clear()
         self._synced = version
 
     def _add(self, video_ids: list[str] | None, modalities) -> None:
@@ -349,13 +347,12 @@ class FaissAccelerator:
         return out
 
     def background(self, modality: str, n: int) -> np.ndarray:
-        if modality not in self._background:
-            rows = np.flatnonzero(self.catalog.alive & self.catalog.has[modality])
-            if len(rows) > n:
-                rows = np.sort(np.random.default_rng(0).choice(rows, n, replace=False))
-            column = self.columns.get(modality)
-            self._background[modality] = column.reconstruct(rows) if column is not None and len(rows) else np.zeros((0, 1), np.float32)
-        return self._background[modality]
+        """A fixed random sample of ``n`` vectors of the modality (the retriever caches it)."""
+        rows = np.flatnonzero(self.catalog.alive & self.catalog.has[modality])
+        if len(rows) > n:
+            rows = np.sort(np.random.default_rng(0).choice(rows, n, replace=False))
+        column = self.columns.get(modality)
+        return column.reconstruct(rows) if column is not None and len(rows) else np.zeros((0, 1), np.float32)
 
     def text_search(self, query: str, k: int, where: SceneFilter | None = None) -> list[tuple[int, float]]:
         out = []

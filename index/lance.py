@@ -292,13 +292,6 @@ class LanceSceneStore:
             for row in table.to_pylist()
         }
 
-    def filter_ids(self, where: SceneFilter) -> list[str]:
-        """Scene ids matching a filter (for accelerators that filter by id)."""
-        search = self._scenes.search().select(["scene_id"]).limit(None)
-        if sql := where.to_sql():
-            search = search.where(sql)
-        return search.to_arrow().column("scene_id").to_pylist()
-
     @property
     def version(self) -> int:
         return int(self._scenes.version)

@@ -1,5 +1,5 @@
 """Pure fusion functions: calibration, weighted sum, reciprocal-rank fusion, adjacent-scene merge.
-No I/O, no models: ids and numbers in, ids and numbers out."""
+No I/O, no models: arrays aligned over the same candidates in, arrays out."""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-Scores = Mapping[str, float]
-
 
 @dataclass(frozen=True)
 class Calibration:
@@ -28,19 +25,22 @@ class Calibration:
         return (sim - self.mean) / self.std
 
 
-def zscores(values: Scores) -> dict[str, float]:
-    """Standardise scores across their keys (all zero when fewer than two or no spread)."""
-    if len(values) < 2:
-        return {k: 0.0 for k in values}
-    arr = np.fromiter(values.values(), dtype=np.float64)
-    std = float(arr.std())
-    if std < 1e-9:
-        return {k: 0.0 for k in values}
-    mean = float(arr.mean())
-    return {k: (v - mean) / std for k, v in values.items()}
+def standardize(values: np.ndarray) -> np.ndarray:
+    """Z-scores across the array (all zero when fewer than two values or no spread)."""
+    values = np.asarray(values, dtype=np.float64)
+    std = float(values.std()) if len(values) > 1 else 0.0
+    return (values - values.mean()) / std if std > 1e-9 else np.zeros_like(values)
 
 
-def weighted_fusion_arrays(calibrated: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+def bm25_scale(scores: np.ndarray, z: float) -> np.ndarray:
+    """BM25 has no absolute scale: divide by the query's best match and map that best match to
+    ``z`` standard deviations. NaN (no keyword match) stays NaN."""
+    scores = np.asarray(scores, dtype=np.float64)
+    top = np.nanmax(scores) if not np.isnan(scores).all() else 0.0
+    return z * scores / top if top > 0 else np.full_like(scores, np.nan)
+
+
+def weighted_fusion(calibrated: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
     """Weighted mean of calibrated per-source score arrays (aligned over the same candidates).
     NaN means "this candidate has no such score" and counts as 0, the collection average."""
     sources = [s for s in calibrated if weights.get(s, 0.0) > 0]
@@ -51,7 +51,7 @@ def weighted_fusion_arrays(calibrated: Mapping[str, np.ndarray], weights: Mappin
     return fused / (sum(weights[s] for s in sources) or 1.0)
 
 
-def rrf_fusion_arrays(scores: Mapping[str, np.ndarray], weights: Mapping[str, float], k: int = 60) -> np.ndarray:
+def rrf_fusion(scores: Mapping[str, np.ndarray], weights: Mapping[str, float], k: int = 60) -> np.ndarray:
     """Weighted reciprocal-rank fusion over score arrays: rank 1 is the highest score of each
     source; candidates without a score (NaN) get nothing from that source."""
     n = len(next(iter(scores.values()))) if scores else 0
@@ -64,34 +64,6 @@ def rrf_fusion_arrays(scores: Mapping[str, np.ndarray], weights: Mapping[str, fl
         order = np.flatnonzero(present)[np.argsort(-values[present], kind="stable")]
         fused[order] += w / (k + np.arange(1, len(order) + 1))
     return fused
-
-
-def weighted_fusion(calibrated: Mapping[str, Scores], weights: Mapping[str, float]) -> dict[str, float]:
-    """Dict form of :func:`weighted_fusion_arrays`. A missing score counts as 0 (average)."""
-    sources = [s for s in calibrated if weights.get(s, 0.0) > 0]
-    ids = sorted(set().union(*(calibrated[s].keys() for s in sources))) if sources else []
-    arrays = {s: np.array([calibrated[s].get(i, np.nan) for i in ids]) for s in sources}
-    return dict(zip(ids, weighted_fusion_arrays(arrays, weights).tolist())) if ids else {}
-
-
-def rrf_fusion(rankings: Mapping[str, Sequence[str]], weights: Mapping[str, float], k: int = 60) -> dict[str, float]:
-    """Weighted reciprocal-rank fusion: sum over sources of ``w / (k + rank)`` (rank from 1)."""
-    fused: dict[str, float] = {}
-    for source, ranked in rankings.items():
-        w = weights.get(source, 0.0)
-        if w <= 0:
-            continue
-        for rank, item in enumerate(ranked, start=1):
-            fused[item] = fused.get(item, 0.0) + w / (k + rank)
-    return fused
-
-
-def bm25_scale(scores: Scores) -> dict[str, float]:
-    """BM25 scores to [0, 1] by the query's best match (BM25 has no absolute scale)."""
-    if not scores:
-        return {}
-    top = max(scores.values())
-    return {k: (v / top if top > 0 else 0.0) for k, v in scores.items()}
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 
 from egorag.config import RetrievalConfig
 from index.base import SceneFilter
-from retrieval.fusion import Calibration, Span, merge_adjacent, rrf_fusion_arrays, weighted_fusion_arrays
+from retrieval.fusion import Calibration, Span, bm25_scale, merge_adjacent, rrf_fusion, standardize, weighted_fusion
 from retrieval.hits import Hit
 
 logger = logging.getLogger("egorag")
@@ -51,8 +51,14 @@ class HierarchicalRetriever:
         self.backend = backend if backend is not None else store
         self._cache_version: int | None = None
         self._checked_at = -1e9
+        self._clear_caches()
+
+    def _clear_caches(self) -> None:
+        """Per-store-version caches: calibration samples, global video vectors, keyframe presence."""
         self._background: dict[str, np.ndarray] = {}
-        self._video_vecs: dict[str, tuple[list[str], np.ndarray]] = {}
+        self._video_ids: list[str] | None = None
+        self._video_vecs: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # modality -> (positions, vectors)
+        self._keyframes_present: bool | None = None
 
     # -- query embedding ----------------------------------------------------------------------
 
@@ -109,33 +115,28 @@ class HierarchicalRetriever:
         if hasattr(self.backend, "sync"):
             self.backend.sync()
         if version != self._cache_version:
-            self._background.clear()
-            self._video_vecs.clear()
+            self._clear_caches()
             self._cache_version = version
 
     def _video_prior(self, qv: Mapping[str, np.ndarray]) -> dict[str, float]:
         """Stage 1: each video's similarity to the query, standardised across videos per
         modality and fused (weighted mean; a video without a modality counts as average)."""
-        if "_ids" not in self._video_vecs:
+        if self._video_ids is None:
             per = {m: self.store.video_vectors(m) for m in self.store.modalities}
-            ids = sorted({v for vids, _ in per.values() for v in vids})
-            pos = {v: i for i, v in enumerate(ids)}
+            self._video_ids = sorted({v for vids, _ in per.values() for v in vids})
+            pos = {v: i for i, v in enumerate(self._video_ids)}
             self._video_vecs = {m: (np.array([pos[v] for v in vids], dtype=np.int64), vecs) for m, (vids, vecs) in per.items()}
-            self._video_vecs["_ids"] = ids
-        ids = self._video_vecs["_ids"]
         weights = self.config.weights
         used = [m for m in qv if weights.get(m, 0) > 0 and len(self._video_vecs.get(m, ((), ()))[0]) > 1]
-        if not ids or not used:
+        if not self._video_ids or not used:
             return {}
-        prior = np.zeros(len(ids))
+        per_video = {}
         for m in used:
-            rows, vectors = self._video_vecs[m]
-            sims = vectors @ qv[m]
-            std = float(sims.std())
-            if std > 1e-9:
-                prior[rows] += weights[m] * (sims - sims.mean()) / std
-        prior /= sum(weights[m] for m in used)
-        return dict(zip(ids, prior.tolist()))
+            positions, vectors = self._video_vecs[m]
+            z = np.full(len(self._video_ids), np.nan)
+            z[positions] = standardize(vectors @ qv[m])
+            per_video[m] = z
+        return dict(zip(self._video_ids, weighted_fusion(per_video, weights).tolist()))
 
     def _candidates(self, qv, text, prior, where) -> tuple[list, dict]:
         """Stage 2: per-modality scene candidates from all videos plus the top videos' scenes."""
@@ -183,9 +184,9 @@ class HierarchicalRetriever:
         return self._background[modality]
 
     def _has_keyframes(self) -> bool:
-        if "_keyframes" not in self._background:
-            self._background["_keyframes"] = bool(getattr(self.store, "has_keyframes", lambda: True)())
-        return self._background["_keyframes"]
+        if self._keyframes_present is None:
+            self._keyframes_present = bool(self.store.has_keyframes())
+        return self._keyframes_present
 
     def _calibrations(self, qv) -> dict[str, Calibration]:
         """Each modality's mean and spread of this query's similarity to the collection."""
@@ -201,16 +202,15 @@ class HierarchicalRetriever:
             scores = dict(raw)
             if priors.any():
                 scores["prior"] = priors
-            return rrf_fusion_arrays(scores, dict(cfg.weights, prior=cfg.prior_weight), cfg.rrf_k)
+            return rrf_fusion(scores, dict(cfg.weights, prior=cfg.prior_weight), cfg.rrf_k)
         calibrated: dict[str, np.ndarray] = {}
         for m, sims in raw.items():
             if m == "bm25":
-                top = np.nanmax(sims) if not np.isnan(sims).all() else 0.0
-                calibrated[m] = BM25_Z * sims / top if top > 0 else np.full_like(sims, np.nan)
+                calibrated[m] = bm25_scale(sims, BM25_Z)
                 continue
             cal = calibration[m]
             calibrated[m] = (sims - cal.mean) / cal.std
-        return weighted_fusion_arrays(calibrated, cfg.weights) + cfg.prior_weight * priors
+        return weighted_fusion(calibrated, cfg.weights) + cfg.prior_weight * priors
 
     def _hits(self, metas, fused: np.ndarray, raw, priors: np.ndarray, moments, k) -> list[Hit]:
         order = np.argsort(-fused, kind="stable")[: max(k * 8, 64)]  # merging needs a little more than k

@@ -9,6 +9,7 @@ from egorag.config import EngineConfig, TextConfig
 from egorag.engine import Engine
 from egorag.errors import EgoragError, IndexMismatchError, MediaError
 from egorag.models import ModelSet
+from egorag.schema import rows_to_table
 from index.base import SceneFilter
 
 SCRIPT = (
@@ -117,7 +118,7 @@ def test_interrupted_run_leaves_nothing_visible_and_resumes(engine, cut_video, m
     original = type(store).add_video
 
     def crash_after_scenes(self, video, scenes):
-        self._scenes.add(__import__("egorag.schema", fromlist=["x"]).rows_to_table([s.to_row() for s in scenes], self._scenes.schema))
+        self._scenes.add(rows_to_table([s.to_row() for s in scenes], self._scenes.schema))
         raise KeyboardInterrupt
 
     monkeypatch.setattr(type(store), "add_video", crash_after_scenes)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from retrieval.fusion import Calibration, Span, bm25_scale, merge_adjacent, rrf_fusion, weighted_fusion, zscores
+from retrieval.fusion import Calibration, Span, bm25_scale, merge_adjacent, rrf_fusion, standardize, weighted_fusion
 from retrieval.hits import mmss
 
 
@@ -12,28 +12,32 @@ def test_calibration_standardises_against_background():
     assert Calibration.from_background(np.array([])).std == 1.0
 
 
-def test_zscores_degenerate_cases():
-    assert zscores({"a": 1.0}) == {"a": 0.0}
-    assert zscores({"a": 1.0, "b": 1.0}) == {"a": 0.0, "b": 0.0}
-    z = zscores({"a": 1.0, "b": 3.0})
-    assert z["b"] == pytest.approx(1.0) and z["a"] == pytest.approx(-1.0)
+def test_standardize_degenerate_cases():
+    assert list(standardize(np.array([1.0]))) == [0.0]
+    assert list(standardize(np.array([1.0, 1.0]))) == [0.0, 0.0]
+    assert list(standardize(np.array([1.0, 3.0]))) == pytest.approx([-1.0, 1.0])
 
 
 def test_weighted_fusion_missing_counts_as_average():
-    fused = weighted_fusion({"text": {"a": 2.0, "b": 1.0}, "visual": {"b": 3.0}}, {"text": 1.0, "visual": 1.0})
-    assert fused == {"a": 1.0, "b": 2.0}
-    assert weighted_fusion({"text": {"a": 1.0}}, {"text": 0.0}) == {}
+    nan = np.nan  # candidates a, b: a has no visual score
+    fused = weighted_fusion({"text": np.array([2.0, 1.0]), "visual": np.array([nan, 3.0])}, {"text": 1.0, "visual": 1.0})
+    assert list(fused) == [1.0, 2.0]
+    assert list(weighted_fusion({"text": np.array([1.0])}, {"text": 0.0})) == [0.0]
 
 
 def test_rrf_fusion_rewards_agreement():
-    fused = rrf_fusion({"text": ["a", "b", "c"], "visual": ["b", "c", "a"]}, {"text": 1.0, "visual": 1.0}, k=60)
-    assert max(fused, key=fused.get) == "b"
-    assert fused["a"] == pytest.approx(1 / 61 + 1 / 63)
+    # candidates a, b, c; text ranks a > b > c, visual ranks b > c > a
+    fused = rrf_fusion({"text": np.array([3.0, 2.0, 1.0]), "visual": np.array([1.0, 3.0, 2.0])}, {"text": 1.0, "visual": 1.0}, k=60)
+    assert int(np.argmax(fused)) == 1
+    assert fused[0] == pytest.approx(1 / 61 + 1 / 63)
+    partial = rrf_fusion({"text": np.array([np.nan, 1.0])}, {"text": 1.0}, k=60)
+    assert list(partial) == pytest.approx([0.0, 1 / 61])  # no score, no share
 
 
 def test_bm25_scale():
-    assert bm25_scale({"a": 4.0, "b": 1.0}) == {"a": 1.0, "b": 0.25}
-    assert bm25_scale({}) == {}
+    assert list(bm25_scale(np.array([4.0, 1.0, np.nan]), z=3.0)[:2]) == [3.0, 0.75]
+    assert np.isnan(bm25_scale(np.array([4.0, 1.0, np.nan]), z=3.0)[2])
+    assert np.isnan(bm25_scale(np.array([np.nan, np.nan]), z=3.0)).all()
 
 
 def test_merge_adjacent_groups_neighbours_that_rank_high():

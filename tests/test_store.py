@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 
 from egorag.errors import IndexMismatchError
-from egorag.schema import EncoderFingerprint, Scene, Video, VideoInfo, scene_id
+from egorag.schema import rows_to_table, EncoderFingerprint, Scene, Video, VideoInfo, scene_id
 from index.base import SceneFilter
 from index.lance import LanceSceneStore, StoreNotFoundError
 
@@ -96,7 +96,7 @@ def test_delete_removes_video_and_scenes(filled):
 
 def test_incomplete_video_is_invisible_and_purged(filled, store):
     _, scenes = make_video("vc", "/videos/c.mp4", 2, offset=6)
-    store._scenes.add(__import__("egorag.schema", fromlist=["x"]).rows_to_table([s.to_row() for s in scenes], store._scenes.schema))
+    store._scenes.add(rows_to_table([s.to_row() for s in scenes], store._scenes.schema))
     assert "vc" not in store.complete_ids()
     assert store.purge_incomplete() == 1
     assert store.count_scenes() == 6

@@ -228,9 +228,9 @@ class ModelSwap:
 
     @contextmanager
     def stage(self, models: ModelSet, component: str) -> Iterator[None]:
-        from egorag.models import _LOADERS, load_models
+        from egorag.models import component_attribute, load_models
 
-        attr = _LOADERS[component][0]
+        attr = component_attribute(component)
         loaded = load_models(self.config, (component,))
         self.status.update(loaded.status)
         setattr(models, attr, getattr(loaded, attr))
