@@ -78,8 +78,11 @@ class Engine:
             if self._store is None or dict(self._store.fingerprints) != fingerprints:
                 self._store = LanceSceneStore(self.db, fingerprints)
                 self._retriever = self._accelerator = None
+                return self._store
         elif self._store is None:
             self._store = LanceSceneStore(self.db)
+            return self._store
+        self._store.refresh()  # another process may have written since
         return self._store
 
     # -- indexing -----------------------------------------------------------------------------

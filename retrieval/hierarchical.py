@@ -111,6 +111,8 @@ class HierarchicalRetriever:
         if now - self._checked_at < VERSION_CHECK_S:
             return
         self._checked_at = now
+        if hasattr(self.store, "refresh"):
+            self.store.refresh()
         version = self.store.version
         if hasattr(self.backend, "sync"):
             self.backend.sync()
