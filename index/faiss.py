@@ -2,7 +2,8 @@
 
 One index per modality, built from the LanceDB tables and persisted beside them in
 ``<db>/faiss/`` (``faiss.write_index`` plus an Arrow id map; no pickle), updated incrementally
-when the store changes. Exact (flat) below ``ivf_threshold`` vectors, IVF above (or HNSW when
+when the store changes. Each modality also keeps a row-ordered float16 copy of its vectors
+(:class:`index.rowvectors.RowVectors`) for re-scoring candidates and calibration samples. Exact (flat) below ``ivf_threshold`` vectors, IVF above (or HNSW when
 asked); filters become FAISS ID selectors. faiss-gpu is used when installed; on a CUDA host
 without it, :class:`index.torch_exact.TorchExactIndex` does an exact blockwise GPU search.
 """
@@ -24,6 +25,7 @@ import pyarrow as pa
 from egorag.schema import vector_column
 from index.base import ColumnHits, SceneFilter
 from index.catalog import SceneCatalog, SceneMeta
+from index.rowvectors import RowVectors
 
 logger = logging.getLogger("egorag")
 
@@ -166,6 +168,7 @@ class FaissAccelerator:
         self.root = Path(store.uri) / "faiss"
         self.catalog: SceneCatalog | None = None
         self.columns: dict[str, ColumnIndex] = {}
+        self.rows: dict[str, RowVectors] = {}
         self._synced: int | None = None
 
     @property
@@ -175,13 +178,16 @@ class FaissAccelerator:
     # -- keeping in step with the store -------------------------------------------------------
 
     def sync(self) -> None:
-        """Load the persisted state, then apply the videos added, re-indexed or deleted since."""
+        """Load the persisted state, then apply the videos added, re-indexed or deleted since
+        (by this process or another)."""
+        self.store.refresh()
         version = self.store.version
         if self._synced == version:
             return
         modalities = self.store.modalities
         if self.catalog is None:
             self._load(modalities)
+            self._refill_rows(modalities)
         stamps = self.store.video_stamps()
         known = self.catalog.stamps
         removed = [v for v in known if stamps.get(v) != known[v]]
@@ -207,6 +213,7 @@ class FaissAccelerator:
         column's index, whatever the store's size."""
         rows_added = self.catalog.append(self.store.scene_scalars(video_ids))
         for m in modalities:
+            self._row_vectors(m).resize(len(self.catalog))
             n_new = int(self.catalog.has[m][rows_added].sum()) if len(rows_added) else 0
             if not n_new:
                 continue
@@ -217,8 +224,38 @@ class FaissAccelerator:
                 if batch.num_rows:
                     first = np.fromiter((self.catalog.first_row[v] for v in batch.column("video_id").to_pylist()), np.int64, batch.num_rows)
                     rows = first + batch.column("scene_index").to_numpy().astype(np.int64)
-                    self.columns[m].add(_to_matrix(batch.column(vector_column(m)), self.store.fingerprints[m].dim), rows)
+                    vectors = _to_matrix(batch.column(vector_column(m)), self.store.fingerprints[m].dim)
+                    self.columns[m].add(vectors, rows)
+                    self.rows[m].write(rows, vectors)
+            self.rows[m].flush()
             logger.debug("faiss %s: +%d vectors (%s)", m, n_new, self.columns[m].kind)
+
+    def _row_vectors(self, modality: str) -> RowVectors:
+        if modality not in self.rows:
+            path = None
+            if self.persist:
+                self.root.mkdir(parents=True, exist_ok=True)
+                path = self.root / f"{modality}.f16"
+                path.unlink(missing_ok=True)
+            self.rows[modality] = RowVectors(self.store.fingerprints[modality].dim, path)
+        return self.rows[modality]
+
+    def _refill_rows(self, modalities) -> None:
+        """Row copies missing from a loaded state (a store indexed before they existed, or a
+        deleted file) are refilled from the store's vectors, streamed."""
+        for m in modalities:
+            if m in self.rows or not len(self.catalog):
+                continue
+            rows = self._row_vectors(m)
+            rows.resize(len(self.catalog))
+            for batch in self.store.iter_vectors(m, None):
+                known = [self.catalog.first_row.get(v, -1) for v in batch.column("video_id").to_pylist()]
+                keep = np.flatnonzero(np.asarray(known) >= 0)
+                if len(keep):
+                    r = np.asarray(known, np.int64)[keep] + batch.column("scene_index").to_numpy().astype(np.int64)[keep]
+                    rows.write(r, _to_matrix(batch.column(vector_column(m)).take(pa.array(keep)), rows.dim))
+            rows.flush()
+            logger.info("faiss %s: refilled %d row vectors", m, len(rows))
 
     def _training_sample(self, modality: str, video_ids, n: int) -> np.ndarray:
         """What a new index is trained on: nothing for flat, a uniform sample for IVF."""
@@ -280,6 +317,9 @@ class FaissAccelerator:
                 meta = json.loads(meta_path.read_text())
                 index = faiss.read_index(str(index_path), faiss.IO_FLAG_MMAP)
                 self.columns[m] = ColumnIndex(index, meta["kind"], set(meta.get("dead", [])))
+            rows = RowVectors.open(self.root / f"{m}.f16", self.store.fingerprints[m].dim, len(self.catalog))
+            if rows is not None:
+                self.rows[m] = rows
 
     def _save(self, version: int) -> None:
         import faiss
@@ -312,7 +352,7 @@ class FaissAccelerator:
             if rows is not None:
                 rows = rows[self.catalog.has[modality][rows]]
             if rows is not None and len(rows) <= self.options.exact_below:  # few rows: score exactly
-                sims = column.reconstruct(rows) @ np.asarray(query, np.float32).reshape(-1)
+                sims = self.rows[modality].take(rows) @ np.asarray(query, np.float32).reshape(-1)
                 top = np.argsort(-sims)[:k]
                 return [(int(rows[i]), float(sims[i])) for i in top]
             if allowed is None:
@@ -338,12 +378,11 @@ class FaissAccelerator:
     def vectors(self, modality: str, keys) -> np.ndarray:
         """Candidate vectors, NaN rows where a scene has none for ``modality``."""
         keys = np.asarray(list(keys), dtype=np.int64)
-        column = self.columns.get(modality)
         out = np.full((len(keys), self.store.fingerprints[modality].dim), np.nan, dtype=np.float32)
-        if column is not None and len(keys):
+        if modality in self.rows and len(keys):
             present = self.catalog.has[modality][keys] & self.catalog.alive[keys]
             if present.any():
-                out[present] = column.reconstruct(keys[present])
+                out[present] = self.rows[modality].take(keys[present])
         return out
 
     def background(self, modality: str, n: int) -> np.ndarray:
@@ -351,8 +390,7 @@ class FaissAccelerator:
         rows = np.flatnonzero(self.catalog.alive & self.catalog.has[modality])
         if len(rows) > n:
             rows = np.sort(np.random.default_rng(0).choice(rows, n, replace=False))
-        column = self.columns.get(modality)
-        return column.reconstruct(rows) if column is not None and len(rows) else np.zeros((0, 1), np.float32)
+        return self.rows[modality].take(rows) if modality in self.rows and len(rows) else np.zeros((0, 1), np.float32)
 
     def text_search(self, query: str, k: int, where: SceneFilter | None = None) -> list[tuple[int, float]]:
         out = []

@@ -1,0 +1,68 @@
+"""Row-ordered float16 copies of one modality's vectors, beside the FAISS indexes.
+
+Row ``r`` holds catalog row ``r``'s vector (zeros where the scene has none), so re-scoring
+candidates, drawing calibration samples and scoring a filter's few rows exactly are array
+indexing, not index reconstruction (a hashtable lookup per vector for IVF). Persisted as a raw
+little-endian float16 file, memory-mapped on open; rows are only ever appended, so a reader that
+mapped the first ``n`` rows keeps a consistent view while a writer grows the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+DTYPE = np.dtype("<f2")
+
+
+class RowVectors:
+    """An ``(n, dim)`` float16 matrix, in memory or memory-mapped from ``path``."""
+
+    def __init__(self, dim: int, path: Path | None = None):
+        self.dim = dim
+        self.path = path
+        self.data: np.ndarray = np.zeros((0, dim), DTYPE)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @classmethod
+    def open(cls, path: Path, dim: int, n: int) -> RowVectors | None:
+        """Map the first ``n`` rows of ``path``; None when the file is missing or shorter
+        (a store written before these files existed: the caller refills them)."""
+        out = cls(dim, path)
+        if not path.exists() or path.stat().st_size < n * dim * DTYPE.itemsize:
+            return None
+        if n:
+            out.data = np.memmap(path, DTYPE, mode="r", shape=(n, dim))
+        return out
+
+    def resize(self, n: int) -> None:
+        """Grow to ``n`` rows; new rows are zeros until written."""
+        if n == len(self):
+            return
+        if self.path is None:
+            grown = np.zeros((n, self.dim), DTYPE)
+            grown[: min(n, len(self))] = self.data[:n]
+            self.data = grown
+            return
+        self.flush()
+        self.data = np.zeros((0, self.dim), DTYPE)  # drop the old map before resizing the file
+        with open(self.path, "ab") as f:
+            f.truncate(n * self.dim * DTYPE.itemsize)  # zero-filled; stale rows past a crash dropped
+        if n:
+            self.data = np.memmap(self.path, DTYPE, mode="r+", shape=(n, self.dim))
+
+    def write(self, rows: np.ndarray, vectors: np.ndarray) -> None:
+        """Fill rows added by :meth:`resize` (written rows are never rewritten)."""
+        if len(rows):
+            self.data[rows] = vectors
+
+    def flush(self) -> None:
+        if isinstance(self.data, np.memmap) and self.data.flags.writeable:
+            self.data.flush()
+
+    def take(self, rows) -> np.ndarray:
+        """float32 vectors of ``rows`` (sorted access is faster on a cold file)."""
+        return np.asarray(self.data[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
