@@ -46,6 +46,9 @@ class TextConfig:
     model: str = "all-MiniLM-L6-v2"  # alias, local directory, or hub id
     device: str = "auto"
     batch_size: int = 64
+    # single queries: "auto" uses ONNX Runtime on the CPU when the model can be exported (faster,
+    # and a search process needs no torch); "torch" keeps them on PyTorch; "onnx" requires it
+    query_runtime: Literal["auto", "torch", "onnx"] = "auto"
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ def _load_text(config: EngineConfig) -> Any:
     from egorag.encoders.registry import create_encoder
 
     c = config.text
-    return create_encoder(c.encoder, model=c.model, device=c.device, batch_size=c.batch_size)
+    return create_encoder(c.encoder, model=c.model, device=c.device, batch_size=c.batch_size, query_runtime=c.query_runtime)
 
 
 def _load_visual(config: EngineConfig) -> Any:

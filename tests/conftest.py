@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before any import that could reach a model hub
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("EGORAG_CACHE_DIR", tempfile.mkdtemp(prefix="egorag-test-cache-"))  # ONNX exports
 
 import hashlib
 import re
@@ -45,7 +47,7 @@ class HashEncoder:
 
     modality = "text"
 
-    def __init__(self, model: str = "hash-64", device: str = "cpu", batch_size: int = 64, dim: int = 64):
+    def __init__(self, model: str = "hash-64", device: str = "cpu", batch_size: int = 64, dim: int = 64, query_runtime: str = "auto"):
         self.checkpoint = model
         self.dim = dim
 

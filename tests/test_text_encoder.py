@@ -1,0 +1,79 @@
+"""The real MiniLM text encoder: ONNX Runtime queries equal PyTorch's, exports are cached and
+checked, a search process needs no torch, and an explicit runtime that cannot run says why."""
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from egorag.encoders import onnx_text
+from egorag.encoders.sentence import SentenceEncoder
+from egorag.errors import ConfigError, ModelLoadError
+from egorag.weights import resolve_model
+
+pytestmark = pytest.mark.slow
+
+QUERIES = ["where did I leave my keys", "a volcano erupts with lava", "Bread dough rises in a warm oven."]
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(onnx_text.CACHE_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache" / "onnx"
+
+
+def test_onnx_queries_match_pytorch_and_the_export_is_cached(cache):
+    torch_enc = SentenceEncoder(query_runtime="torch")
+    onnx_enc = SentenceEncoder()  # auto: exports once, checked against PyTorch
+    assert torch_enc.query_runtime == "torch" and onnx_enc.query_runtime == "onnx"
+    [export] = cache.glob("*.onnx")
+    np.testing.assert_allclose(onnx_enc.encode_queries(QUERIES), torch_enc.encode_queries(QUERIES), atol=1e-5)
+    np.testing.assert_allclose(onnx_enc.encode_queries(QUERIES[:1]), torch_enc.encode_documents(QUERIES[:1]), atol=1e-5)
+    # documents still go through PyTorch, loaded on first use
+    np.testing.assert_allclose(onnx_enc.encode_documents(QUERIES), torch_enc.encode_documents(QUERIES), atol=1e-6)
+    mtime = export.stat().st_mtime_ns
+    SentenceEncoder()
+    assert export.stat().st_mtime_ns == mtime  # reused, not exported again
+
+
+def test_search_process_with_a_cached_export_never_imports_torch(cache):
+    SentenceEncoder()  # makes the export
+    code = (
+        "import sys, json; from egorag.encoders.sentence import SentenceEncoder; "
+        "e = SentenceEncoder(); v = e.encode_queries(['where did I leave my keys']); "
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'runtime': e.query_runtime, 'v': v[0].tolist()}))"
+    )
+    out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert out == {"torch": False, "runtime": "onnx", "v": pytest.approx(SentenceEncoder(query_runtime="torch").encode_queries(QUERIES[:1])[0].tolist(), abs=1e-5)}
+
+
+def test_an_export_that_disagrees_with_pytorch_is_refused(cache, monkeypatch, caplog):
+    monkeypatch.setattr(onnx_text, "MAX_ABS_ERROR", -1.0)  # no export can pass
+    with caplog.at_level(logging.WARNING, logger="egorag"):
+        enc = SentenceEncoder()
+    assert enc.query_runtime == "torch" and not list(cache.glob("*.onnx"))
+    assert "differs from PyTorch" in caplog.text
+    with pytest.raises(ModelLoadError, match="could not be exported"):
+        SentenceEncoder(query_runtime="onnx")
+
+
+def test_unsupported_layout_stays_on_pytorch_and_explicit_onnx_says_why(cache, tmp_path):
+    source = resolve_model("all-MiniLM-L6-v2").location
+    model = tmp_path / "cls-pooling-minilm"
+    for f in sorted(p for p in Path(source).rglob("*") if p.is_file()):
+        target = model / f.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(f)
+    pooling = model / "1_Pooling" / "config.json"
+    config = json.loads(pooling.read_text())
+    pooling.unlink()
+    pooling.write_text(json.dumps(dict(config, pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)))
+    assert SentenceEncoder(str(model)).query_runtime == "torch"
+    with pytest.raises(ModelLoadError, match="mean Pooling"):
+        SentenceEncoder(str(model), query_runtime="onnx")
+    with pytest.raises(ConfigError, match="query_runtime"):
+        SentenceEncoder(query_runtime="tensorrt")
