@@ -214,6 +214,7 @@ class Engine:
             t_fts = time.perf_counter()
             self._store.build_text_index()
             times.add("text_index", time.perf_counter() - t_fts)
+            self._snapshot()
         if self._store is not None and self.config.retrieval.backend == "faiss":
             t_ann = time.perf_counter()
             self.accelerator().sync()
@@ -340,7 +341,26 @@ class Engine:
     # -- catalogue ----------------------------------------------------------------------------
 
     def videos(self) -> list[Video]:
-        return self.store().videos()
+        """The indexed videos by path (metadata only: global vectors are not loaded). Answered
+        from the listing snapshot while it is current, without importing LanceDB."""
+        from egorag.schema import videos_from_table
+        from index.listing import read_snapshot
+
+        listed = read_snapshot(self.db)
+        if listed is not None:
+            return listed
+        store = self.store()
+        self._snapshot()
+        return sorted(videos_from_table(store.video_scalars()), key=lambda v: v.path)
+
+    def _snapshot(self) -> None:
+        from index.listing import write_snapshot
+
+        if self._store is not None:
+            try:
+                write_snapshot(self.db, self._store)
+            except OSError as exc:  # a read-only store still lists, just without the fast path
+                logger.debug("no listing snapshot for %s: %s", self.db, exc)
 
     def delete(self, refs: Sequence[str] | str) -> list[Video]:
         """Delete videos by id or path; raises :class:`EgoragError` for one that is not indexed."""
@@ -354,6 +374,7 @@ class Engine:
             found.append(video)
         for video in found:
             store.delete_video(video.video_id)
+        self._snapshot()
         if self.config.retrieval.backend == "faiss":
             self.accelerator().sync()
         self._retriever = None  # its per-version caches describe the store before the delete

@@ -212,6 +212,19 @@ class Video:
     global_vectors: Mapping[str, np.ndarray | None] = field(default_factory=dict)
 
 
+def videos_from_table(table: pa.Table, modalities: tuple[str, ...] = ()) -> list[Video]:
+    """Videos from rows of the videos table; global vectors of ``modalities`` when present."""
+    videos = []
+    for row in table.to_pylist():
+        info = VideoInfo(row["path"], row["duration"], row["fps"], row["width"], row["height"], row["has_audio"], row["size_bytes"])
+        vectors = {
+            m: None if row.get(vector_column(m)) is None else np.asarray(row[vector_column(m)], np.float32)
+            for m in modalities
+        }
+        videos.append(Video(row["video_id"], row["path"], row["content_hash"], info, row["n_scenes"], vectors))
+    return videos
+
+
 def rows_to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     """Build an Arrow table from row dicts, filling absent columns with nulls."""
     columns = {f.name: [r.get(f.name) for r in rows] for f in schema}

@@ -20,9 +20,9 @@ from egorag.schema import (
     Keyframes,
     Scene,
     Video,
-    VideoInfo,
     decode_fingerprints,
     rows_to_table,
+    videos_from_table,
     scene_schema,
     vector_column,
     video_schema,
@@ -110,6 +110,11 @@ class LanceSceneStore:
 
     def videos(self) -> list[Video]:
         return sorted(self._query_videos(None), key=lambda v: v.path)
+
+    def video_scalars(self) -> pa.Table:
+        """The videos table without its vector columns (what a listing shows)."""
+        columns = [f.name for f in self._videos.schema if not f.name.endswith("_vec")]
+        return self._videos.search().select(columns).limit(None).to_arrow()
 
     def complete_ids(self) -> set[str]:
         table = self._videos.search().select(["video_id"]).limit(None).to_arrow()
@@ -356,26 +361,7 @@ class LanceSceneStore:
         search = self._videos.search()
         if sql:
             search = search.where(sql)
-        table = search.limit(None).to_arrow()
-        videos = []
-        for row in table.to_pylist():
-            info = VideoInfo(
-                path=row["path"],
-                duration=row["duration"],
-                fps=row["fps"],
-                width=row["width"],
-                height=row["height"],
-                has_audio=row["has_audio"],
-                size_bytes=row["size_bytes"],
-            )
-            vectors = {
-                m: None if row.get(vector_column(m)) is None else np.asarray(row[vector_column(m)], np.float32)
-                for m in self.modalities
-            }
-            videos.append(
-                Video(row["video_id"], row["path"], row["content_hash"], info, row["n_scenes"], vectors)
-            )
-        return videos
+        return videos_from_table(search.limit(None).to_arrow(), self.modalities)
 
     def _video_row(self, video: Video) -> dict:
         row = {

@@ -39,7 +39,7 @@ def test_engine_indexes_audio_and_reports_it(tmp_path, tiny_clap, cut_video, sil
     engine.index([cut_video, silent_video])
     store = engine.store()
     assert "audio" in store.fingerprints and store.fingerprints["audio"].dim == 16
-    by_path = {v.path.split("/")[-1]: v for v in engine.videos()}
+    by_path = {v.path.split("/")[-1]: v for v in store.videos()}
     cut_scenes = store.scenes_of(by_path["cuts.mp4"].video_id, with_vectors=True)
     assert all(s.vectors["audio"] is not None for s in cut_scenes)
     assert all(s.vectors["audio"] is None for s in store.scenes_of(by_path["silent.mp4"].video_id, with_vectors=True))

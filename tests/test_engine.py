@@ -232,3 +232,27 @@ def test_long_lived_engine_sees_another_writers_changes(tmp_path, cut_video, sil
     writer.delete(str(cut_video))
     assert all(h.video == str(silent_video.resolve()) for h in server.search("honey bees hive", k=3).hits)
     assert [v.path for v in server.videos()] == [str(silent_video.resolve())]
+
+
+def test_listing_comes_from_a_current_snapshot_without_lancedb(engine, cut_video, silent_video):
+    import json
+    import subprocess
+    import sys
+
+    from index.lance import LanceSceneStore
+
+    engine.index([cut_video, silent_video])
+    code = (
+        "import sys, json; from egorag.engine import Engine; v = Engine(sys.argv[1]).videos(); "
+        "print(json.dumps({'lancedb': 'lancedb' in sys.modules, 'paths': [x.path for x in v]}))"
+    )
+
+    def list_in_a_fresh_process():
+        return json.loads(subprocess.run([sys.executable, "-c", code, engine.db], capture_output=True, text=True, check=True).stdout)
+
+    both = sorted(str(p.resolve()) for p in (cut_video, silent_video))
+    assert list_in_a_fresh_process() == {"lancedb": False, "paths": both}
+    # a write that bypasses the engine makes the snapshot stale: the truth is read, never the snapshot
+    LanceSceneStore(engine.db).delete_video(next(v.video_id for v in engine.videos() if v.path == both[0]))
+    assert [v.path for v in Engine(engine.db, config(), models=models()).videos()] == both[1:]
+    assert list_in_a_fresh_process() == {"lancedb": False, "paths": both[1:]}  # rewritten by that read
