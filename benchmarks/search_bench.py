@@ -179,17 +179,18 @@ def pct(ms: list[float]) -> dict:
     return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)), "qps": float(1000 / a.mean())}
 
 
-def exact_fused(retriever, acc, qv, all_vectors, video_rows, k=10) -> list[int]:
+def exact_fused(retriever, acc, qv, all_vectors, video_positions, k=10) -> list[int]:
     """The oracle: fused score of every scene, same calibration and prior as the retriever."""
     cfg = retriever.config
     total = sum(cfg.weights.get(m, 0) for m in qv)
-    fused = np.zeros(len(video_rows))
+    fused = np.zeros(len(video_positions))
     for m, q in qv.items():
         cal = Calibration.from_background(acc.background(m, 4096) @ q)
         fused += cfg.weights[m] * (all_vectors[m] @ q - cal.mean) / cal.std
     fused /= total
-    prior = retriever._video_prior(qv)
-    fused += cfg.prior_weight * np.array([prior.get(v, 0.0) for v in video_rows])
+    videos = retriever._video_level()
+    prior = videos.prior(qv, cfg.weights, videos.calibrations(qv, cfg.weights), np.arange(len(videos)))
+    fused += cfg.prior_weight * prior[video_positions]
     return list(np.argsort(-fused)[:k])
 
 
@@ -240,10 +241,10 @@ def main() -> None:
     n_check = min(len(queries), 50 if args.scenes > 200_000 else 100)
     all_rows = np.arange(len(acc.catalog))
     all_vectors = {m: acc.columns[m].reconstruct(all_rows) for m in DIMS}
-    video_rows = acc.catalog.table.column("video_id").to_pylist()
+    video_positions = retriever._video_level().positions_of(acc.catalog.table.column("video_id").to_pylist())
     recalls = []
     for qv, got in zip(queries[:n_check], results):
-        want = set(acc.catalog.scene_ids(exact_fused(retriever, acc, qv, all_vectors, video_rows)))
+        want = set(acc.catalog.scene_ids(exact_fused(retriever, acc, qv, all_vectors, video_positions)))
         recalls.append(len(want & set(got)) / 10)
     figures["fused_recall_at_10"] = float(np.mean(recalls))
     del all_vectors

@@ -257,6 +257,15 @@ class LanceSceneStore:
             if s.video_id in complete
         ]
 
+    def filter_keys(self, where: SceneFilter, limit: int) -> list[str] | None:
+        """Every scene id passing the filter; None when more than ``limit``."""
+        table = self._scenes.search().where(where.to_sql()).select(["scene_id"]).limit(limit + 1).to_arrow()
+        return None if table.num_rows > limit else table.column("scene_id").to_pylist()
+
+    def videos_of(self, keys) -> list[str]:
+        """Each key's (scene id's) video id."""
+        return [k.rpartition(":")[0] for k in keys]
+
     def vectors(self, modality: str, keys) -> np.ndarray:
         keys = list(keys)
         by_id = {s.scene_id: s for s in self.get_scenes(keys, with_vectors=True)}

@@ -2,8 +2,10 @@
 calibrated fusion (weighted or RRF) with BM25, then adjacent-scene merging into time ranges.
 
 It talks to a search backend through keys it never interprets: the FAISS accelerator's catalog
-rows (the fast path) or the Lance store's scene ids. Both offer ``search_keys``, ``meta``,
-``vectors``, ``background``, ``text_search`` and ``scenes``; only the final hits fetch their text.
+rows (the fast path) or the Lance store's scene ids. Both offer ``search_keys``, ``filter_keys``, ``videos_of``,
+``vectors``, ``background``, ``text_search``, ``meta`` and ``scenes``; only the best candidates
+fetch their metadata, and only the final hits their text. The video level (global vectors and
+the prior) is :class:`retrieval.video_prior.VideoPrior`, built from the store.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import numpy as np
 
 from egorag.config import RetrievalConfig
 from index.base import SceneFilter
-from retrieval.fusion import Calibration, Span, bm25_scale, merge_adjacent, rrf_fusion, standardize, weighted_fusion
+from retrieval.fusion import Calibration, Span, bm25_scale, merge_adjacent, rrf_fusion, weighted_fusion
 from retrieval.hits import Hit
+from retrieval.video_prior import VideoPrior
 
 logger = logging.getLogger("egorag")
 
@@ -27,6 +30,7 @@ BACKGROUND_SAMPLE = 4096  # scene vectors per modality used to calibrate a query
 BM25_Z = 3.0  # a query's best BM25 match counts like a 3-sigma similarity
 VERSION_CHECK_S = 0.5  # how stale a long-lived retriever may be about other processes' writes
 MAXSIM_REFINE = 50  # best candidates whose visual score is refined by MaxSim over keyframes
+TOP_VIDEO_SCENES = 200  # mean scenes per top video up to which all of its scenes are candidates
 
 
 @dataclass(frozen=True)
@@ -54,10 +58,9 @@ class HierarchicalRetriever:
         self._clear_caches()
 
     def _clear_caches(self) -> None:
-        """Per-store-version caches: calibration samples, global video vectors, keyframe presence."""
+        """Per-store-version caches: calibration samples, the video level, keyframe presence."""
         self._background: dict[str, np.ndarray] = {}
-        self._video_ids: list[str] | None = None
-        self._video_vecs: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # modality -> (positions, vectors)
+        self._videos: VideoPrior | None = None
         self._keyframes_present: bool | None = None
 
     # -- query embedding ----------------------------------------------------------------------
@@ -85,24 +88,34 @@ class HierarchicalRetriever:
         self._refresh()
         if not qv and not text:
             return []
-        prior = self._video_prior(qv) if self.config.prior_weight > 0 else {}
-        candidates, bm25 = self._candidates(qv, text, prior, where)
-        metas = [m for m in self.backend.meta(candidates) if where is None or where.matches(m)]
-        if not metas:
+        videos = self._video_level()
+        weights = self.config.weights
+        video_cal = videos.calibrations(qv, weights) if self.config.prior_weight > 0 else {}
+        top_videos: list[str] = []
+        if video_cal and len(videos) > self.config.top_videos:
+            top_videos = list(videos.ids[videos.best(qv, weights, video_cal, self.config.top_videos)[0]])
+        keys, bm25 = self._candidates(qv, text, top_videos, where)
+        positions = videos.positions_of(self.backend.videos_of(keys)) if keys else np.zeros(0, np.int64)
+        keys = [key for key, p in zip(keys, positions) if p >= 0]  # scenes of half-written videos are no results
+        positions = positions[positions >= 0]
+        if not keys:
             return []
-        raw = self._similarities(qv, metas)
+        raw = self._similarities(qv, keys)
         if bm25:
-            raw["bm25"] = np.array([bm25.get(m.key, np.nan) for m in metas])
-        priors = np.array([prior.get(m.video_id, 0.0) for m in metas]) if prior else np.zeros(len(metas))
+            raw["bm25"] = np.array([bm25.get(key, np.nan) for key in keys])
+        priors = np.zeros(len(keys))
+        if video_cal:
+            unique, inverse = np.unique(positions, return_inverse=True)
+            priors = videos.prior(qv, weights, video_cal, unique)[inverse]
         calibration = self._calibrations(qv)
         fused = self._fuse(raw, priors, calibration)
         moments: dict[int, float] = {}
         if "visual" in qv and self._has_keyframes() and not np.isnan(raw["visual"]).all():
-            best = [i for i in np.argsort(-fused)[:MAXSIM_REFINE] if not np.isnan(raw["visual"][i])]
-            moments = self._maxsim(qv["visual"], [metas[i] for i in best], best, raw["visual"])
+            best = [int(i) for i in np.argsort(-fused)[:MAXSIM_REFINE] if not np.isnan(raw["visual"][i])]
+            moments = self._maxsim(qv["visual"], keys, best, raw["visual"])
             fused = self._fuse(raw, priors, calibration)
-        logger.debug("fused %d candidates from %s", len(metas), sorted(raw))
-        return self._hits(metas, fused, raw, priors, moments, k)
+        logger.debug("fused %d candidates from %s", len(keys), sorted(raw))
+        return self._hits(keys, fused, raw, priors, moments, k)
 
     def _refresh(self) -> None:
         """Follow store changes made by other processes, checking at most every
@@ -120,36 +133,26 @@ class HierarchicalRetriever:
             self._clear_caches()
             self._cache_version = version
 
-    def _video_prior(self, qv: Mapping[str, np.ndarray]) -> dict[str, float]:
-        """Stage 1: each video's similarity to the query, standardised across videos per
-        modality and fused (weighted mean; a video without a modality counts as average)."""
-        if self._video_ids is None:
-            per = {m: self.store.video_vectors(m) for m in self.store.modalities}
-            self._video_ids = sorted({v for vids, _ in per.values() for v in vids})
-            pos = {v: i for i, v in enumerate(self._video_ids)}
-            self._video_vecs = {m: (np.array([pos[v] for v in vids], dtype=np.int64), vecs) for m, (vids, vecs) in per.items()}
-        weights = self.config.weights
-        used = [m for m in qv if weights.get(m, 0) > 0 and len(self._video_vecs.get(m, ((), ()))[0]) > 1]
-        if not self._video_ids or not used:
-            return {}
-        per_video = {}
-        for m in used:
-            positions, vectors = self._video_vecs[m]
-            z = np.full(len(self._video_ids), np.nan)
-            z[positions] = standardize(vectors @ qv[m])
-            per_video[m] = z
-        return dict(zip(self._video_ids, weighted_fusion(per_video, weights).tolist()))
+    def _video_level(self) -> VideoPrior:
+        if self._videos is None:
+            self._videos = VideoPrior.from_store(self.store)
+        return self._videos
 
-    def _candidates(self, qv, text, prior, where) -> tuple[list, dict]:
+    def _candidates(self, qv, text, top_videos: list[str], where) -> tuple[list, dict]:
         """Stage 2: per-modality scene candidates from all videos plus the top videos' scenes."""
         n = self.config.candidates
         candidates: dict = {}
         filters = [where]
-        top_videos = sorted(prior, key=prior.get, reverse=True)[: self.config.top_videos]
-        if top_videos and len(prior) > len(top_videos):
+        if top_videos:
             base = where or SceneFilter()
             scope = tuple(set(top_videos) & set(base.video_ids)) if base.video_ids else tuple(top_videos)
-            filters.append(SceneFilter(scope, base.path_glob, base.time_from, base.time_to))
+            in_top = SceneFilter(scope, base.path_glob, base.time_from, base.time_to)
+            # every scene of the top videos is a candidate, unless they are very long
+            keys = self.backend.filter_keys(in_top, TOP_VIDEO_SCENES * max(1, len(scope))) if scope else []
+            if keys is None:
+                filters.append(in_top)
+            else:
+                candidates.update(dict.fromkeys(keys))
         for m, q in qv.items():
             for f in filters:
                 candidates.update(self.backend.search_keys(m, q[None, :], n, f))
@@ -159,18 +162,19 @@ class HierarchicalRetriever:
             candidates.update(bm25)
         return list(candidates), bm25
 
-    def _similarities(self, qv, metas) -> dict[str, np.ndarray]:
+    def _similarities(self, qv, keys) -> dict[str, np.ndarray]:
         """Exact per-modality cosine for every candidate (visual: against the keyframes' mean);
         NaN where a candidate has no vector for the modality."""
-        keys = [m.key for m in metas]
         return {m: (self.backend.vectors(m, keys) @ q).astype(np.float64) for m, q in qv.items()}
 
-    def _maxsim(self, q: np.ndarray, metas, positions: list[int], visual: np.ndarray) -> dict[int, float]:
+    def _maxsim(self, q: np.ndarray, keys, positions: list[int], visual: np.ndarray) -> dict[int, float]:
         """Rescore candidates by their best keyframe (MaxSim); returns each best keyframe's time."""
         moments: dict[int, float] = {}
-        keyframes = self.backend.keyframes([m.key for m in metas])
-        for meta, i in zip(metas, positions):
-            found = keyframes.get(meta.scene_id)
+        metas = {m.key: m for m in self.backend.meta([keys[i] for i in positions])}
+        keyframes = self.backend.keyframes([keys[i] for i in positions if keys[i] in metas])
+        for i in positions:
+            meta = metas.get(keys[i])
+            found = keyframes.get(meta.scene_id) if meta is not None else None
             if found is None or not len(found.vectors):
                 continue
             kf = found.vectors @ q
@@ -214,15 +218,16 @@ class HierarchicalRetriever:
             calibrated[m] = (sims - cal.mean) / cal.std
         return weighted_fusion(calibrated, cfg.weights) + cfg.prior_weight * priors
 
-    def _hits(self, metas, fused: np.ndarray, raw, priors: np.ndarray, moments, k) -> list[Hit]:
+    def _hits(self, keys, fused: np.ndarray, raw, priors: np.ndarray, moments, k) -> list[Hit]:
         order = np.argsort(-fused, kind="stable")[: max(k * 8, 64)]  # merging needs a little more than k
-        spans = [Span(int(i), metas[i].video_id, metas[i].scene_index, float(fused[i])) for i in order]
+        metas = {m.key: m for m in self.backend.meta([keys[i] for i in order])}
+        spans = [Span(int(i), metas[keys[i]].video_id, metas[keys[i]].scene_index, float(fused[i])) for i in order if keys[i] in metas]
         groups = (merge_adjacent(spans) if self.config.merge_adjacent else [[s] for s in spans])[:k]
-        texts = {s.scene_id: s for s in self.backend.scenes([metas[s.item].key for g in groups for s in g])}
+        texts = {s.scene_id: s for s in self.backend.scenes([keys[s.item] for g in groups for s in g])}
         hits = []
         for group in groups:
             best = max(group, key=lambda s: s.score)
-            top, members = metas[best.item], [metas[s.item] for s in group]
+            top, members = metas[keys[best.item]], [metas[keys[s.item]] for s in group]
             scenes = [texts[m.scene_id] for m in members if m.scene_id in texts]
             hits.append(
                 Hit(

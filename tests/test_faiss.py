@@ -146,7 +146,7 @@ def test_backend_protocol_matches_lance_store(store):
     metas = acc.meta([r for r, _ in fast])
     assert [m.scene_id for m in metas] == [i for i, _ in slow]
     assert all(m.video_path == f"/data/{m.video_id}.mp4" and m.end == m.start + 1 for m in metas)
-    np.testing.assert_allclose(acc.vectors("text", [r for r, _ in fast]), store.vectors("text", [i for i, _ in slow]), atol=5e-4)  # float16 row copies
+    np.testing.assert_allclose(acc.vectors("text", [r for r, _ in fast]), store.vectors("text", [i for i, _ in slow]), atol=1e-6)
     assert acc.background("text", 50).shape == (50, DIM)
     assert acc.catalog.row_of(slow[0][0]) == fast[0][0]
     assert [s.scene_id for s in acc.scenes([fast[0][0]])] == [slow[0][0]]
@@ -171,9 +171,9 @@ def test_row_vectors_are_memory_mapped_grown_and_refilled(store):
     fill(store, x[:200], videos=2)
     acc = FaissAccelerator(store)
     acc.sync()
-    path = acc.root / "text.f16"
-    assert path.stat().st_size == 200 * DIM * 2
-    np.testing.assert_allclose(acc.vectors("text", [0, 150]), x[[0, 150]], atol=1e-3)
+    path = acc.root / "text.f32"
+    assert path.stat().st_size == 200 * DIM * 4
+    np.testing.assert_allclose(acc.vectors("text", [0, 150]), x[[0, 150]], atol=1e-6)
 
     reopened = FaissAccelerator(LanceSceneStore(store.uri))
     reopened.sync()
@@ -186,11 +186,11 @@ def test_row_vectors_are_memory_mapped_grown_and_refilled(store):
     )
     reopened.sync()  # grows the mapped file in place
     row = reopened.catalog.row_of(scene_id(vid, 7))
-    np.testing.assert_allclose(reopened.vectors("text", [row])[0], x[207], atol=1e-3)
-    assert path.stat().st_size == 300 * DIM * 2
+    np.testing.assert_allclose(reopened.vectors("text", [row])[0], x[207], atol=1e-6)
+    assert path.stat().st_size == 300 * DIM * 4
 
     path.unlink()  # a store indexed before row copies existed: refilled from LanceDB, not rebuilt
     again = FaissAccelerator(LanceSceneStore(store.uri))
     again.sync()
-    np.testing.assert_allclose(again.vectors("text", [row])[0], x[207], atol=1e-3)
+    np.testing.assert_allclose(again.vectors("text", [row])[0], x[207], atol=1e-6)
     assert again.search("text", x[207][None], 1)[0][0][0] == scene_id(vid, 7)
