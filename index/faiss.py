@@ -22,10 +22,11 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 
-from egorag.schema import vector_column
+from egorag.schema import Scene, vector_column
 from index.base import ColumnHits, SceneFilter
 from index.catalog import SceneCatalog, SceneMeta
 from index.rowvectors import RowVectors
+from index.texts import SceneTexts
 
 logger = logging.getLogger("egorag")
 
@@ -171,6 +172,7 @@ class FaissAccelerator:
         self.catalog: SceneCatalog | None = None
         self.columns: dict[str, ColumnIndex] = {}
         self.rows: dict[str, RowVectors] = {}
+        self.texts = SceneTexts(self.root if persist else None)
         self._synced: int | None = None
 
     @property
@@ -213,7 +215,10 @@ class FaissAccelerator:
         """Append the scenes of ``video_ids`` (all complete videos when None) to the catalog, then
         stream each modality's vectors into its index one batch at a time: memory stays near one
         column's index, whatever the store's size."""
-        rows_added = self.catalog.append(self.store.scene_scalars(video_ids))
+        scenes = self.store.scene_scalars(video_ids, with_text=True).sort_by([("video_id", "ascending"), ("scene_index", "ascending")])
+        rows_added = self.catalog.append(scenes)
+        if len(rows_added):
+            self.texts.append(int(rows_added[0]), scenes)
         for m in modalities:
             self._row_vectors(m).resize(len(self.catalog))
             n_new = int(self.catalog.has[m][rows_added].sum()) if len(rows_added) else 0
@@ -243,8 +248,20 @@ class FaissAccelerator:
         return self.rows[modality]
 
     def _refill_rows(self, modalities) -> None:
-        """Row copies missing from a loaded state (a store indexed before they existed, or a
-        deleted file) are refilled from the store's vectors, streamed."""
+        """Row copies and texts missing from a loaded state (a store indexed before they
+        existed, or a deleted file) are refilled from the store (vectors streamed)."""
+        if self.texts is None:
+            self.texts = SceneTexts(self.root)
+            scenes = self.store.scene_scalars(None, with_text=True)
+            rows = np.array([self.catalog.first_row.get(v, -1) for v in scenes.column("video_id").to_pylist()], np.int64)
+            keep = rows >= 0
+            rows = rows[keep] + scenes.column("scene_index").to_numpy()[keep]
+            texts = {c: np.full(len(self.catalog), "", dtype=object) for c in ("transcript", "caption")}
+            for c in texts:
+                texts[c][rows] = np.asarray(scenes.column(c).to_pylist(), dtype=object)[keep]
+            self.texts.clear()  # leftovers of an interrupted merge
+            self.texts.append(0, pa.table({c: pa.array(v, pa.string()) for c, v in texts.items()}))
+            logger.info("faiss: refilled the texts of %d rows", len(self.catalog))
         for m in modalities:
             if m in self.rows or not len(self.catalog):
                 continue
@@ -311,6 +328,7 @@ class FaissAccelerator:
         path = self.root / "catalog.parquet"
         if not path.exists():
             self.catalog = SceneCatalog.empty(modalities)
+            self.texts.clear()  # whatever an earlier, unfinished build left
             return
         self.catalog, _ = SceneCatalog.load(path)
         for m in modalities:
@@ -322,6 +340,7 @@ class FaissAccelerator:
             rows = RowVectors.open(self.root / f"{m}.f32", self.store.fingerprints[m].dim, len(self.catalog))
             if rows is not None:
                 self.rows[m] = rows
+        self.texts = SceneTexts.open(self.root, len(self.catalog))  # None: refilled
 
     def _save(self, version: int) -> None:
         import faiss
@@ -418,7 +437,16 @@ class FaissAccelerator:
         return out
 
     def scenes(self, keys, with_vectors: bool = False) -> list:
-        return self.store.get_scenes(self.catalog.scene_ids(list(keys)), with_vectors=with_vectors)
+        """Scenes with their texts, from the catalog and the mapped text segments (vectors, when
+        asked for, from the store)."""
+        if with_vectors:
+            return self.store.get_scenes(self.catalog.scene_ids(list(keys)), with_vectors=True)
+        keys = list(keys)
+        texts = self.texts.get(keys)
+        return [
+            Scene(m.scene_id, m.video_id, m.video_path, m.scene_index, m.start, m.end, transcript=t, caption=c)
+            for m, (t, c) in zip(self.catalog.meta(keys), texts)
+        ]
 
     def keyframes(self, keys) -> dict:
         return self.store.keyframes(self.catalog.scene_ids(list(keys)))

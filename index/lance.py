@@ -210,10 +210,10 @@ class LanceSceneStore:
         stamps = table.column("indexed_at").cast(pa.int64()).to_pylist()
         return dict(zip(table.column("video_id").to_pylist(), stamps))
 
-    def scene_scalars(self, video_ids: Sequence[str] | None = None) -> pa.Table:
+    def scene_scalars(self, video_ids: Sequence[str] | None = None, with_text: bool = False) -> pa.Table:
         """Ids, times and ``has_<modality>`` flags (no vectors read) of the scenes of
-        ``video_ids``, or of every complete video."""
-        columns = {c: c for c in SCENE_TEXT_COLUMNS[:6]}
+        ``video_ids``, or of every complete video; with their transcripts and captions."""
+        columns = {c: c for c in SCENE_TEXT_COLUMNS[: 8 if with_text else 6]}
         columns.update({f"has_{m}": f"{vector_column(m)} IS NOT NULL" for m in self.modalities})
         search = self._scenes.search().select(columns).limit(None)
         if video_ids is not None:

@@ -194,3 +194,36 @@ def test_row_vectors_are_memory_mapped_grown_and_refilled(store):
     again.sync()
     np.testing.assert_allclose(again.vectors("text", [row])[0], x[207], atol=1e-6)
     assert again.search("text", x[207][None], 1)[0][0][0] == scene_id(vid, 7)
+
+
+def test_hit_texts_come_from_mapped_segments_not_lancedb(store, monkeypatch):
+    import index.texts as texts_mod
+
+    monkeypatch.setattr(texts_mod, "MAX_SEGMENTS", 2)
+    x = clustered(40)
+
+    def add(vid, first):
+        store.add_video(
+            Video(vid, f"/data/{vid}.mp4", vid, VideoInfo(f"/data/{vid}.mp4", 10, 25, 8, 8, False, 1), 10, {}),
+            [Scene(scene_id(vid, i), vid, f"/data/{vid}.mp4", i, float(i), float(i + 1), transcript=f"{vid} says {i}",
+                   caption=f"{vid} shows {i}", vectors={"text": x[first + i]}) for i in range(10)],
+        )
+
+    acc = FaissAccelerator(store)
+    for n, vid in enumerate(["a", "b", "c", "d"]):  # one segment per sync; merged past two
+        add(vid, 10 * n)
+        acc.sync()
+    assert sorted(p.name for p in acc.root.glob("texts-*.arrow")) == ["texts-0.arrow", "texts-30.arrow"]
+    monkeypatch.setattr(LanceSceneStore, "get_scenes", lambda *a, **k: pytest.fail("asked LanceDB for hit texts"))
+    reopened = FaissAccelerator(LanceSceneStore(store.uri))
+    reopened.sync()
+    rows = [reopened.catalog.row_of(scene_id(v, i)) for v, i in (("d", 3), ("a", 0), ("c", 9))]
+    assert [(s.scene_id, s.transcript, s.caption) for s in reopened.scenes(rows)] == [
+        ("d:00003", "d says 3", "d shows 3"), ("a:00000", "a says 0", "a shows 0"), ("c:00009", "c says 9", "c shows 9"),
+    ]
+    for p in reopened.root.glob("texts-*.arrow"):  # a store indexed before text segments existed
+        p.unlink()
+    again = FaissAccelerator(LanceSceneStore(store.uri))
+    monkeypatch.undo()
+    again.sync()
+    assert [s.transcript for s in again.scenes(rows)] == ["d says 3", "a says 0", "c says 9"]
