@@ -5,9 +5,10 @@ the collection's videos (mean and spread from a fixed sample of at most ``SAMPLE
 for smaller collections) and fused with the retrieval weights. The retriever needs it for two
 things only: the best videos (whose scenes are searched exhaustively) and the videos of its scene
 candidates. Scanning every video's float32 vectors for each query costs ~10 ms at 20,000 videos
-(memory-bound), so above ``exact_below`` videos the best ones come from an 8-bit scalar-quantised
-FAISS scan (4x less memory traffic, built in milliseconds when the store is opened) and are then
-re-scored exactly; candidates' videos are always scored exactly.
+(memory-bound), so above ``exact_below`` videos a shortlist comes from a sketch: each modality's
+vectors projected on its top ``SKETCH_DIMS`` principal components (from the calibration sample),
+concatenated, so that the whole fused prior of every video is one small matrix-vector product.
+The shortlist is then re-scored exactly; candidates' videos are always scored exactly.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from index.faiss import single_threaded
 from retrieval.fusion import Calibration, weighted_fusion
 
 SAMPLE = 4096
+SKETCH_DIMS = 64  # principal components per modality in the shortlist sketch
+SHORTLIST = 8  # the sketch shortlists this many videos per video wanted
 
 
 class VideoPrior:
@@ -32,7 +34,8 @@ class VideoPrior:
         self.vectors: dict[str, np.ndarray] = {}  # modality -> (n_videos, dim); zeros where absent
         self.present: dict[str, np.ndarray] = {}
         self._sample: dict[str, np.ndarray] = {}
-        self._quantized: dict[str, tuple[object, np.ndarray]] = {}  # modality -> (index, positions)
+        self._bases: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # modality -> (mean, components)
+        self._sketch: np.ndarray | None = None  # (n_videos, sum of components), when many videos
         rng = np.random.default_rng(0)
         for m, (ids, vectors) in per_modality.items():
             if len(ids) < 2:  # one video cannot be standardised against the others
@@ -45,8 +48,14 @@ class VideoPrior:
             self.present[m][positions] = True
             sample = positions if len(positions) <= SAMPLE else np.sort(rng.choice(positions, SAMPLE, replace=False))
             self._sample[m] = full[sample]
-            if len(positions) >= exact_below:
-                self._quantized[m] = (_sq8(vectors), positions)
+        if len(self.ids) >= exact_below and self.vectors:
+            parts = []
+            for m, full in self.vectors.items():
+                mean = self._sample[m].mean(axis=0)
+                components = np.linalg.svd(self._sample[m] - mean, full_matrices=False)[2][:SKETCH_DIMS]
+                self._bases[m] = (mean, components)
+                parts.append(np.where(self.present[m][:, None], (full - mean) @ components.T, 0.0).astype(np.float32))
+            self._sketch = np.ascontiguousarray(np.concatenate(parts, axis=1))
 
     @classmethod
     def from_store(cls, store, exact_below: int = 2048) -> VideoPrior:
@@ -73,22 +82,21 @@ class VideoPrior:
 
     def best(self, qv, weights, calibrations: Mapping[str, Calibration], n: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` videos with the highest prior (positions, priors): every video scored when
-        few, else each modality's best ``4 n`` from the quantised scan, re-scored exactly."""
+        few, else the best ``SHORTLIST * n`` by the sketch, re-scored exactly."""
         if not calibrations or n <= 0:
             return np.zeros(0, np.int64), np.zeros(0)
-        if not self._quantized:
+        if self._sketch is None or SHORTLIST * n >= len(self.ids):
             shortlist = np.arange(len(self.ids))
         else:
+            # the fused prior is linear in each modality's similarity: weight w / std, projected
+            total = sum(weights[m] for m in calibrations)
             parts = []
-            for m in calibrations:
-                if m in self._quantized:
-                    index, positions = self._quantized[m]
-                    with single_threaded(True):
-                        _, found = index.search(np.ascontiguousarray(qv[m][None], np.float32), min(4 * n, len(positions)))
-                    parts.append(positions[found[0][found[0] >= 0]])
-                else:
-                    parts.append(np.flatnonzero(self.present[m]))
-            shortlist = np.unique(np.concatenate(parts))
+            for m, (_, components) in self._bases.items():
+                cal = calibrations.get(m)
+                scale = weights[m] / total / cal.std if cal is not None and cal.std > 0 else 0.0
+                parts.append(scale * (components @ qv[m]) if scale else np.zeros(len(components)))
+            scores = self._sketch @ np.concatenate(parts).astype(np.float32)
+            shortlist = np.sort(np.argpartition(-scores, SHORTLIST * n)[: SHORTLIST * n])
         priors = self.prior(qv, weights, calibrations, shortlist)
         top = np.argsort(-priors, kind="stable")[:n]
         return shortlist[top], priors[top]
@@ -103,12 +111,3 @@ def _calibration(sims: np.ndarray) -> Calibration:
     std = float(np.std(sims)) if len(sims) > 1 else 0.0
     return Calibration(float(np.mean(sims)) if len(sims) else 0.0, std if std > 1e-9 else 0.0)
 
-
-def _sq8(vectors: np.ndarray):
-    import faiss
-
-    index = faiss.IndexScalarQuantizer(vectors.shape[1], faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    index.train(vectors)
-    index.add(vectors)
-    return index
