@@ -18,6 +18,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,7 +36,7 @@ import pyarrow as pa  # noqa: E402
 
 from egorag.config import RetrievalConfig  # noqa: E402
 from egorag.schema import EncoderFingerprint, scene_schema, video_schema  # noqa: E402
-from index.faiss import FaissAccelerator, FaissOptions, build_index  # noqa: E402
+from index.faiss import FaissAccelerator, FaissOptions  # noqa: E402
 from index.lance import LanceSceneStore  # noqa: E402
 from retrieval.fusion import Calibration  # noqa: E402
 from retrieval.hierarchical import HierarchicalRetriever  # noqa: E402
@@ -168,6 +169,25 @@ def build_store(root: Path, n: int, real: np.ndarray, spectrum: Spectrum) -> tup
 
 # -- measurement ------------------------------------------------------------------------------
 
+def raw_index(vectors: np.ndarray, kind: str):
+    """What a user of FAISS alone would build: IndexFlatIP, IndexIVFFlat (same nlist and
+    training-sample size as egorag), IndexHNSWFlat; trained, empty."""
+    from index.faiss import ivf_lists
+
+    dim = vectors.shape[1]
+    if kind == "flat":
+        return faiss.IndexFlatIP(dim)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, FaissOptions().hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        return index
+    nlist = ivf_lists(len(vectors))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    sample = np.random.default_rng(0).choice(len(vectors), min(len(vectors), 64 * nlist), replace=False)
+    index.train(vectors[np.sort(sample)])
+    return index
+
+
 def timed(fn, *args):
     t0 = time.perf_counter()
     out = fn(*args)
@@ -185,7 +205,7 @@ def exact_fused(retriever, acc, qv, all_vectors, video_positions, k=10) -> list[
     total = sum(cfg.weights.get(m, 0) for m in qv)
     fused = np.zeros(len(video_positions))
     for m, q in qv.items():
-        cal = Calibration.from_background(acc.background(m, 4096) @ q)
+        cal = retriever._calibrations({m: q})[m]  # the same calibration the retriever uses
         fused += cfg.weights[m] * (all_vectors[m] @ q - cal.mean) / cal.std
     fused /= total
     videos = retriever._video_level()
@@ -199,7 +219,8 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--real", type=int, default=120_000, help="real sentences to embed (>= 100k)")
-    parser.add_argument("--keep", help="build the store here and keep it")
+    parser.add_argument("--keep", help="build the store here and keep it (a store already there is reused; its FAISS indexes are always rebuilt)")
+    parser.add_argument("--sweep", action="store_true", help="also measure recall and latency for larger candidate pools and nprobe")
     parser.add_argument("--index", default="auto", choices=["auto", "flat", "ivf", "hnsw"], help="egorag's FAISS index kind")
     parser.add_argument("--nprobe", type=int, default=FaissOptions().nprobe)
     args = parser.parse_args()
@@ -208,7 +229,13 @@ def main() -> None:
     real, held_out = real[: args.real], real[args.real :]
     spectrum = Spectrum(real)
     root = Path(args.keep or tempfile.mkdtemp(prefix="egorag-bench-")) / "db"
-    store, figures = build_store(root, args.scenes, real, spectrum)
+    if (root / "scenes.lance").exists():
+        store = LanceSceneStore(root)
+        assert store.count_scenes() == args.scenes, f"{root} holds {store.count_scenes()} scenes, not {args.scenes}"
+        figures = {"lance": f"reused {root}"}
+        shutil.rmtree(root / "faiss", ignore_errors=True)
+    else:
+        store, figures = build_store(root, args.scenes, real, spectrum)
     options = FaissOptions(kind=args.index, nprobe=args.nprobe)
     acc, figures["faiss_build_s"] = timed(lambda: (a := FaissAccelerator(store, options), a.sync(), a)[-1])
     figures["index_kinds"] = {m: c.kind for m, c in acc.columns.items()}
@@ -221,7 +248,7 @@ def main() -> None:
     queries = []
     for i in range(args.queries):
         qv = {"text": held_out[i % len(held_out)]}
-        [(target, _)] = acc.search_keys("text", qv["text"][None], 1)
+        target = acc.catalog.row_of(acc.search("text", qv["text"], 10)[0][0][0])
         for m in DIMS:
             if m != "text":
                 qv[m] = spectrum.perturb(acc.vectors(m, [target])[0], noise=1.0)
@@ -240,14 +267,22 @@ def main() -> None:
     # exact fused recall@10 (oracle over every scene)
     n_check = min(len(queries), 50 if args.scenes > 200_000 else 100)
     all_rows = np.arange(len(acc.catalog))
-    all_vectors = {m: acc.columns[m].reconstruct(all_rows) for m in DIMS}
+    all_vectors = {m: acc.rows[m].take(all_rows) for m in DIMS}
     video_positions = retriever._video_level().positions_of(acc.catalog.table.column("video_id").to_pylist())
-    recalls = []
-    for qv, got in zip(queries[:n_check], results):
-        want = set(acc.catalog.scene_ids(exact_fused(retriever, acc, qv, all_vectors, video_positions)))
-        recalls.append(len(want & set(got)) / 10)
-    figures["fused_recall_at_10"] = float(np.mean(recalls))
+    wanted = [set(acc.catalog.scene_ids(exact_fused(retriever, acc, qv, all_vectors, video_positions))) for qv in queries[:n_check]]
     del all_vectors
+    figures["fused_recall_at_10"] = float(np.mean([len(w & set(got)) / 10 for w, got in zip(wanted, results)]))
+    if args.sweep:  # recall bought with larger pools: same queries, same oracle
+        figures["sweep"] = []
+        for candidates, nprobe in ((100, 16), (100, 32), (300, 32), (300, 64), (1000, 64), (1000, 128)):
+            acc.options = FaissOptions(kind=args.index, nprobe=nprobe)
+            r = HierarchicalRetriever(store, {}, RetrievalConfig(merge_adjacent=False, candidates=candidates), backend=acc)
+            r.search_vectors(queries[0], None, 10)
+            got, ms = zip(*[timed(r.search_vectors, qv, None, 10) for qv in queries[:n_check]])
+            rec = float(np.mean([len(w & {h.scene_id for h in g}) / 10 for w, g in zip(wanted, got)]))
+            figures["sweep"].append({"candidates": candidates, "nprobe": nprobe, "recall_at_10": rec, **pct([x * 1000 for x in ms])})
+            print(figures["sweep"][-1], flush=True)
+        acc.options = options
 
     # raw FAISS on one column (the text column, 384-d, real embeddings) and raw LanceDB
     text = store.scene_vectors("text")[1]
@@ -255,8 +290,8 @@ def main() -> None:
     raw = {}
     flat_ids = None
     for kind in ("flat", "ivf", "hnsw") if args.scenes <= 200_000 else ("flat", "ivf"):
-        (index, _), build_s = timed(build_index, text, kind, FaissOptions())
-        _, add_s = timed(index.add_with_ids, text, np.arange(len(text), dtype=np.int64))
+        index, build_s = timed(raw_index, text, kind)
+        _, add_s = timed(index.add, text)
         params = faiss.SearchParametersIVF(nprobe=FaissOptions().nprobe) if kind == "ivf" else None
         single = []
         for q in qs:

@@ -1,11 +1,13 @@
 """FAISS search accelerator over a scene store's vector columns.
 
 One index per modality, built from the LanceDB tables and persisted beside them in
-``<db>/faiss/`` (``faiss.write_index`` plus an Arrow id map; no pickle), updated incrementally
-when the store changes. Each modality also keeps a row-ordered float32 copy of its vectors
-(:class:`index.rowvectors.RowVectors`) for re-scoring candidates and calibration samples. Exact (flat) below ``ivf_threshold`` vectors, IVF above (or HNSW when
-asked); filters become FAISS ID selectors. faiss-gpu is used when installed; on a CUDA host
-without it, :class:`index.torch_exact.TorchExactIndex` does an exact blockwise GPU search.
+``<db>/faiss/`` (``faiss.write_index`` plus a Parquet catalog; no pickle), updated incrementally
+when the store changes: exact (flat) below ``ivf_threshold`` vectors, IVF with 8-bit codes
+above (or HNSW when asked); filters become FAISS ID selectors. Beside each index, a row-ordered
+float32 copy of the vectors (:class:`index.rowvectors.RowVectors`) re-scores candidates exactly,
+and the scenes' texts (:class:`index.texts.SceneTexts`) serve the final hits; both are
+memory-mapped. faiss-gpu is used when installed; on a CUDA host without it,
+:class:`index.torch_exact.TorchExactIndex` does an exact blockwise GPU search.
 """
 
 from __future__ import annotations

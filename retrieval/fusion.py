@@ -21,8 +21,42 @@ class Calibration:
             return cls(0.0, 1.0)
         return cls(float(np.mean(sims)), max(float(np.std(sims)), floor))
 
+    @classmethod
+    def from_moments(cls, moments: Moments, q: np.ndarray, floor: float = 1e-3) -> Calibration:
+        if moments.n == 0:
+            return cls(0.0, 1.0)
+        mean, std = moments.similarity_stats(q)
+        return cls(mean, max(std, floor))
+
     def __call__(self, sim: float) -> float:
         return (sim - self.mean) / self.std
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Mean and covariance of a sample of vectors: a query's similarity to the sample has mean
+    ``mean . q`` and variance ``q' cov q``, the same numbers as scoring every sample vector, for
+    a d x d product instead of an n x d one (8x less work for 4,096 samples of 512-d)."""
+
+    mean: np.ndarray
+    cov: np.ndarray
+    n: int
+
+    @classmethod
+    def of(cls, sample: np.ndarray) -> Moments:
+        x = np.asarray(sample, dtype=np.float64)
+        if len(x) == 0:
+            return cls(np.zeros(x.shape[1] if x.ndim == 2 else 0), np.zeros((0, 0)), 0)
+        mean = x.mean(axis=0)
+        centred = x - mean
+        return cls(mean, centred.T @ centred / len(x), len(x))
+
+    def similarity_stats(self, q: np.ndarray) -> tuple[float, float]:
+        """Mean and standard deviation of ``sample @ q``."""
+        if self.n == 0:
+            return 0.0, 0.0
+        q = np.asarray(q, dtype=np.float64)
+        return float(self.mean @ q), float(np.sqrt(max(float(q @ self.cov @ q), 0.0)))
 
 
 def standardize(values: np.ndarray) -> np.ndarray:

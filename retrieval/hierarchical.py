@@ -20,7 +20,7 @@ import numpy as np
 
 from egorag.config import RetrievalConfig
 from index.base import SceneFilter
-from retrieval.fusion import Calibration, Span, bm25_scale, merge_adjacent, rrf_fusion, weighted_fusion
+from retrieval.fusion import Calibration, Moments, Span, bm25_scale, merge_adjacent, rrf_fusion, weighted_fusion
 from retrieval.hits import Hit
 from retrieval.video_prior import VideoPrior
 
@@ -59,7 +59,7 @@ class HierarchicalRetriever:
 
     def _clear_caches(self) -> None:
         """Per-store-version caches: calibration samples, the video level, keyframe presence."""
-        self._background: dict[str, np.ndarray] = {}
+        self._background: dict[str, Moments] = {}
         self._videos: VideoPrior | None = None
         self._keyframes_present: bool | None = None
 
@@ -184,9 +184,9 @@ class HierarchicalRetriever:
                 moments[i] = float(found.times[best])
         return moments
 
-    def _background_for(self, modality: str) -> np.ndarray:
+    def _background_for(self, modality: str) -> Moments:
         if modality not in self._background:
-            self._background[modality] = self.backend.background(modality, BACKGROUND_SAMPLE)
+            self._background[modality] = Moments.of(self.backend.background(modality, BACKGROUND_SAMPLE))
         return self._background[modality]
 
     def _has_keyframes(self) -> bool:
@@ -198,8 +198,7 @@ class HierarchicalRetriever:
         """Each modality's mean and spread of this query's similarity to the collection."""
         out = {}
         for m, q in qv.items():
-            bg = self._background_for(m)
-            out[m] = Calibration.from_background(bg @ q if len(bg) else np.zeros(0))
+            out[m] = Calibration.from_moments(self._background_for(m), q)
         return out
 
     def _fuse(self, raw: Mapping[str, np.ndarray], priors: np.ndarray, calibration: Mapping[str, Calibration]) -> np.ndarray:

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from retrieval.fusion import Calibration, weighted_fusion
+from retrieval.fusion import Calibration, Moments, weighted_fusion
 
 SAMPLE = 4096
 SKETCH_DIMS = 64  # principal components per modality in the shortlist sketch
@@ -33,7 +33,7 @@ class VideoPrior:
         self.position = {v: i for i, v in enumerate(self.ids)}
         self.vectors: dict[str, np.ndarray] = {}  # modality -> (n_videos, dim); zeros where absent
         self.present: dict[str, np.ndarray] = {}
-        self._sample: dict[str, np.ndarray] = {}
+        self._moments: dict[str, Moments] = {}
         self._bases: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # modality -> (mean, components)
         self._sketch: np.ndarray | None = None  # (n_videos, sum of components), when many videos
         rng = np.random.default_rng(0)
@@ -47,12 +47,13 @@ class VideoPrior:
             self.present[m] = np.zeros(len(self.ids), bool)
             self.present[m][positions] = True
             sample = positions if len(positions) <= SAMPLE else np.sort(rng.choice(positions, SAMPLE, replace=False))
-            self._sample[m] = full[sample]
+            self._moments[m] = Moments.of(full[sample])
         if len(self.ids) >= exact_below and self.vectors:
             parts = []
             for m, full in self.vectors.items():
-                mean = self._sample[m].mean(axis=0)
-                components = np.linalg.svd(self._sample[m] - mean, full_matrices=False)[2][:SKETCH_DIMS]
+                moments = self._moments[m]
+                mean = moments.mean.astype(np.float32)
+                components = np.linalg.eigh(moments.cov)[1][:, ::-1][:, :SKETCH_DIMS].T.astype(np.float32)  # top principal axes
                 self._bases[m] = (mean, components)
                 parts.append(np.where(self.present[m][:, None], (full - mean) @ components.T, 0.0).astype(np.float32))
             self._sketch = np.ascontiguousarray(np.concatenate(parts, axis=1))
@@ -69,7 +70,7 @@ class VideoPrior:
         return [m for m in qv if weights.get(m, 0) > 0 and m in self.vectors]
 
     def calibrations(self, qv: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> dict[str, Calibration]:
-        return {m: _calibration(self._sample[m] @ qv[m]) for m in self.modalities(qv, weights)}
+        return {m: _calibration(*self._moments[m].similarity_stats(qv[m])) for m in self.modalities(qv, weights)}
 
     def prior(self, qv, weights, calibrations: Mapping[str, Calibration], positions: np.ndarray) -> np.ndarray:
         """The fused, standardised prior of the videos at ``positions`` (a video without a
@@ -106,8 +107,7 @@ class VideoPrior:
         return np.fromiter((self.position.get(v, -1) for v in video_ids), np.int64, len(video_ids))
 
 
-def _calibration(sims: np.ndarray) -> Calibration:
+def _calibration(mean: float, std: float) -> Calibration:
     """Like :class:`Calibration` but without its floor: no spread means no prior (all zero)."""
-    std = float(np.std(sims)) if len(sims) > 1 else 0.0
-    return Calibration(float(np.mean(sims)) if len(sims) else 0.0, std if std > 1e-9 else 0.0)
+    return Calibration(mean, std if std > 1e-9 else 0.0)
 

@@ -48,3 +48,15 @@ def test_merge_adjacent_groups_neighbours_that_rank_high():
 
 def test_mmss():
     assert mmss(0) == "00:00" and mmss(75.4) == "01:15" and mmss(3725) == "1:02:05"
+
+
+def test_moments_give_the_same_calibration_as_scoring_the_sample():
+    from retrieval.fusion import Calibration, Moments
+
+    rng = np.random.default_rng(3)
+    sample = rng.standard_normal((500, 24)).astype(np.float32) + 0.3
+    q = rng.standard_normal(24).astype(np.float32)
+    want = Calibration.from_background(sample @ q)
+    got = Calibration.from_moments(Moments.of(sample), q)
+    assert got.mean == pytest.approx(want.mean, rel=1e-5) and got.std == pytest.approx(want.std, rel=1e-5)
+    assert Calibration.from_moments(Moments.of(np.zeros((0, 24))), q) == Calibration(0.0, 1.0)
