@@ -1,0 +1,67 @@
+"""Query-encoder latency: one short text query embedded by egorag's MiniLM query path (ONNX
+Runtime) and by sentence-transformers on PyTorch (the peer), side by side on the same queries,
+with the largest difference between their vectors.
+
+    python benchmarks/encoder_bench.py [--queries 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import HERE, save  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+
+def queries(n: int) -> list[str]:
+    """Short questions built from the dev set's queries (real phrasing, 5-15 words)."""
+    import json
+
+    texts = [json.loads(line)["query"] for line in (HERE / "data" / "devset" / "queries_all.jsonl").read_text().splitlines() if line.strip()]
+    return [texts[i % len(texts)] for i in range(n)]
+
+
+def latency(fn, texts: list[str]) -> dict:
+    for t in texts[:10]:  # warm-up
+        fn([t])
+    ms = []
+    for t in texts:
+        t0 = time.perf_counter()
+        fn([t])
+        ms.append((time.perf_counter() - t0) * 1000)
+    a = np.array(ms)
+    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+    from egorag.encoders.sentence import SentenceEncoder
+
+    texts = queries(args.queries)
+    onnx, torch_enc = SentenceEncoder(), SentenceEncoder(query_runtime="torch")
+    assert onnx.query_runtime == "onnx", "no ONNX export could be made here (see the log)"
+    figures = {}
+    for _ in range(2):  # interleaved rounds: both runtimes see the same machine state
+        for name, enc in (("egorag_onnx", onnx), ("sentence_transformers_torch", torch_enc)):
+            figures.setdefault(name, []).append(latency(enc.encode_queries, texts))
+    figures = {k: min(v, key=lambda r: r["p50_ms"]) for k, v in figures.items()}
+    a, b = onnx.encode_queries(texts[:50]), torch_enc.encode_queries(texts[:50])
+    figures["max_abs_difference"] = float(np.abs(a - b).max())
+    figures["speedup_p50"] = figures["sentence_transformers_torch"]["p50_ms"] / figures["egorag_onnx"]["p50_ms"]
+    for k, v in figures.items():
+        print(f"{k:28s} {v}")
+    save("encoder_bench", {"model": onnx.checkpoint, "queries": len(texts), "figures": figures})
+
+
+if __name__ == "__main__":
+    main()
