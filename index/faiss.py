@@ -253,7 +253,7 @@ class FaissAccelerator:
         """Row copies and texts missing from a loaded state (a store indexed before they
         existed, or a deleted file) are refilled from the store (vectors streamed)."""
         if self.texts is None:
-            self.texts = SceneTexts(self.root)
+            self.texts = SceneTexts(self.root if self.persist else None)
             scenes = self.store.scene_scalars(None, with_text=True)
             rows = np.array([self.catalog.first_row.get(v, -1) for v in scenes.column("video_id").to_pylist()], np.int64)
             keep = rows >= 0
