@@ -172,7 +172,7 @@ def build_store(root: Path, n: int, real: np.ndarray, spectrum: Spectrum) -> tup
 def raw_index(vectors: np.ndarray, kind: str):
     """What a user of FAISS alone would build: IndexFlatIP, IndexIVFFlat (same nlist and
     training-sample size as egorag), IndexHNSWFlat; trained, empty."""
-    from index.faiss import ivf_lists
+    from index.faiss_index import ivf_lists
 
     dim = vectors.shape[1]
     if kind == "flat":
