@@ -120,6 +120,12 @@ class SceneCatalog:
             m &= self.start < where.time_to
         return m
 
+    def locate(self, batch) -> np.ndarray:
+        """The row of each scene in an Arrow batch/table with ``video_id`` and ``scene_index``
+        columns; -1 where the video is not (or no longer) in the catalog."""
+        first = np.fromiter((self.first_row.get(v, -1) for v in batch.column("video_id").to_pylist()), np.int64, batch.num_rows)
+        return np.where(first >= 0, first + batch.column("scene_index").to_numpy().astype(np.int64), -1)
+
     def row_of(self, scene_id: str) -> int | None:
         video_id, _, index = scene_id.rpartition(":")
         first = self.first_row.get(video_id)

@@ -97,11 +97,11 @@ class FaissAccelerator:
                 self.columns[m] = ColumnIndex(index, kind)
             for batch in self.store.iter_vectors(m, video_ids):
                 if batch.num_rows:
-                    first = np.fromiter((self.catalog.first_row[v] for v in batch.column("video_id").to_pylist()), np.int64, batch.num_rows)
-                    rows = first + batch.column("scene_index").to_numpy().astype(np.int64)
-                    vectors = _to_matrix(batch.column(vector_column(m)), self.store.fingerprints[m].dim)
-                    self.columns[m].add(vectors, rows)
-                    self.rows[m].write(rows, vectors)
+                    rows = self.catalog.locate(batch)
+                    keep = np.flatnonzero(rows >= 0)  # a video completed since the catalog was read: next sync
+                    vectors = _to_matrix(batch.column(vector_column(m)).take(pa.array(keep)), self.store.fingerprints[m].dim)
+                    self.columns[m].add(vectors, rows[keep])
+                    self.rows[m].write(rows[keep], vectors)
             self.rows[m].flush()
             logger.debug("faiss %s: +%d vectors (%s)", m, n_new, self.columns[m].kind)
 
@@ -121,9 +121,9 @@ class FaissAccelerator:
         if self.texts is None:
             self.texts = SceneTexts(self.root if self.persist else None)
             scenes = self.store.scene_scalars(None, with_text=True)
-            rows = np.array([self.catalog.first_row.get(v, -1) for v in scenes.column("video_id").to_pylist()], np.int64)
+            rows = self.catalog.locate(scenes)
             keep = rows >= 0
-            rows = rows[keep] + scenes.column("scene_index").to_numpy()[keep]
+            rows = rows[keep]
             texts = {c: np.full(len(self.catalog), "", dtype=object) for c in ("transcript", "caption")}
             for c in texts:
                 texts[c][rows] = np.asarray(scenes.column(c).to_pylist(), dtype=object)[keep]
@@ -136,11 +136,10 @@ class FaissAccelerator:
             rows = self._row_vectors(m)
             rows.resize(len(self.catalog))
             for batch in self.store.iter_vectors(m, None):
-                known = [self.catalog.first_row.get(v, -1) for v in batch.column("video_id").to_pylist()]
-                keep = np.flatnonzero(np.asarray(known) >= 0)
+                found = self.catalog.locate(batch)
+                keep = np.flatnonzero(found >= 0)
                 if len(keep):
-                    r = np.asarray(known, np.int64)[keep] + batch.column("scene_index").to_numpy().astype(np.int64)[keep]
-                    rows.write(r, _to_matrix(batch.column(vector_column(m)).take(pa.array(keep)), rows.dim))
+                    rows.write(found[keep], _to_matrix(batch.column(vector_column(m)).take(pa.array(keep)), rows.dim))
             rows.flush()
             logger.info("faiss %s: refilled %d row vectors", m, len(rows))
 

@@ -186,6 +186,9 @@ def test_row_vectors_are_memory_mapped_grown_and_refilled(store):
     )
     reopened.sync()  # grows the mapped file in place
     row = reopened.catalog.row_of(scene_id(vid, 7))
+    import pyarrow as pa
+
+    assert reopened.catalog.locate(pa.table({"video_id": [vid, "nope"], "scene_index": [7, 0]})).tolist() == [row, -1]
     np.testing.assert_allclose(reopened.vectors("text", [row])[0], x[207], atol=1e-6)
     assert path.stat().st_size == 300 * DIM * 4
 
