@@ -16,13 +16,9 @@ class Calibration:
     std: float
 
     @classmethod
-    def from_background(cls, sims: np.ndarray, floor: float = 1e-3) -> Calibration:
-        if sims.size == 0:
-            return cls(0.0, 1.0)
-        return cls(float(np.mean(sims)), max(float(np.std(sims)), floor))
-
-    @classmethod
     def from_moments(cls, moments: Moments, q: np.ndarray, floor: float = 1e-3) -> Calibration:
+        """``q``'s mean and spread against the sample; the spread never below ``floor`` (with
+        ``floor = 0`` a sample without spread gives 0: the caller decides what that means)."""
         if moments.n == 0:
             return cls(0.0, 1.0)
         mean, std = moments.similarity_stats(q)
@@ -57,13 +53,6 @@ class Moments:
             return 0.0, 0.0
         q = np.asarray(q, dtype=np.float64)
         return float(self.mean @ q), float(np.sqrt(max(float(q @ self.cov @ q), 0.0)))
-
-
-def standardize(values: np.ndarray) -> np.ndarray:
-    """Z-scores across the array (all zero when fewer than two values or no spread)."""
-    values = np.asarray(values, dtype=np.float64)
-    std = float(values.std()) if len(values) > 1 else 0.0
-    return (values - values.mean()) / std if std > 1e-9 else np.zeros_like(values)
 
 
 def bm25_scale(scores: np.ndarray, z: float) -> np.ndarray:

@@ -124,11 +124,11 @@ class HierarchicalRetriever:
         if now - self._checked_at < VERSION_CHECK_S:
             return
         self._checked_at = now
-        if hasattr(self.store, "refresh"):
+        if hasattr(self.backend, "sync"):
+            self.backend.sync()  # refreshes the store, then follows it
+        elif hasattr(self.store, "refresh"):
             self.store.refresh()
         version = self.store.version
-        if hasattr(self.backend, "sync"):
-            self.backend.sync()
         if version != self._cache_version:
             self._clear_caches()
             self._cache_version = version

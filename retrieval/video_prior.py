@@ -22,6 +22,7 @@ from retrieval.fusion import Calibration, Moments, weighted_fusion
 SAMPLE = 4096
 SKETCH_DIMS = 64  # principal components per modality in the shortlist sketch
 SHORTLIST = 8  # the sketch shortlists this many videos per video wanted
+STD_FLOOR = 1e-9  # videos that do not differ for a query in a modality give no prior there
 
 
 class VideoPrior:
@@ -70,7 +71,7 @@ class VideoPrior:
         return [m for m in qv if weights.get(m, 0) > 0 and m in self.vectors]
 
     def calibrations(self, qv: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> dict[str, Calibration]:
-        return {m: _calibration(*self._moments[m].similarity_stats(qv[m])) for m in self.modalities(qv, weights)}
+        return {m: Calibration.from_moments(self._moments[m], qv[m], floor=0.0) for m in self.modalities(qv, weights)}
 
     def prior(self, qv, weights, calibrations: Mapping[str, Calibration], positions: np.ndarray) -> np.ndarray:
         """The fused, standardised prior of the videos at ``positions`` (a video without a
@@ -78,7 +79,7 @@ class VideoPrior:
         z = {}
         for m, cal in calibrations.items():
             sims = self.vectors[m][positions] @ qv[m]
-            z[m] = np.where(self.present[m][positions], (sims - cal.mean) / cal.std if cal.std > 0 else 0.0, np.nan)
+            z[m] = np.where(self.present[m][positions], (sims - cal.mean) / cal.std if cal.std > STD_FLOOR else 0.0, np.nan)
         return weighted_fusion(z, weights) if z else np.zeros(len(positions))
 
     def best(self, qv, weights, calibrations: Mapping[str, Calibration], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +95,7 @@ class VideoPrior:
             parts = []
             for m, (_, components) in self._bases.items():
                 cal = calibrations.get(m)
-                scale = weights[m] / total / cal.std if cal is not None and cal.std > 0 else 0.0
+                scale = weights[m] / total / cal.std if cal is not None and cal.std > STD_FLOOR else 0.0
                 parts.append(scale * (components @ qv[m]) if scale else np.zeros(len(components)))
             scores = self._sketch @ np.concatenate(parts).astype(np.float32)
             shortlist = np.sort(np.argpartition(-scores, SHORTLIST * n)[: SHORTLIST * n])
@@ -105,9 +106,4 @@ class VideoPrior:
     def positions_of(self, video_ids: Sequence) -> np.ndarray:
         """Positions of ``video_ids`` (-1 for a video not in the store, e.g. half-written)."""
         return np.fromiter((self.position.get(v, -1) for v in video_ids), np.int64, len(video_ids))
-
-
-def _calibration(mean: float, std: float) -> Calibration:
-    """Like :class:`Calibration` but without its floor: no spread means no prior (all zero)."""
-    return Calibration(mean, std if std > 1e-9 else 0.0)
 
