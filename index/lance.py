@@ -250,11 +250,9 @@ class LanceSceneStore:
     def meta(self, keys) -> list:
         from index.catalog import SceneMeta
 
-        complete = self.complete_ids()
-        return [
+        return [  # the retriever has already dropped scenes of half-written videos
             SceneMeta(s.scene_id, s.scene_id, s.video_id, s.video_path, s.scene_index, s.start, s.end)
             for s in self.get_scenes(list(keys))
-            if s.video_id in complete
         ]
 
     def filter_keys(self, where: SceneFilter, limit: int) -> list[str] | None:

@@ -98,6 +98,12 @@ def test_incomplete_video_is_invisible_and_purged(filled, store):
     _, scenes = make_video("vc", "/videos/c.mp4", 2, offset=6)
     store._scenes.add(rows_to_table([s.to_row() for s in scenes], store._scenes.schema))
     assert "vc" not in store.complete_ids()
+    from index.faiss import FaissAccelerator
+    from retrieval.hierarchical import HierarchicalRetriever
+
+    for backend in (store, FaissAccelerator(store)):  # its best-matching scene is no result
+        hits = HierarchicalRetriever(store, {}, backend=backend).search_vectors({"text": unit(6)}, "scene", k=10)
+        assert hits and all(h.video_id != "vc" for h in hits)
     assert store.purge_incomplete() == 1
     assert store.count_scenes() == 6
 
