@@ -6,7 +6,9 @@ when the store changes: exact (flat) below ``ivf_threshold`` vectors, IVF with 8
 above (or HNSW when asked); filters become FAISS ID selectors. Beside each index, a row-ordered
 float32 copy of the vectors (:class:`index.rowvectors.RowVectors`) re-scores candidates exactly,
 and the scenes' texts (:class:`index.texts.SceneTexts`) serve the final hits; both are
-memory-mapped. faiss-gpu is used when installed; on a CUDA host without it,
+memory-mapped. From ``sketch_threshold`` scenes on, a fused sketch of every scene
+(:class:`index.sketch.FusedSketch`) gives the retriever candidates by their whole fused score.
+faiss-gpu is used when installed; on a CUDA host without it,
 :class:`index.torch_exact.TorchExactIndex` does an exact blockwise GPU search.
 """
 
@@ -24,6 +26,7 @@ from index.base import ColumnHits, SceneFilter
 from index.catalog import SceneCatalog, SceneMeta
 from index.faiss_index import ColumnIndex, FaissOptions, build_index, ivf_lists
 from index.rowvectors import RowVectors
+from index.sketch import TRAIN_ROWS, FusedSketch
 from index.texts import SceneTexts
 
 logger = logging.getLogger("egorag")
@@ -41,6 +44,7 @@ class FaissAccelerator:
         self.columns: dict[str, ColumnIndex] = {}
         self.rows: dict[str, RowVectors] = {}
         self.texts = SceneTexts(self.root if persist else None)
+        self.sketch: FusedSketch | None = None
         self._synced: int | None = None
 
     @property
@@ -72,7 +76,8 @@ class FaissAccelerator:
         if added:
             self._add(None if not known else added, modalities)
             self.catalog.stamps.update({v: stamps[v] for v in added})
-        self._rebuild_if_needed(modalities)
+        changed |= self._rebuild_if_needed(modalities)
+        changed |= self._sync_sketch(modalities)
         for m, column in self.columns.items():
             self._place(m, column)
         if self.persist and (changed or not self.root.exists()):
@@ -158,17 +163,67 @@ class FaissAccelerator:
                 parts.append(_to_matrix(batch.column(vector_column(modality)).take(pa.array(chosen)), dim))
         return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
 
-    def _rebuild_if_needed(self, modalities) -> None:
-        """Compact HNSW tombstones, and move a grown flat index to IVF (auto mode)."""
-        for m, column in list(self.columns.items()):
+    def _rebuild_if_needed(self, modalities) -> bool:
+        """Compact HNSW tombstones, move a grown flat index to IVF (auto mode), and rebuild an
+        index whose file was lost from the row copies. Returns whether any was rebuilt."""
+        rebuilt = False
+        for m in modalities:
+            column = self.columns.get(m)
+            if m not in self.rows or (column is None and not self.catalog.has[m].any()):
+                continue
             live = np.flatnonzero(self.catalog.alive & self.catalog.has[m])
-            grown = self.options.kind == "auto" and column.kind == "flat" and len(live) >= 2 * self.options.ivf_threshold
-            if (column.kind == "hnsw" and len(column.dead) > self.options.rebuild_fraction * max(1, len(live))) or grown:
+            if column is None:
+                logger.warning("faiss %s: index file missing, rebuilding it from the row copies", m)
+            grown = column is not None and self.options.kind == "auto" and column.kind == "flat" and len(live) >= 2 * self.options.ivf_threshold
+            if column is None or (column.kind == "hnsw" and len(column.dead) > self.options.rebuild_fraction * max(1, len(live))) or grown:
                 vectors = self.rows[m].take(live)
                 index, kind = build_index(vectors, self.options.kind, self.options)
                 self.columns[m] = ColumnIndex(index, kind)
                 self.columns[m].add(vectors, live)
                 logger.info("rebuilt faiss %s index for %s (%d vectors)", kind, m, len(live))
+                rebuilt = True
+        return rebuilt
+
+    def _sync_sketch(self, modalities) -> bool:
+        """Build the fused sketch once the store is large enough, append new rows to it, and
+        retrain it when the store has grown 4x, lost ``rebuild_fraction`` of its rows, or gained
+        a modality held by 5 % of its scenes. Returns whether it changed."""
+        alive = self.catalog.alive
+        n_alive = int(alive.sum())
+        if not self.options.sketch_threshold or n_alive < self.options.sketch_threshold:
+            if self.sketch is None:
+                return False
+            self.sketch = None
+            if self.persist:
+                FusedSketch.remove(self.root)
+            return True
+        wanted = {m for m in modalities if m in self.rows and (self.catalog.has[m] & alive).sum() >= 0.05 * n_alive}
+        sketch = self.sketch
+        stale = (
+            sketch is None
+            or len(sketch) > len(self.catalog)
+            or n_alive < (1 - self.options.rebuild_fraction) * len(sketch)
+            or len(self.catalog) >= 4 * sketch.trained_rows
+            or bool(wanted - set(sketch.modalities))
+        )
+        if stale:
+            rows = np.flatnonzero(alive)
+            sample = np.sort(np.random.default_rng(0).choice(rows, min(len(rows), TRAIN_ROWS), replace=False))
+            blocks = {m: self._block(m, sample) for m in sorted(wanted)}
+            sketch = FusedSketch.train(blocks, len(sample), len(self.catalog), self.root if self.persist else None)
+            logger.info("faiss: trained the fused sketch on %d scenes (%s)", len(sample), ", ".join(sketch.modalities))
+        if len(sketch) == len(self.catalog) and sketch is self.sketch:
+            return False
+        for start in range(len(sketch), len(self.catalog), TRAIN_ROWS):
+            batch = np.arange(start, min(len(self.catalog), start + TRAIN_ROWS))
+            sketch.append(sketch.project({m: self._block(m, batch) for m in sketch.modalities}, len(batch)))
+        self.sketch = sketch
+        return True
+
+    def _block(self, modality: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The vectors of ``rows`` that have ``modality``, and which rows have it."""
+        present = self.catalog.has[modality][rows]
+        return self.rows[modality].take(rows[present]), present
 
     def _place(self, modality: str, column: ColumnIndex) -> None:
         """Mirror on the GPU when one is asked for (``cuda``) or present (``auto``). ``auto`` asks
@@ -203,22 +258,28 @@ class FaissAccelerator:
             if meta_path.exists() and index_path.exists():
                 meta = json.loads(meta_path.read_text())
                 index = faiss.read_index(str(index_path), faiss.IO_FLAG_MMAP)
-                self.columns[m] = ColumnIndex(index, meta["kind"], set(meta.get("dead", [])))
+                self.columns[m] = ColumnIndex(index, meta["kind"], set(meta.get("dead", [])), str(index_path))
             rows = RowVectors.open(self.root / f"{m}.f32", self.store.fingerprints[m].dim, len(self.catalog))
             if rows is not None:
                 self.rows[m] = rows
         self.texts = SceneTexts.open(self.root, len(self.catalog))  # None: refilled
+        self.sketch = FusedSketch.load(self.root)  # None: rebuilt when wanted
 
     def _save(self, version: int) -> None:
         import faiss
 
         self.root.mkdir(parents=True, exist_ok=True)
-        for m, column in self.columns.items():
+        written = [m for m, column in self.columns.items() if column.dirty or not (self.root / f"{m}.faiss").exists()]
+        for m in written:
+            column = self.columns[m]
             faiss.write_index(column.index, str(self.root / f"{m}.faiss.tmp"))
             (self.root / f"{m}.json.tmp").write_text(json.dumps({"kind": column.kind, "dead": sorted(column.dead)}))
-        for m in self.columns:
+        for m in written:
             (self.root / f"{m}.faiss.tmp").replace(self.root / f"{m}.faiss")
             (self.root / f"{m}.json.tmp").replace(self.root / f"{m}.json")
+            self.columns[m].dirty = False
+        if self.sketch is not None:
+            self.sketch.save(self.root)
         self.catalog.save(self.root / "catalog.parquet", version)  # last: it names the state
 
     # -- the search backend used by the retriever ---------------------------------------------
@@ -262,6 +323,24 @@ class FaissAccelerator:
             out.append(list(zip(self.catalog.scene_ids(rows[order]), sims[order].tolist())))
         return out
 
+    @property
+    def sketch_modalities(self) -> tuple[str, ...]:
+        """The modalities the fused sketch covers (none: no sketch)."""
+        return self.sketch.modalities if self.sketch is not None else ()
+
+    def sketch_query(self, parts) -> np.ndarray:
+        """The sketch's query vector for each modality's query scaled by its fusion weight
+        (``w_m / (W sigma_m) q_m``)."""
+        return self.sketch.query(parts)
+
+    def sketch_search(self, query: np.ndarray, n: int) -> list[int]:
+        """The ``n`` alive rows with the highest approximate fused score."""
+        return self.sketch.search(query, n, self.catalog.alive).tolist()
+
+    def sketch_scores(self, query: np.ndarray, keys) -> np.ndarray:
+        """Approximate fused scores of ``keys`` (8-bit codes; finer than the search's)."""
+        return self.sketch.scores(query, np.asarray(list(keys), np.int64))
+
     def meta(self, keys) -> list[SceneMeta]:
         return self.catalog.meta(list(keys))
 
@@ -277,6 +356,10 @@ class FaissAccelerator:
     def videos_of(self, keys) -> np.ndarray:
         """Each key's video id."""
         return self.catalog.video_ids(list(keys))
+
+    def video_codes(self, keys) -> tuple[np.ndarray, np.ndarray]:
+        """Each key's video as a code into a name table (the table is replaced when it changes)."""
+        return self.catalog.video_code[np.asarray(keys, dtype=np.int64)], self.catalog.video_names
 
     def vectors(self, modality: str, keys) -> np.ndarray:
         """Candidate vectors, NaN rows where a scene has none for ``modality``."""

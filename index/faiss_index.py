@@ -24,16 +24,29 @@ class FaissOptions:
     rebuild_fraction: float = 0.2  # HNSW: rebuild once this share of vectors is deleted
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where unfiltered searches run
     exact_below: int = 20_000  # a filter passing fewer rows is scored exactly, without the index
+    sketch_threshold: int = 50_000  # from this many scenes, a fused sketch generates candidates (index/sketch.py); 0: never
 
 
 class ColumnIndex:
     """One modality's FAISS index; labels are catalog rows."""
 
-    def __init__(self, index, kind: str, dead: set[int] | None = None):
+    def __init__(self, index, kind: str, dead: set[int] | None = None, mapped_from: str | None = None):
         self.index = index
         self.kind = kind
         self.dead = dead or set()  # HNSW tombstones (HNSW cannot remove)
         self.gpu = None  # a GPU mirror for unfiltered searches (see attach_gpu)
+        self.mapped_from = mapped_from  # the file a read-only memory-mapped index was opened from
+        self.dirty = mapped_from is None  # changed since it was last written
+
+    def _writable(self) -> None:
+        """A memory-mapped IVF index is read-only (its lists stay in the file: adding raises,
+        and writing it would save only a reference to that file): read it into memory first."""
+        import faiss
+
+        if self.mapped_from is not None:
+            self.index = faiss.read_index(self.mapped_from)
+            self.mapped_from = None
+        self.dirty = True
 
     @property
     def ntotal(self) -> int:
@@ -41,12 +54,14 @@ class ColumnIndex:
 
     def add(self, vectors: np.ndarray, rows: np.ndarray) -> None:
         if len(rows):
+            self._writable()
             self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), rows.astype(np.int64))
         self.gpu = None
 
     def remove(self, rows: np.ndarray) -> None:
         if not len(rows):
             return
+        self._writable()
         if self.kind == "hnsw":
             self.dead |= set(rows.tolist())
         else:

@@ -230,3 +230,39 @@ def test_hit_texts_come_from_mapped_segments_not_lancedb(store, monkeypatch):
     monkeypatch.undo()
     again.sync()
     assert [s.transcript for s in again.scenes(rows)] == ["d says 3", "a says 0", "c says 9"]
+
+
+def test_reopened_ivf_store_accepts_new_videos_and_stays_readable(store):
+    """A reopened IVF index is memory-mapped read-only: adding to it used to abort the process,
+    and writing it back saved only a reference to the mapped file."""
+    x = clustered(2100)
+    fill(store, x[:2000], videos=4)
+    FaissAccelerator(store, FaissOptions(kind="ivf")).sync()
+    size = (store.uri and FaissAccelerator(store).root / "text.faiss").stat().st_size
+    reopened = FaissAccelerator(LanceSceneStore(store.uri), FaissOptions(kind="ivf"))
+    reopened.sync()
+    vid = "v900"
+    LanceSceneStore(store.uri).add_video(
+        Video(vid, f"/data/{vid}.mp4", vid, VideoInfo(f"/data/{vid}.mp4", 100, 25, 8, 8, False, 1), 100, {}),
+        [Scene(scene_id(vid, i), vid, f"/data/{vid}.mp4", i, float(i), float(i + 1), vectors={"text": x[2000 + i]}) for i in range(100)],
+    )
+    reopened.sync()
+    assert reopened.search("text", x[2005:2006], 1)[0][0][0] == scene_id(vid, 5)
+    assert (reopened.root / "text.faiss").stat().st_size > size  # the lists were written, not a reference
+    again = FaissAccelerator(LanceSceneStore(store.uri), FaissOptions(kind="ivf"))
+    assert again.search("text", x[2005:2006], 1)[0][0][0] == scene_id(vid, 5)
+    assert recall_at_k(again.search("text", x[:20], 10), store.search("text", x[:20], 10)) >= 0.9
+
+
+def test_lost_index_file_is_rebuilt_from_the_row_copies(store, caplog):
+    x = clustered(300)
+    fill(store, x, videos=3)
+    acc = FaissAccelerator(store)
+    acc.sync()
+    (acc.root / "text.faiss").unlink()
+    again = FaissAccelerator(LanceSceneStore(store.uri))
+    with caplog.at_level("WARNING", logger="egorag"):
+        got = again.search("text", x[:5], 10)
+    assert "index file missing" in caplog.text
+    assert recall_at_k(got, store.search("text", x[:5], 10)) >= 0.99
+    assert (again.root / "text.faiss").exists()
