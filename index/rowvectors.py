@@ -19,25 +19,26 @@ DTYPE = np.dtype("<f4")
 
 
 class RowVectors:
-    """An ``(n, dim)`` float32 matrix, in memory or memory-mapped from ``path``."""
+    """An ``(n, dim)`` matrix (float32 unless told), in memory or memory-mapped from ``path``."""
 
-    def __init__(self, dim: int, path: Path | None = None):
+    def __init__(self, dim: int, path: Path | None = None, dtype: np.dtype = DTYPE):
         self.dim = dim
         self.path = path
-        self.data: np.ndarray = np.zeros((0, dim), DTYPE)
+        self.dtype = np.dtype(dtype)
+        self.data: np.ndarray = np.zeros((0, dim), self.dtype)
 
     def __len__(self) -> int:
         return len(self.data)
 
     @classmethod
-    def open(cls, path: Path, dim: int, n: int) -> RowVectors | None:
+    def open(cls, path: Path, dim: int, n: int, dtype: np.dtype = DTYPE) -> RowVectors | None:
         """Map the first ``n`` rows of ``path``; None when the file is missing or shorter
         (a store written before these files existed: the caller refills them)."""
-        out = cls(dim, path)
-        if not path.exists() or path.stat().st_size < n * dim * DTYPE.itemsize:
+        out = cls(dim, path, dtype)
+        if not path.exists() or path.stat().st_size < n * dim * out.dtype.itemsize:
             return None
         if n:
-            out.data = np.memmap(path, DTYPE, mode="r", shape=(n, dim))
+            out.data = np.memmap(path, out.dtype, mode="r", shape=(n, dim))
         return out
 
     def resize(self, n: int) -> None:
@@ -45,16 +46,16 @@ class RowVectors:
         if n == len(self):
             return
         if self.path is None:
-            grown = np.zeros((n, self.dim), DTYPE)
+            grown = np.zeros((n, self.dim), self.dtype)
             grown[: min(n, len(self))] = self.data[:n]
             self.data = grown
             return
         self.flush()
-        self.data = np.zeros((0, self.dim), DTYPE)  # drop the old map before resizing the file
+        self.data = np.zeros((0, self.dim), self.dtype)  # drop the old map before resizing the file
         with open(self.path, "ab") as f:
-            f.truncate(n * self.dim * DTYPE.itemsize)  # zero-filled; stale rows past a crash dropped
+            f.truncate(n * self.dim * self.dtype.itemsize)  # zero-filled; stale rows past a crash dropped
         if n:
-            self.data = np.memmap(self.path, DTYPE, mode="r+", shape=(n, self.dim))
+            self.data = np.memmap(self.path, self.dtype, mode="r+", shape=(n, self.dim))
 
     def write(self, rows: np.ndarray, vectors: np.ndarray) -> None:
         """Fill rows added by :meth:`resize` (written rows are never rewritten)."""

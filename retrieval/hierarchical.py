@@ -4,7 +4,10 @@ calibrated fusion (weighted or RRF) with BM25, then adjacent-scene merging into 
 It talks to a search backend through keys it never interprets: the FAISS accelerator's catalog
 rows (the fast path) or the Lance store's scene ids. Both offer ``search_keys``, ``filter_keys``, ``videos_of``,
 ``vectors``, ``background``, ``text_search``, ``meta`` and ``scenes``; only the best candidates
-fetch their metadata, and only the final hits their text. The video level (global vectors and
+fetch their metadata, and only the final hits their text. A backend with a fused sketch
+(``sketch_modalities``, ``sketch_query``, ``sketch_search``, ``sketch_scores``: see
+:mod:`index.sketch`) draws an unfiltered query's candidates by their approximate fused score
+instead of per modality, and narrows them on that score before the exact re-scoring. The video level (global vectors and
 the prior) is :class:`retrieval.video_prior.VideoPrior`, built from the store.
 """
 
@@ -62,6 +65,7 @@ class HierarchicalRetriever:
         self._background: dict[str, Moments] = {}
         self._videos: VideoPrior | None = None
         self._keyframes_present: bool | None = None
+        self._code_positions: tuple[np.ndarray, np.ndarray] | None = None  # backend's video names, their positions
 
     # -- query embedding ----------------------------------------------------------------------
 
@@ -91,13 +95,25 @@ class HierarchicalRetriever:
         videos = self._video_level()
         weights = self.config.weights
         video_cal = videos.calibrations(qv, weights) if self.config.prior_weight > 0 else {}
-        top_videos: list[str] = []
+        top_videos, top_priors = np.zeros(0, np.int64), np.zeros(0)
         if video_cal and len(videos) > self.config.top_videos:
-            top_videos = list(videos.ids[videos.best(qv, weights, video_cal, self.config.top_videos)[0]])
-        keys, bm25 = self._candidates(qv, text, top_videos, where)
-        positions = videos.positions_of(self.backend.videos_of(keys)) if keys else np.zeros(0, np.int64)
-        keys = [key for key, p in zip(keys, positions) if p >= 0]  # scenes of half-written videos are no results
-        positions = positions[positions >= 0]
+            top_videos, top_priors = videos.best(qv, weights, video_cal, self.config.top_videos)
+        calibration = self._calibrations(qv)
+        sketch = self._sketch_query(qv, calibration, where)
+        keys, bm25, protected = self._candidates(qv, text, list(videos.ids[top_videos]), where, sketch)
+        positions = self._positions(videos, keys)
+        if (positions < 0).any():  # scenes of half-written videos are no results
+            keys = [key for key, p in zip(keys, positions) if p >= 0]
+            positions = positions[positions >= 0]
+        if sketch is not None and len(keys) > self.config.fused_candidates:
+            bound = np.zeros(len(videos))  # each video's prior, or an upper bound of it
+            if len(top_priors):
+                bound[:] = top_priors.min()
+                bound[top_videos] = top_priors
+            elif video_cal:  # few videos: all exact
+                bound = videos.prior(qv, weights, video_cal, np.arange(len(videos)))
+            keep = self._narrow(sketch, keys, bm25, protected, qv, bound[positions])
+            keys, positions = [keys[i] for i in keep], positions[keep]
         if not keys:
             return []
         raw = self._similarities(qv, keys)
@@ -107,7 +123,6 @@ class HierarchicalRetriever:
         if video_cal:
             unique, inverse = np.unique(positions, return_inverse=True)
             priors = videos.prior(qv, weights, video_cal, unique)[inverse]
-        calibration = self._calibrations(qv)
         fused = self._fuse(raw, priors, calibration)
         moments: dict[int, float] = {}
         if "visual" in qv and self._has_keyframes() and not np.isnan(raw["visual"]).all():
@@ -133,15 +148,39 @@ class HierarchicalRetriever:
             self._clear_caches()
             self._cache_version = version
 
+    def _positions(self, videos: VideoPrior, keys) -> np.ndarray:
+        """Each key's video's position in the video level (-1: not a complete video). A backend
+        with ``video_codes`` (codes into a video name table) needs one lookup per video, not per key."""
+        if not keys:
+            return np.zeros(0, np.int64)
+        if not hasattr(self.backend, "video_codes"):
+            return videos.positions_of(self.backend.videos_of(keys))
+        codes, names = self.backend.video_codes(keys)
+        if self._code_positions is None or self._code_positions[0] is not names:
+            self._code_positions = (names, videos.positions_of(names))
+        return self._code_positions[1][codes]
+
     def _video_level(self) -> VideoPrior:
         if self._videos is None:
             self._videos = VideoPrior.from_store(self.store)
         return self._videos
 
-    def _candidates(self, qv, text, top_videos: list[str], where) -> tuple[list, dict]:
-        """Stage 2: per-modality scene candidates from all videos plus the top videos' scenes."""
+    def _sketch_query(self, qv, calibration: Mapping[str, Calibration], where) -> np.ndarray | None:
+        """The fused sketch's query (each covered modality's query times ``w / sigma``), or None
+        when the backend has no sketch, the query none of its modalities, or a filter applies
+        (filtered searches go per modality, exactly when few scenes pass)."""
+        covered = [m for m in qv if m in getattr(self.backend, "sketch_modalities", ()) and self.config.weights.get(m, 0) > 0]
+        if not covered or (where is not None and not where.is_empty()):
+            return None
+        return self.backend.sketch_query({m: self.config.weights[m] / calibration[m].std * qv[m] for m in covered})
+
+    def _candidates(self, qv, text, top_videos: list[str], where, sketch: np.ndarray | None) -> tuple[list, dict, set]:
+        """Stage 2: scene candidates: the fused sketch's pool (when ``sketch``) or each
+        modality's, plus the top videos' scenes and BM25 matches. Also returns the keys that
+        narrowing must keep (those found by a modality the sketch does not cover)."""
         n = self.config.candidates
         candidates: dict = {}
+        protected: set = set()
         filters = [where]
         if top_videos:
             base = where or SceneFilter()
@@ -153,14 +192,39 @@ class HierarchicalRetriever:
                 filters.append(in_top)
             else:
                 candidates.update(dict.fromkeys(keys))
+        covered = set(self.backend.sketch_modalities) if sketch is not None else set()
+        if sketch is not None:
+            candidates.update(dict.fromkeys(self.backend.sketch_search(sketch, self.config.fused_pool)))
         for m, q in qv.items():
+            if m in covered:
+                continue
             for f in filters:
-                candidates.update(self.backend.search_keys(m, q[None, :], n, f))
+                found = dict(self.backend.search_keys(m, q[None, :], n, f))
+                candidates.update(found)
+                if sketch is not None:
+                    protected.update(found)
         bm25: dict = {}
         if text and self.config.weights.get("bm25", 0) > 0:
             bm25 = dict(self.backend.text_search(text, n, where))
             candidates.update(bm25)
-        return list(candidates), bm25
+        return list(candidates), bm25, protected
+
+    def _narrow(self, sketch: np.ndarray, keys: list, bm25: dict, protected: set, qv, priors: np.ndarray) -> np.ndarray:
+        """The ``fused_candidates`` best keys by approximate fused score (sketch codes, BM25 and
+        ``priors``: exact for the top videos' scenes, for the others the weakest top video's, an
+        upper bound), plus the protected keys, in their original order."""
+        weights = self.config.weights
+        total = sum(weights[m] for m in qv if weights.get(m, 0) > 0) + (weights.get("bm25", 0) if bm25 else 0)
+        approx = self.backend.sketch_scores(sketch, keys).astype(np.float64)
+        if bm25:
+            approx += weights["bm25"] * np.nan_to_num(bm25_scale(np.array([bm25.get(k, np.nan) for k in keys]), BM25_Z))
+        approx = approx / (total or 1.0) + self.config.prior_weight * priors
+        best = np.argpartition(-approx, self.config.fused_candidates)[: self.config.fused_candidates]
+        keep = np.zeros(len(keys), bool)
+        keep[best] = True
+        if protected:
+            keep |= np.fromiter((k in protected for k in keys), bool, len(keys))
+        return np.flatnonzero(keep)
 
     def _similarities(self, qv, keys) -> dict[str, np.ndarray]:
         """Exact per-modality cosine for every candidate (visual: against the keyframes' mean);

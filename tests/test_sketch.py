@@ -1,0 +1,167 @@
+"""The fused sketch: its scores track the calibrated fused score, the accelerator keeps it in step
+with the store (build, persist, extend, retrain, drop), and the retriever's candidates drawn
+from it find the exact fused top 10."""
+
+import numpy as np
+import pytest
+
+import index.faiss as faiss_mod
+from egorag.config import RetrievalConfig
+from egorag.schema import EncoderFingerprint, Scene, Video, VideoInfo, scene_id
+from index.base import SceneFilter
+from index.faiss import FaissAccelerator, FaissOptions
+from index.lance import LanceSceneStore
+from index.sketch import FusedSketch
+from retrieval.hierarchical import HierarchicalRetriever
+
+DIMS = {"text": 32, "visual": 24}
+
+
+def embeddings(n, dim, seed, rank=8):
+    """Unit vectors of a low intrinsic dimension (a decaying spectrum), like real embeddings."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.standard_normal((dim, rank)))[0].T
+    x = (rng.standard_normal((n, rank)) * np.linspace(1.0, 0.3, rank)) @ basis + 0.1 * rng.standard_normal((n, dim))
+    x += 0.5 * basis[0]
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def trained(n=4000, missing=0.25):
+    x = {m: embeddings(n, d, seed=i) for i, (m, d) in enumerate(DIMS.items())}
+    present = {"text": np.ones(n, bool), "visual": np.random.default_rng(7).random(n) >= missing}
+    blocks = {m: (x[m][present[m]], present[m]) for m in DIMS}
+    sketch = FusedSketch.train(blocks, n, n)
+    sketch.append(sketch.project(blocks, n))
+    return sketch, x, present
+
+
+def exact(sketch, parts, x, present):
+    """The fused score up to a constant: each modality's scaled similarity to the centred vector,
+    0 (the average) where a scene lacks the modality."""
+    return sum(np.where(present[m], (x[m] - sketch.means[m]) @ q, 0.0) for m, q in parts.items())
+
+
+def test_sketch_scores_track_the_fused_score():
+    sketch, x, present = trained()
+    n = len(x["text"])
+    rng = np.random.default_rng(3)
+    recalls = []
+    for i in range(10):
+        target = rng.integers(n)
+        parts = {"text": 1.0 / 0.05 * x["text"][target], "visual": 0.5 / 0.08 * embeddings(1, 24, seed=100 + i)[0]}
+        q = sketch.query(parts)
+        want = exact(sketch, parts, x, present)
+        got = sketch.scores(q, np.arange(n))
+        assert np.corrcoef(want, got)[0, 1] > 0.995
+        top = set(np.argsort(-want)[:10])
+        recalls.append(len(top & set(sketch.search(q, 300, np.ones(n, bool)))) / 10)
+    assert np.mean(recalls) >= 0.95, recalls
+    # a scene without a modality counts as the collection average there, as fusion counts it
+    lacking = np.flatnonzero(~present["visual"])[:50]
+    only_visual = sketch.query({"visual": 10 * embeddings(1, 24, seed=5)[0]})
+    spread = np.std(sketch.scores(only_visual, np.flatnonzero(present["visual"])))
+    assert np.abs(sketch.scores(only_visual, lacking)).max() < 0.05 * spread
+    dead = np.ones(n, bool)
+    dead[sketch.search(q, 5, np.ones(n, bool))] = False
+    assert not set(sketch.search(q, 100, dead)) & set(np.flatnonzero(~dead))
+
+
+def fill(store, x, first_video, videos, per):
+    for v in range(first_video, first_video + videos):
+        vid = f"v{v:03d}"
+        rows = range((v - first_video) * per, (v - first_video + 1) * per)
+        scenes = [
+            Scene(scene_id(vid, i), vid, f"/data/{vid}.mp4", i, float(i), float(i + 1), vectors={m: x[m][r] for m in DIMS})
+            for i, r in enumerate(rows)
+        ]
+        means = {m: x[m][list(rows)].mean(axis=0) for m in DIMS}
+        store.add_video(
+            Video(vid, f"/data/{vid}.mp4", vid, VideoInfo(f"/data/{vid}.mp4", per, 25, 8, 8, False, 1), per,
+                  {m: v / np.linalg.norm(v) for m, v in means.items()}),
+            scenes,
+        )
+
+
+@pytest.fixture
+def store(tmp_path):
+    return LanceSceneStore(tmp_path / "db", {m: EncoderFingerprint(m, "test", m, d) for m, d in DIMS.items()})
+
+
+def test_accelerator_builds_persists_extends_retrains_and_drops_the_sketch(store, monkeypatch):
+    x = {m: embeddings(900, d, seed=i) for i, (m, d) in enumerate(DIMS.items())}
+    fill(store, x, 0, 6, 100)
+    options = FaissOptions(sketch_threshold=300)
+    acc = FaissAccelerator(store, options)
+    acc.sync()
+    assert acc.sketch_modalities == ("text", "visual") and len(acc.sketch) == 600
+    assert (acc.root / "sketch.faiss").exists() and len(list(acc.root.glob("sketch-*.u8"))) == 1
+
+    trainings = []
+    real_train = FusedSketch.train
+    monkeypatch.setattr(faiss_mod.FusedSketch, "train", lambda *a, **k: trainings.append(1) or real_train(*a, **k))
+    reopened = FaissAccelerator(LanceSceneStore(store.uri), options)
+    reopened.sync()
+    assert not trainings and len(reopened.sketch) == 600  # loaded, not retrained
+    fill(LanceSceneStore(store.uri), {m: v[600:] for m, v in x.items()}, 6, 1, 100)  # another process adds a video
+    reopened.sync()
+    assert not trainings and len(reopened.sketch) == 700
+    row = reopened.catalog.row_of(scene_id("v006", 42))
+    q = reopened.sketch_query({"text": 20 * x["text"][642], "visual": 20 * x["visual"][642]})
+    assert reopened.sketch_search(q, 5)[0] == row
+
+    for vid in ("v000", "v001", "v002"):
+        store.delete_video(vid)
+    reopened.sync()
+    assert trainings == [1]  # 3/7 of the rows gone: retrained on the rest
+    assert len(list(reopened.root.glob("sketch-*.u8"))) == 1  # the old codes removed
+    assert all(reopened.catalog.alive[r] for r in reopened.sketch_search(q, 400))
+    for vid in ("v003", "v004"):
+        store.delete_video(vid)
+    reopened.sync()
+    assert reopened.sketch is None and not (reopened.root / "sketch.faiss").exists()  # 200 scenes left
+
+
+def oracle(retriever, acc, qv, k=10):
+    """Exact fused top k over every scene, with the retriever's calibration and prior."""
+    cfg = retriever.config
+    rows = np.flatnonzero(acc.catalog.alive)
+    total = sum(cfg.weights[m] for m in qv)
+    cal = retriever._calibrations(qv)
+    fused = sum(cfg.weights[m] * (acc.rows[m].take(rows) @ q - cal[m].mean) / cal[m].std for m, q in qv.items()) / total
+    videos = retriever._video_level()
+    prior = videos.prior(qv, cfg.weights, videos.calibrations(qv, cfg.weights), np.arange(len(videos)))
+    fused = fused + cfg.prior_weight * prior[videos.positions_of(acc.catalog.video_ids(rows))]
+    return set(acc.catalog.scene_ids(rows[np.argsort(-fused)[:k]]))
+
+
+def test_retriever_candidates_from_the_sketch_find_the_exact_fused_top(store, monkeypatch):
+    n = 3000
+    x = {m: embeddings(n, d, seed=10 + i) for i, (m, d) in enumerate(DIMS.items())}
+    fill(store, x, 0, 60, 50)
+    acc = FaissAccelerator(store, FaissOptions(sketch_threshold=1000))
+    config = RetrievalConfig(merge_adjacent=False, top_videos=5, fused_pool=300, fused_candidates=60)
+    retriever = HierarchicalRetriever(store, {}, config, backend=acc)
+    per_modality = []
+    real_search = acc.search_keys
+    monkeypatch.setattr(acc, "search_keys", lambda *a, **k: per_modality.append(a[0]) or real_search(*a, **k))
+    rng = np.random.default_rng(1)
+    recalls = []
+    for i in range(15):
+        target = rng.integers(n)
+        qv = {m: v[target] + 0.8 * embeddings(1, v.shape[1], seed=200 + i)[0] for m, v in x.items()}
+        qv = {m: (v / np.linalg.norm(v)).astype(np.float32) for m, v in qv.items()}
+        hits = retriever.search_vectors(qv, None, 10)
+        recalls.append(len(oracle(retriever, acc, qv) & {h.scene_id for h in hits}) / 10)
+    assert acc.sketch is not None and not per_modality  # candidates came from the sketch alone
+    assert np.mean(recalls) >= 0.95, recalls
+
+    # a filtered query goes per modality (exactly, when few scenes pass) and keeps to the filter
+    hits = retriever.search_vectors(qv, None, 10, SceneFilter(video_ids=("v007",)))
+    assert per_modality and hits and {h.video_id for h in hits} == {"v007"}
+
+    # a modality the sketch does not cover is searched on its own, and its hits survive narrowing
+    acc.sketch.modalities = ("text",)
+    per_modality.clear()
+    retriever._checked_at = -1e9
+    keys, _, protected = retriever._candidates(qv, None, [], None, acc.sketch_query({"text": qv["text"]}))
+    assert per_modality == ["visual"] and protected and protected <= set(keys)
