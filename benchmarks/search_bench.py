@@ -237,7 +237,9 @@ def main() -> None:
     else:
         store, figures = build_store(root, args.scenes, real, spectrum)
     options = FaissOptions(kind=args.index, nprobe=args.nprobe)
-    acc, figures["faiss_build_s"] = timed(lambda: (a := FaissAccelerator(store, options), a.sync(), a)[-1])
+    _, figures["faiss_build_s"] = timed(lambda: FaissAccelerator(store, FaissOptions(kind=args.index, nprobe=args.nprobe, sketch_threshold=0)).sync())
+    acc, figures["sketch_build_s"] = timed(lambda: (a := FaissAccelerator(store, options), a.sync(), a)[-1])  # loads the columns, adds the sketch
+    figures["sketch"] = {"modalities": list(acc.sketch_modalities), "rows": len(acc.sketch) if acc.sketch else 0}
     figures["index_kinds"] = {m: c.kind for m, c in acc.columns.items()}
     figures["disk_mb"] = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2**20
     figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -274,15 +276,21 @@ def main() -> None:
     figures["fused_recall_at_10"] = float(np.mean([len(w & set(got)) / 10 for w, got in zip(wanted, results)]))
     if args.sweep:  # recall bought with larger pools: same queries, same oracle
         figures["sweep"] = []
-        for candidates, nprobe in ((100, 16), (100, 32), (300, 32), (300, 64), (1000, 64), (1000, 128)):
+        sketch = acc.sketch
+        settings = [("sketch", pool, keep, 100, args.nprobe) for pool, keep in ((1000, 300), (2000, 300), (3000, 300), (3000, 500), (5000, 300))]
+        settings += [("per modality", 0, 0, c, p) for c, p in ((100, 32), (300, 32), (1000, 64), (1000, 128))]
+        for path, pool, keep, candidates, nprobe in settings:
             acc.options = FaissOptions(kind=args.index, nprobe=nprobe)
-            r = HierarchicalRetriever(store, {}, RetrievalConfig(merge_adjacent=False, candidates=candidates), backend=acc)
+            acc.sketch = sketch if path == "sketch" else None  # the per-modality path, as before the sketch
+            config = RetrievalConfig(merge_adjacent=False, candidates=candidates, fused_pool=pool or 3000, fused_candidates=keep or 300)
+            r = HierarchicalRetriever(store, {}, config, backend=acc)
             r.search_vectors(queries[0], None, 10)
             got, ms = zip(*[timed(r.search_vectors, qv, None, 10) for qv in queries[:n_check]])
             rec = float(np.mean([len(w & {h.scene_id for h in g}) / 10 for w, g in zip(wanted, got)]))
-            figures["sweep"].append({"candidates": candidates, "nprobe": nprobe, "recall_at_10": rec, **pct([x * 1000 for x in ms])})
+            figures["sweep"].append({"path": path, "fused_pool": pool, "fused_candidates": keep, "candidates": candidates, "nprobe": nprobe,
+                                     "recall_at_10": rec, **pct([x * 1000 for x in ms])})
             print(figures["sweep"][-1], flush=True)
-        acc.options = options
+        acc.options, acc.sketch = options, sketch
 
     # raw FAISS on one column (the text column, 384-d, real embeddings) and raw LanceDB
     text = store.scene_vectors("text")[1]
@@ -309,12 +317,19 @@ def main() -> None:
         lance_lat.append(s * 1000)
     raw["lancedb_flat"] = pct(lance_lat)
     figures["raw_one_column"] = raw
-    # the same per-column FAISS work one fused query does: one search per column (the top
-    # videos' scenes are few and scored exactly, without the index)
-    per_query = sum(
-        pct([timed(acc.columns[m].search, queries[i][m], cfg.candidates, None, options)[1] * 1000 for i in range(50)])["p50_ms"]
-        for m in DIMS
-    )
+    # the same FAISS work one fused query does, run alone: the sketch's PQ scan when there is a
+    # sketch, else one search per column (the top videos' scenes are scored without an index)
+    if acc.sketch is not None:
+        sketch_queries = [acc.sketch_query({m: q for m, q in qv.items()}) for qv in queries[:50]]
+        from index.faiss_index import single_threaded
+
+        with single_threaded(True):  # as egorag runs it
+            per_query = pct([timed(acc.sketch.pq.search, q[None], cfg.fused_pool)[1] * 1000 for q in sketch_queries])["p50_ms"]
+    else:
+        per_query = sum(
+            pct([timed(acc.columns[m].search, queries[i][m], cfg.candidates, None, options)[1] * 1000 for i in range(50)])["p50_ms"]
+            for m in DIMS
+        )
     figures["faiss_work_per_fused_query_ms"] = per_query
     figures["egorag_over_raw_faiss"] = figures["egorag_fused"]["p50_ms"] / per_query
 
