@@ -258,7 +258,8 @@ class FaissAccelerator:
             if meta_path.exists() and index_path.exists():
                 meta = json.loads(meta_path.read_text())
                 index = faiss.read_index(str(index_path), faiss.IO_FLAG_MMAP)
-                self.columns[m] = ColumnIndex(index, meta["kind"], set(meta.get("dead", [])), str(index_path))
+                mapped = str(index_path) if meta["kind"] == "ivf" else None  # only IVF lists stay in the file
+                self.columns[m] = ColumnIndex(index, meta["kind"], set(meta.get("dead", [])), mapped, dirty=False)
             rows = RowVectors.open(self.root / f"{m}.f32", self.store.fingerprints[m].dim, len(self.catalog))
             if rows is not None:
                 self.rows[m] = rows
@@ -329,8 +330,8 @@ class FaissAccelerator:
         return self.sketch.modalities if self.sketch is not None else ()
 
     def sketch_query(self, parts) -> np.ndarray:
-        """The sketch's query vector for each modality's query scaled by its fusion weight
-        (``w_m / (W sigma_m) q_m``)."""
+        """The sketch's query vector from each modality's query scaled by its weight over its
+        calibrated spread (``w_m / sigma_m q_m``)."""
         return self.sketch.query(parts)
 
     def sketch_search(self, query: np.ndarray, n: int) -> list[int]:

@@ -30,13 +30,13 @@ class FaissOptions:
 class ColumnIndex:
     """One modality's FAISS index; labels are catalog rows."""
 
-    def __init__(self, index, kind: str, dead: set[int] | None = None, mapped_from: str | None = None):
+    def __init__(self, index, kind: str, dead: set[int] | None = None, mapped_from: str | None = None, dirty: bool = True):
         self.index = index
         self.kind = kind
         self.dead = dead or set()  # HNSW tombstones (HNSW cannot remove)
         self.gpu = None  # a GPU mirror for unfiltered searches (see attach_gpu)
         self.mapped_from = mapped_from  # the file a read-only memory-mapped index was opened from
-        self.dirty = mapped_from is None  # changed since it was last written
+        self.dirty = dirty  # changed since it was last written
 
     def _writable(self) -> None:
         """A memory-mapped IVF index is read-only (its lists stay in the file: adding raises,

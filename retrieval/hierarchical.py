@@ -196,12 +196,12 @@ class HierarchicalRetriever:
         if sketch is not None:
             candidates.update(dict.fromkeys(self.backend.sketch_search(sketch, self.config.fused_pool)))
         for m, q in qv.items():
-            if m in covered:
-                continue
             for f in filters:
+                if m in covered and f is where:  # the sketch's pool stands for it
+                    continue
                 found = dict(self.backend.search_keys(m, q[None, :], n, f))
                 candidates.update(found)
-                if sketch is not None:
+                if sketch is not None and m not in covered:
                     protected.update(found)
         bm25: dict = {}
         if text and self.config.weights.get("bm25", 0) > 0:

@@ -12,6 +12,7 @@ from index.base import SceneFilter
 from index.faiss import FaissAccelerator, FaissOptions
 from index.lance import LanceSceneStore
 from index.sketch import FusedSketch
+import retrieval.hierarchical as hierarchical
 from retrieval.hierarchical import HierarchicalRetriever
 
 DIMS = {"text": 32, "visual": 24}
@@ -159,8 +160,16 @@ def test_retriever_candidates_from_the_sketch_find_the_exact_fused_top(store, mo
     hits = retriever.search_vectors(qv, None, 10, SceneFilter(video_ids=("v007",)))
     assert per_modality and hits and {h.video_id for h in hits} == {"v007"}
 
+    # top videos too long to take whole are searched per modality within them, beside the sketch
+    monkeypatch.setattr(hierarchical, "TOP_VIDEO_SCENES", 5)
+    calls = []
+    monkeypatch.setattr(acc, "search_keys", lambda m, q, k, f=None: calls.append((m, f)) or real_search(m, q, k, f))
+    retriever.search_vectors(qv, None, 10)
+    assert sorted(m for m, _ in calls) == ["text", "visual"] and all(len(f.video_ids) == 5 for _, f in calls)
+
     # a modality the sketch does not cover is searched on its own, and its hits survive narrowing
     acc.sketch.modalities = ("text",)
+    monkeypatch.setattr(acc, "search_keys", lambda *a, **k: per_modality.append(a[0]) or real_search(*a, **k))
     per_modality.clear()
     retriever._checked_at = -1e9
     keys, _, protected = retriever._candidates(qv, None, [], None, acc.sketch_query({"text": qv["text"]}))
