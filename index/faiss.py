@@ -190,14 +190,14 @@ class FaissAccelerator:
         a modality held by 5 % of its scenes. Returns whether it changed."""
         alive = self.catalog.alive
         n_alive = int(alive.sum())
-        if not self.options.sketch_threshold or n_alive < self.options.sketch_threshold:
+        wanted = {m for m in modalities if m in self.rows and (self.catalog.has[m] & alive).sum() >= 0.05 * n_alive}
+        if not self.options.sketch_threshold or n_alive < self.options.sketch_threshold or not wanted:
             if self.sketch is None:
                 return False
             self.sketch = None
             if self.persist:
                 FusedSketch.remove(self.root)
             return True
-        wanted = {m for m in modalities if m in self.rows and (self.catalog.has[m] & alive).sum() >= 0.05 * n_alive}
         sketch = self.sketch
         stale = (
             sketch is None

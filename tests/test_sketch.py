@@ -174,3 +174,17 @@ def test_retriever_candidates_from_the_sketch_find_the_exact_fused_top(store, mo
     retriever._checked_at = -1e9
     keys, _, protected = retriever._candidates(qv, None, [], None, acc.sketch_query({"text": qv["text"]}))
     assert per_modality == ["visual"] and protected and protected <= set(keys)
+
+
+def test_no_sketch_for_a_large_store_without_vectors(store):
+    """Scenes with no vectors (e.g. silent video, visual stage off) give nothing to sketch: the
+    accelerator works without one instead of failing to train it."""
+    for v in range(3):
+        vid = f"s{v}"
+        store.add_video(
+            Video(vid, f"/data/{vid}.mp4", vid, VideoInfo(f"/data/{vid}.mp4", 40, 25, 8, 8, False, 1), 40, {}),
+            [Scene(scene_id(vid, i), vid, f"/data/{vid}.mp4", i, float(i), float(i + 1), transcript="words") for i in range(40)],
+        )
+    acc = FaissAccelerator(store, FaissOptions(sketch_threshold=50))
+    acc.sync()
+    assert acc.sketch is None and acc.sketch_modalities == () and len(acc.catalog) == 120
