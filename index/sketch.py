@@ -78,9 +78,8 @@ class FusedSketch:
         means, bases = {}, {}
         for m in modalities:
             moments = Moments.of(blocks[m][0])
-            rank = min(RANK, len(moments.mean))
             means[m] = moments.mean.astype(np.float32)
-            bases[m] = np.linalg.eigh(moments.cov)[1][:, ::-1][:, :rank].T.astype(np.float32)
+            bases[m] = moments.principal_axes(RANK)
         width = sum(len(b) for b in bases.values())
         dim = -(-width // PQ_DSUB) * PQ_DSUB
         rotation = np.linalg.qr(np.random.default_rng(0).standard_normal((dim, dim)))[0].astype(np.float32)
@@ -97,16 +96,15 @@ class FusedSketch:
         return sketch
 
     def project(self, blocks: Mapping[str, tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
-        """Sketches of ``n`` rows from ``blocks``: modality -> (vectors, presence mask), the
-        vectors of the present rows only, in row order."""
+        """Sketches of ``n`` rows from ``blocks``: modality -> (the vectors of the rows that have
+        it, in row order; a boolean mask of those rows)."""
         out = np.zeros((n, sum(len(b) for b in self.bases.values())), np.float32)
         at = 0
         for m in self.modalities:
             basis = self.bases[m]
             if m in blocks:
                 vectors, present = blocks[m]
-                if len(vectors):
-                    out[np.flatnonzero(present)[: len(vectors)], at : at + len(basis)] = (vectors[: int(present.sum())] - self.means[m]) @ basis.T
+                out[present, at : at + len(basis)] = (vectors - self.means[m]) @ basis.T
             at += len(basis)
         if out.shape[1] < self.dim:
             out = np.pad(out, ((0, 0), (0, self.dim - out.shape[1])))
@@ -149,14 +147,9 @@ class FusedSketch:
         return rows[alive[rows]]
 
     def scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Each row's score on its 8-bit codes (rows past the sketch score 0: the average)."""
-        rows = np.asarray(rows, np.int64)
-        out = np.zeros(len(rows), np.float32)
-        known = rows < len(self)
-        if known.any():
-            codes = self.codes.take(rows[known]).astype(np.float32)
-            out[known] = codes @ (self.step * query) + float(self.lo @ query)
-        return out
+        """Each row's score on its 8-bit codes (the accelerator's sync covers every row)."""
+        codes = self.codes.take(rows).astype(np.float32)
+        return codes @ (self.step * query) + float(self.lo @ query)
 
     # -- persistence --------------------------------------------------------------------------
 

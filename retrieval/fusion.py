@@ -47,6 +47,10 @@ class Moments:
         centred = x - mean
         return cls(mean, centred.T @ centred / len(x), len(x))
 
+    def principal_axes(self, k: int) -> np.ndarray:
+        """The sample's top ``k`` principal axes, as rows (``(min(k, d), d)`` float32)."""
+        return np.linalg.eigh(self.cov)[1][:, ::-1][:, :k].T.astype(np.float32)
+
     def similarity_stats(self, q: np.ndarray) -> tuple[float, float]:
         """Mean and standard deviation of ``sample @ q``."""
         if self.n == 0:

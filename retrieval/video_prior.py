@@ -54,7 +54,7 @@ class VideoPrior:
             for m, full in self.vectors.items():
                 moments = self._moments[m]
                 mean = moments.mean.astype(np.float32)
-                components = np.linalg.eigh(moments.cov)[1][:, ::-1][:, :SKETCH_DIMS].T.astype(np.float32)  # top principal axes
+                components = moments.principal_axes(SKETCH_DIMS)
                 self._bases[m] = (mean, components)
                 parts.append(np.where(self.present[m][:, None], (full - mean) @ components.T, 0.0).astype(np.float32))
             self._sketch = np.ascontiguousarray(np.concatenate(parts, axis=1))
