@@ -5,8 +5,8 @@ One index per modality, built from the LanceDB tables and persisted beside them 
 when the store changes: exact (flat) below ``ivf_threshold`` vectors, IVF with 8-bit codes
 above (or HNSW when asked); filters become FAISS ID selectors. Beside each index, a row-ordered
 float32 copy of the vectors (:class:`index.rowvectors.RowVectors`) re-scores candidates exactly,
-and the scenes' texts (:class:`index.texts.SceneTexts`) serve the final hits; both are
-memory-mapped. From ``sketch_threshold`` scenes on, a fused sketch of every scene
+and the scenes' texts (:class:`index.texts.SceneTexts`) serve the final hits and BM25
+(:mod:`index.bm25`); all are memory-mapped. From ``sketch_threshold`` scenes on, a fused sketch of every scene
 (:class:`index.sketch.FusedSketch`) gives the retriever candidates by their whole fused score.
 faiss-gpu is used when installed; on a CUDA host without it,
 :class:`index.torch_exact.TorchExactIndex` does an exact blockwise GPU search.
@@ -380,12 +380,12 @@ class FaissAccelerator:
         return self.rows[modality].take(rows) if modality in self.rows and len(rows) else np.zeros((0, 1), np.float32)
 
     def text_search(self, query: str, k: int, where: SceneFilter | None = None) -> list[tuple[int, float]]:
-        out = []
-        for scene_id, score in self.store.text_search(query, k, where):
-            row = self.catalog.row_of(scene_id)
-            if row is not None:
-                out.append((row, score))
-        return out
+        """BM25 over the scenes' transcripts and captions (:mod:`index.bm25`): the best ``k``
+        alive rows passing ``where``, with their scores."""
+        if self.catalog is None:
+            self.sync()
+        allowed = self.catalog.mask(where) if where is not None and not where.is_empty() else self.catalog.alive
+        return self.texts.search(query, k, allowed)
 
     def scenes(self, keys, with_vectors: bool = False) -> list:
         """Scenes with their texts, from the catalog and the mapped text segments (vectors, when

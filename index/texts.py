@@ -3,8 +3,9 @@
 A LanceDB point lookup of ten scene ids costs ~10 ms (query planning and an async round trip),
 as much as the rest of a fused query. Here the texts live beside the FAISS indexes in Arrow IPC
 segments, one per batch of added videos (``texts-<first row>.arrow``), memory-mapped on open:
-fetching a hit's text is an Arrow take on a mapped file. Segments are immutable; past
-``MAX_SEGMENTS`` they are merged into one.
+fetching a hit's text is an Arrow take on a mapped file. Each segment has its BM25 postings
+(:class:`index.bm25.Postings`, the folder ``bm25-<first row>``) built from the same texts.
+Segments are immutable; past ``MAX_SEGMENTS`` they are merged into one.
 """
 
 from __future__ import annotations
@@ -12,12 +13,27 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import logging
+import shutil
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from index import bm25
+from index.bm25 import Postings
 
 COLUMNS = ("transcript", "caption")
 MAX_SEGMENTS = 16
 SCHEMA = pa.schema([(c, pa.string()) for c in COLUMNS])
+
+logger = logging.getLogger("egorag")
+
+
+def searchable(table: pa.Table) -> pa.Array:
+    """What BM25 indexes for each scene: its transcript, then its caption."""
+    parts = [pc.fill_null(table.column(c).combine_chunks(), "") for c in COLUMNS]
+    return pc.binary_join_element_wise(*parts, " ")
 
 
 class SceneTexts:
@@ -25,6 +41,7 @@ class SceneTexts:
         self.root = root  # None: in memory only
         self.starts: list[int] = []
         self.tables: list[pa.Table] = []
+        self.postings: list[Postings] = []
 
     def __len__(self) -> int:
         return self.starts[-1] + self.tables[-1].num_rows if self.tables else 0
@@ -39,20 +56,30 @@ class SceneTexts:
         for start, path in found:
             if start >= n:
                 path.unlink(missing_ok=True)
+                shutil.rmtree(root / f"bm25-{start}", ignore_errors=True)
                 continue
             if start < len(out):
                 continue  # already covered by a merged segment (its old parts are being removed)
             if start > len(out):
                 return None
+            table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+            postings = Postings.load(root / f"bm25-{start}", table.num_rows)
+            if postings is None:  # a store indexed before BM25 lived here, or an interrupted write
+                postings = Postings.build(searchable(table))
+                postings.save(root / f"bm25-{start}")
+                logger.info("bm25: indexed the texts of rows %d-%d", start, start + table.num_rows)
             out.starts.append(start)
-            out.tables.append(pa.ipc.open_file(pa.memory_map(str(path))).read_all())
+            out.tables.append(table)
+            out.postings.append(postings)
         return out if len(out) == n else None
 
     def clear(self) -> None:
         if self.root is not None:
             for path in self.root.glob("texts-*.arrow"):
                 path.unlink(missing_ok=True)
-        self.starts, self.tables = [], []
+            for path in self.root.glob("bm25-*"):
+                shutil.rmtree(path, ignore_errors=True)
+        self.starts, self.tables, self.postings = [], [], []
 
     def append(self, first_row: int, table: pa.Table) -> None:
         """Add the texts of rows ``[first_row, first_row + len(table))``."""
@@ -61,16 +88,19 @@ class SceneTexts:
         if not table.num_rows:
             return
         table = table.select(list(COLUMNS)).cast(SCHEMA)
+        postings = Postings.build(searchable(table))
         if self.root is not None:
-            table = self._write(first_row, table)
+            table = self._write(first_row, table, postings)
         self.starts.append(first_row)
         self.tables.append(table)
+        self.postings.append(postings)
         if self.root is not None and len(self.tables) > MAX_SEGMENTS:
-            merged = self._write(0, pa.concat_tables(self.tables))
-            old = [self.root / f"texts-{s}.arrow" for s in self.starts[1:]]
-            self.starts, self.tables = [0], [merged]
-            for path in old:
-                path.unlink(missing_ok=True)
+            merged = self._write(0, pa.concat_tables(self.tables), Postings.merge(self.postings))
+            old = self.starts[1:]
+            self.starts, self.tables, self.postings = [0], [merged], [Postings.load(self.root / "bm25-0", merged.num_rows)]
+            for start in old:
+                (self.root / f"texts-{start}.arrow").unlink(missing_ok=True)
+                shutil.rmtree(self.root / f"bm25-{start}", ignore_errors=True)
 
     def get(self, rows) -> list[tuple[str, str]]:
         """``(transcript, caption)`` of each row."""
@@ -84,8 +114,14 @@ class SceneTexts:
                 out[i] = (t or "", c or "")
         return out
 
-    def _write(self, first_row: int, table: pa.Table) -> pa.Table:
+    def search(self, text: str, k: int, allowed: np.ndarray) -> list[tuple[int, float]]:
+        """The ``k`` best rows for ``text`` by BM25 among the ``allowed`` ones (a boolean mask)."""
+        return bm25.search(list(zip(self.starts, self.postings)), text, k, allowed)
+
+    def _write(self, first_row: int, table: pa.Table, postings: Postings) -> pa.Table:
+        """Write a segment's postings, then its texts (the texts file is what marks it present)."""
         self.root.mkdir(parents=True, exist_ok=True)
+        postings.save(self.root / f"bm25-{first_row}")
         path = self.root / f"texts-{first_row}.arrow"
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as writer:

@@ -1,0 +1,186 @@
+"""BM25 over the scenes' transcripts and captions, beside the FAISS indexes.
+
+A LanceDB full-text query costs ~5 ms even when nothing matches (query planning and an async
+round trip), and answering one means importing LanceDB (1.3-2.6 s in a fresh process). So the
+accelerator keeps its own inverted index: one :class:`Postings` per text segment
+(:class:`index.texts.SceneTexts`), memory-mapped, scored with numpy.
+
+Tokens are made as LanceDB's default FTS makes them: lower case, accents folded, split on
+anything that is not a letter or a digit, at most 40 characters, English stop words dropped,
+Snowball English (Porter2) stems (PyStemmer). A term is looked up by a stable 64-bit hash of its
+stem, so opening an index builds no dictionary. Statistics (document count, average length,
+document frequency) cover every row, deleted ones included, as LanceDB's do until an index is
+rebuilt; deleted rows are never returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+K1, B = 1.2, 0.75
+MAX_TOKEN = 40
+ARRAYS = ("hashes", "starts", "rows", "tfs", "lengths")
+
+# Snowball's English stop word list (the one tantivy's English stop-word filter uses)
+STOP_WORDS = frozenset(
+    """i me my myself we our ours ourselves you your yours yourself yourselves he him his himself
+    she her hers herself it its itself they them their theirs themselves what which who whom this
+    that these those am is are was were be been being have has had having do does did doing would
+    should could ought i'm you're he's she's it's we're they're i've you've we've they've i'd
+    you'd he'd she'd we'd they'd i'll you'll he'll she'll we'll they'll isn't aren't wasn't
+    weren't hasn't haven't hadn't doesn't don't didn't won't wouldn't shan't shouldn't can't
+    cannot couldn't mustn't let's that's who's what's here's there's when's where's why's how's a
+    an the and but if or because as until while of at by for with about against between into
+    through during before after above below to from up down in out on off over under again
+    further then once here there when where why how all any both each few more most other some
+    such no nor not only own same so than too very""".split()
+)
+
+
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def tokenize(texts: pa.Array) -> tuple[np.ndarray, list[str]]:
+    """Each kept token of ``texts`` as (document index, token), documents in order."""
+    texts = pc.fill_null(pc.cast(texts, pa.string()), "")
+    folded = pc.replace_substring_regex(pc.utf8_normalize(pc.utf8_lower(texts), "NFKD"), r"\p{Mn}+", "")
+    split = pc.split_pattern_regex(folded, r"[^\p{L}\p{N}]+")
+    tokens = pc.list_flatten(split)
+    docs = pc.list_parent_indices(split)
+    length = pc.utf8_length(tokens)
+    keep = pc.and_(pc.and_(pc.greater(length, 0), pc.less_equal(length, MAX_TOKEN)),
+                   pc.invert(pc.is_in(tokens, value_set=pa.array(sorted(STOP_WORDS)))))
+    return pc.filter(docs, keep).to_numpy().astype(np.int64), pc.filter(tokens, keep)
+
+
+def term_hashes(terms: list[str]) -> np.ndarray:
+    """A stable 64-bit hash of each term (collisions are negligible at any vocabulary size)."""
+    return np.fromiter(
+        (int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little") for t in terms), np.uint64, len(terms)
+    )
+
+
+def query_terms(text: str) -> np.ndarray:
+    """The hashes of a query's stems (repeated terms count once)."""
+    _, tokens = tokenize(pa.array([text]))
+    stems = set(_stemmer().stemWords(tokens.to_pylist()))
+    return term_hashes(sorted(stems))
+
+
+@dataclass
+class Postings:
+    """One segment's inverted index: term ``hashes[i]`` occurs in local rows
+    ``rows[starts[i]:starts[i+1]]`` with frequencies ``tfs[...]``; ``lengths`` per row."""
+
+    hashes: np.ndarray  # (terms,) uint64, sorted
+    starts: np.ndarray  # (terms + 1,) int64
+    rows: np.ndarray  # (postings,) uint32
+    tfs: np.ndarray  # (postings,) uint16
+    lengths: np.ndarray  # (rows,) uint32
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.lengths)
+
+    @classmethod
+    def build(cls, texts: pa.Array) -> Postings:
+        """Index ``texts`` (one document per row)."""
+        docs, tokens = tokenize(texts)
+        encoded = pc.dictionary_encode(tokens)
+        token_ids = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        stems = _stemmer().stemWords(encoded.dictionary.to_pylist())  # only the distinct tokens
+        stem_hashes = term_hashes(stems)
+        vocab, stem_of = np.unique(stem_hashes, return_inverse=True)
+        terms = stem_of[token_ids] if len(token_ids) else np.zeros(0, np.int64)
+        pairs, tfs = np.unique(terms * len(texts) + docs, return_counts=True)  # sorted by term, then row
+        term, row = np.divmod(pairs, max(1, len(texts)))
+        starts = np.searchsorted(term, np.arange(len(vocab) + 1))
+        lengths = np.bincount(docs, minlength=len(texts)).astype(np.uint32)
+        return cls(vocab.astype(np.uint64), starts.astype(np.int64), row.astype(np.uint32),
+                   np.minimum(tfs, 65535).astype(np.uint16), lengths)
+
+    @classmethod
+    def merge(cls, parts: list[Postings]) -> Postings:
+        """One index over consecutive segments (rows renumbered), without re-tokenizing."""
+        hashes, rows, tfs, offset = [], [], [], 0
+        for p in parts:
+            counts = np.diff(p.starts)
+            hashes.append(np.repeat(p.hashes, counts))
+            rows.append(p.rows.astype(np.int64) + offset)
+            tfs.append(np.asarray(p.tfs))
+            offset += p.n_rows
+        h, r, t = (np.concatenate(a) for a in (hashes, rows, tfs))
+        order = np.lexsort((r, h))
+        vocab, first = np.unique(h[order], return_index=True)
+        starts = np.append(first, len(order)).astype(np.int64)
+        return cls(vocab, starts, r[order].astype(np.uint32), t[order], np.concatenate([p.lengths for p in parts]))
+
+    def save(self, path: Path) -> None:
+        """Write as ``.npy`` files in the folder ``path`` (replaced atomically)."""
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        for name in ARRAYS:
+            np.save(tmp / f"{name}.npy", np.ascontiguousarray(getattr(self, name)))
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path, n_rows: int) -> Postings | None:
+        """Memory-map a saved index; None when it is missing, partial or not for ``n_rows`` rows."""
+        try:
+            arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+        except (OSError, ValueError):
+            return None
+        out = cls(**arrays)
+        return out if out.n_rows == n_rows and len(out.starts) == len(out.hashes) + 1 else None
+
+
+def search(segments: list[tuple[int, Postings]], text: str, k: int, allowed: np.ndarray) -> list[tuple[int, float]]:
+    """The ``k`` best rows by BM25 among those ``allowed`` (a boolean mask over all rows), best
+    first; ``segments`` are (first row, postings) in row order."""
+    hashes = query_terms(text)
+    n_docs = sum(p.n_rows for _, p in segments)
+    if not len(hashes) or not n_docs or k <= 0:
+        return []
+    avgdl = max(sum(float(p.lengths.sum()) for _, p in segments) / n_docs, 1e-9)
+    found = []  # per segment: (term index per query term, or -1)
+    df = np.zeros(len(hashes), np.int64)
+    for _, p in segments:
+        at = np.minimum(np.searchsorted(p.hashes, hashes), max(len(p.hashes) - 1, 0))
+        hit = (p.hashes[at] == hashes) if len(p.hashes) else np.zeros(len(hashes), bool)
+        found.append(np.where(hit, at, -1))
+        df += np.where(hit, p.starts[at + 1] - p.starts[at], 0) if len(p.hashes) else 0
+    idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
+    rows, scores = [], []
+    for (first, p), terms in zip(segments, found):
+        for q, t in enumerate(terms):
+            if t < 0:
+                continue
+            local = np.asarray(p.rows[p.starts[t] : p.starts[t + 1]], np.int64)
+            tf = np.asarray(p.tfs[p.starts[t] : p.starts[t + 1]], np.float64)
+            norm = K1 * (1 - B + B * p.lengths[local] / avgdl)
+            rows.append(local + first)
+            scores.append(idf[q] * tf * (K1 + 1) / (tf + norm))
+    if not rows:
+        return []
+    rows, scores = np.concatenate(rows), np.concatenate(scores)
+    keep = allowed[rows]
+    rows, scores = rows[keep], scores[keep]
+    if not len(rows):
+        return []
+    unique, inverse = np.unique(rows, return_inverse=True)
+    total = np.bincount(inverse, weights=scores)
+    top = np.argpartition(-total, k - 1)[:k] if len(total) > k else np.arange(len(total))
+    top = top[np.lexsort((unique[top], -total[top]))]
+    return [(int(unique[i]), float(total[i])) for i in top]
