@@ -70,20 +70,31 @@ class Engine:
         }
 
     def store(self, create: bool = False):
-        """The scene store; ``create`` opens it for writing with the index models' fingerprint."""
-        from index.lance import LanceSceneStore
-
+        """The scene store; ``create`` opens it for writing with the index models' fingerprint.
+        Opened for reading with the FAISS backend, it is a :class:`index.mapped.MappedStore`
+        while the accelerator's record of the store is current: queries then need no LanceDB."""
         if create:
+            from index.lance import LanceSceneStore
+
             fingerprints = self._fingerprints(self.index_models().encoders())
-            if self._store is None or dict(self._store.fingerprints) != fingerprints:
+            if not isinstance(self._store, LanceSceneStore) or dict(self._store.fingerprints) != fingerprints:
                 self._store = LanceSceneStore(self.db, fingerprints)
                 self._retriever = self._accelerator = None
                 return self._store
         elif self._store is None:
-            self._store = LanceSceneStore(self.db)
+            self._store = self._open_for_read()
             return self._store
         self._store.refresh()  # another process may have written since
         return self._store
+
+    def _open_for_read(self):
+        if self.config.retrieval.backend == "faiss":
+            from index.mapped import open_for_query
+
+            return open_for_query(self.db)
+        from index.lance import LanceSceneStore
+
+        return LanceSceneStore(self.db)
 
     # -- indexing -----------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from egorag.schema import Scene, vector_column
 from index.base import ColumnHits, SceneFilter
 from index.catalog import SceneCatalog, SceneMeta
 from index.faiss_index import ColumnIndex, FaissOptions, build_index, ivf_lists
+from index.mapped import lance_stamp, read_facts, write_facts
 from index.rowvectors import RowVectors
 from index.sketch import TRAIN_ROWS, FusedSketch
 from index.texts import SceneTexts
@@ -46,6 +47,7 @@ class FaissAccelerator:
         self.texts = SceneTexts(self.root if persist else None)
         self.sketch: FusedSketch | None = None
         self._synced: int | None = None
+        self._stamp: dict | None = None  # the stamp of the store facts on disk
 
     @property
     def version(self) -> int:
@@ -55,7 +57,9 @@ class FaissAccelerator:
 
     def sync(self) -> None:
         """Load the persisted state, then apply the videos added, re-indexed or deleted since
-        (by this process or another)."""
+        (by this process or another). Then records the store's query-side facts
+        (:mod:`index.mapped`) when they have changed."""
+        stamp = lance_stamp(self.store.uri)  # before anything is read: see index.mapped
         self.store.refresh()
         version = self.store.version
         if self._synced == version:
@@ -82,7 +86,18 @@ class FaissAccelerator:
             self._place(m, column)
         if self.persist and (changed or not self.root.exists()):
             self._save(version)
+        if self.persist and stamp is not None and stamp != self._facts_stamp():
+            try:
+                write_facts(self.root, self.store, version, stamp)
+                self._stamp = stamp
+            except OSError as exc:  # a read-only store still answers, through LanceDB
+                logger.debug("no store facts in %s: %s", self.root, exc)
         self._synced = version
+
+    def _facts_stamp(self) -> dict | None:
+        if self._stamp is None:
+            self._stamp = (read_facts(self.root) or {}).get("stamp")
+        return self._stamp
 
     def _add(self, video_ids: list[str] | None, modalities) -> None:
         """Append the scenes of ``video_ids`` (all complete videos when None) to the catalog, then

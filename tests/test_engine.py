@@ -256,3 +256,23 @@ def test_listing_comes_from_a_current_snapshot_without_lancedb(engine, cut_video
     LanceSceneStore(engine.db).delete_video(next(v.video_id for v in engine.videos() if v.path == both[0]))
     assert [v.path for v in Engine(engine.db, config(), models=models()).videos()] == both[1:]
     assert list_in_a_fresh_process() == {"lancedb": False, "paths": both[1:]}  # rewritten by that read
+
+
+def test_engine_opened_from_the_mapped_record_follows_writes_and_writes_itself(tmp_path, cut_video, silent_video, monkeypatch):
+    """A fresh engine queries through the accelerator's record of the store (no LanceDB), still
+    sees another writer's videos, and can itself index and delete."""
+    import retrieval.hierarchical as hierarchical
+    from index.mapped import MappedStore
+
+    monkeypatch.setattr(hierarchical, "VERSION_CHECK_S", 0.0)
+    Engine(tmp_path / "db", config(), models=models()).index([silent_video])
+    reader = Engine(tmp_path / "db", config(), models=models())
+    assert not [h for h in reader.search("honey bees hive", k=3).hits if "hive" in h.transcript]
+    assert isinstance(reader.store(), MappedStore) and reader.store()._real is None
+    Engine(tmp_path / "db", config(), models=models()).index([cut_video])
+    assert "honey bees hive" in reader.search("honey bees hive", k=1).hits[0].transcript
+    reader.delete(str(cut_video))
+    assert all(h.video == str(silent_video.resolve()) for h in reader.search("honey bees hive", k=3).hits)
+    reader.index([cut_video])
+    assert "honey bees hive" in reader.search("honey bees hive", k=1).hits[0].transcript
+    assert [v.path for v in reader.videos()] == sorted([str(cut_video.resolve()), str(silent_video.resolve())])
