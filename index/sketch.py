@@ -148,7 +148,7 @@ class FusedSketch:
 
     def scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Each row's score on its 8-bit codes (the accelerator's sync covers every row)."""
-        codes = self.codes.take(rows).astype(np.float32)
+        codes = np.take(self.codes.data, rows, axis=0).astype(np.float32)  # np.take: 2x a memmap's fancy indexing
         return codes @ (self.step * query) + float(self.lo @ query)
 
     # -- persistence --------------------------------------------------------------------------

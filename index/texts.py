@@ -25,6 +25,7 @@ from index.bm25 import Postings
 
 COLUMNS = ("transcript", "caption")
 MAX_SEGMENTS = 16
+FEW = 64  # up to this many rows, :meth:`SceneTexts.get` reads scalars
 SCHEMA = pa.schema([(c, pa.string()) for c in COLUMNS])
 
 logger = logging.getLogger("egorag")
@@ -107,6 +108,11 @@ class SceneTexts:
         rows = np.asarray(rows, dtype=np.int64)
         out: list[tuple[str, str]] = [("", "")] * len(rows)
         segment = np.searchsorted(self.starts, rows, side="right") - 1
+        if len(rows) <= FEW:  # a hit list: scalar reads (a take concatenates a segment's chunks)
+            for i, (r, s) in enumerate(zip(rows.tolist(), segment.tolist())):
+                table, local = self.tables[s], r - self.starts[s]
+                out[i] = (table.column("transcript")[local].as_py() or "", table.column("caption")[local].as_py() or "")
+            return out
         for s in np.unique(segment):
             at = np.flatnonzero(segment == s)
             taken = self.tables[s].take(pa.array(rows[at] - self.starts[s]))
