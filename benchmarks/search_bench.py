@@ -8,6 +8,8 @@ machine (docstrings of the installed Python packages), cached in benchmarks/cach
 and for the caption (384-d), visual (512-d) and audio (512-d) columns, vectors are synthetic with
 the real embeddings' spectrum: a real anchor plus a perturbation drawn from the real data's top
 principal components, mapped to the column's size by a fixed random isometry. Not i.i.d. noise.
+Each scene's transcript is a real sentence (its own for the first 120k scenes), so queries with
+text run BM25 too; egorag's BM25 is timed beside LanceDB's native full-text search.
 """
 
 from __future__ import annotations
@@ -118,7 +120,9 @@ class Spectrum:
         return (x / np.linalg.norm(x)).astype(np.float32)
 
 
-def build_store(root: Path, n: int, real: np.ndarray, spectrum: Spectrum) -> tuple[LanceSceneStore, dict]:
+def build_store(root: Path, n: int, real: np.ndarray, sentences: list[str], spectrum: Spectrum) -> tuple[LanceSceneStore, dict]:
+    """Scenes whose text vectors are the real sentences' embeddings (then synthetic ones) and
+    whose transcripts are those sentences (beyond them, the sentences again, for BM25)."""
     fps = {m: EncoderFingerprint(m, "bench", f"{m}-{d}", d) for m, d in DIMS.items()}
     store = LanceSceneStore(root, fps)
     n_videos = n // SCENES_PER_VIDEO
@@ -138,6 +142,7 @@ def build_store(root: Path, n: int, real: np.ndarray, spectrum: Spectrum) -> tup
                 v = spectrum.sample(rows, d)
             cols[m] = v
         video_ids = [f"v{i:07d}" for i in vid_of]
+        transcripts = [sentences[(first + j) % len(sentences)] for j in range(rows)]
         scenes = pa.table({
             "scene_id": [f"{v}:{i:05d}" for v, i in zip(video_ids, idx)],
             "video_id": video_ids,
@@ -145,7 +150,7 @@ def build_store(root: Path, n: int, real: np.ndarray, spectrum: Spectrum) -> tup
             "scene_index": idx.astype(np.int32),
             "start": idx * 10.0,
             "end": idx * 10.0 + 10.0,
-            "transcript": [""] * rows, "caption": [""] * rows, "search_text": [""] * rows,
+            "transcript": transcripts, "caption": [""] * rows, "search_text": transcripts,
             **{f"{m}_vec": pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), DIMS[m]) for m, v in cols.items()},
         })
         gv = {m: v.reshape(len(vids), SCENES_PER_VIDEO, -1).mean(axis=1) for m, v in cols.items()}
@@ -227,6 +232,7 @@ def main() -> None:
 
     sentences, real = minilm_corpus(args.real + args.queries)
     real, held_out = real[: args.real], real[args.real :]
+    sentences, held_out_text = sentences[: args.real], sentences[args.real :]
     spectrum = Spectrum(real)
     root = Path(args.keep or tempfile.mkdtemp(prefix="egorag-bench-")) / "db"
     if (root / "scenes.lance").exists():
@@ -235,10 +241,11 @@ def main() -> None:
         figures = {"lance": f"reused {root}"}
         shutil.rmtree(root / "faiss", ignore_errors=True)
     else:
-        store, figures = build_store(root, args.scenes, real, spectrum)
+        store, figures = build_store(root, args.scenes, real, sentences, spectrum)
     options = FaissOptions(kind=args.index, nprobe=args.nprobe)
     _, figures["faiss_build_s"] = timed(lambda: FaissAccelerator(store, FaissOptions(kind=args.index, nprobe=args.nprobe, sketch_threshold=0)).sync())
     acc, figures["sketch_build_s"] = timed(lambda: (a := FaissAccelerator(store, options), a.sync(), a)[-1])  # loads the columns, adds the sketch
+    assert any(t for t, _ in acc.texts.get(range(min(10, len(acc.catalog))))), f"{root} has no transcripts (built by an older benchmark): remove it"
     figures["sketch"] = {"modalities": list(acc.sketch_modalities), "rows": len(acc.sketch) if acc.sketch else 0}
     figures["index_kinds"] = {m: c.kind for m, c in acc.columns.items()}
     figures["disk_mb"] = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2**20
@@ -265,6 +272,20 @@ def main() -> None:
         lat.append(s * 1000)
         results.append([h.scene_id for h in hits])
     figures["egorag_fused"] = pct(lat)
+    # the same queries with their text: BM25 joins the fusion (and its candidates)
+    texts = [held_out_text[i % len(held_out_text)] for i in range(args.queries)]
+    figures["egorag_fused_with_text"] = pct([timed(retriever.search_vectors, qv, t, 10)[1] * 1000 for qv, t in zip(queries, texts)])
+    # BM25 side by side: egorag's postings vs LanceDB's native FTS, same texts, same k
+    ours = [timed(acc.text_search, t, cfg.candidates) for t in texts]
+    lance = [timed(store.text_search, t, cfg.candidates) for t in texts]
+    figures["bm25"] = {
+        "egorag": pct([s * 1000 for _, s in ours]),
+        "lancedb_fts": pct([s * 1000 for _, s in lance]),
+        "top10_jaccard": float(np.mean([
+            len(a & b) / max(1, len(a | b))
+            for a, b in ((set(acc.catalog.scene_ids([r for r, _ in o[:10]])), {i for i, _ in l[:10]}) for (o, _), (l, _) in zip(ours, lance))
+        ])),
+    }
 
     # exact fused recall@10 (oracle over every scene)
     n_check = min(len(queries), 50 if args.scenes > 200_000 else 100)
@@ -360,7 +381,7 @@ def cold(root: str) -> None:
     t2 = time.perf_counter()
     rng = np.random.default_rng(0)
     qv = {m: (lambda v: v / np.linalg.norm(v))(rng.standard_normal(d).astype(np.float32)) for m, d in DIMS.items()}
-    HierarchicalRetriever(store, {}, RetrievalConfig(), backend=acc).search_vectors(qv, None, 10)
+    HierarchicalRetriever(store, {}, RetrievalConfig(), backend=acc).search_vectors(qv, "return the number of elements in the list", 10)
     t3 = time.perf_counter()
     print(json.dumps({"imports_s": t1 - t0, "open_s": t2 - t1, "first_query_s": t3 - t2, "open_to_first_answer_s": t3 - t1,
                       "store": type(store).__name__, "lancedb_imported": "lancedb" in sys.modules}))

@@ -5,9 +5,9 @@ round trip), and answering one means importing LanceDB (1.3-2.6 s in a fresh pro
 accelerator keeps its own inverted index: one :class:`Postings` per text segment
 (:class:`index.texts.SceneTexts`), memory-mapped, scored with numpy.
 
-Tokens are made as LanceDB's default FTS makes them: lower case, accents folded, split on
-anything that is not a letter or a digit, at most 40 characters, English stop words dropped,
-Snowball English (Porter2) stems (PyStemmer). A term is looked up by a stable 64-bit hash of its
+Terms are made as LanceDB's default FTS makes them: lower case, accents folded, split on
+anything that is not a letter or a digit, at most 40 characters, Snowball English (Porter2)
+stems (PyStemmer), then stems that are English stop words dropped. A term is looked up by a stable 64-bit hash of its
 stem, so opening an index builds no dictionary. Statistics (document count, average length,
 document frequency) cover every row, deleted ones included, as LanceDB's do until an index is
 rebuilt; deleted rows are never returned.
@@ -18,7 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import threading
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,40 +33,50 @@ K1, B = 1.2, 0.75
 MAX_TOKEN = 40
 ARRAYS = ("hashes", "starts", "rows", "tfs", "lengths")
 
-# the English stop words LanceDB's default FTS drops (measured against lancedb 0.40: it keeps
-# words like "before", "during", "why" and "only", which the Snowball list would drop)
+# NLTK's English stop words, matched against *stems*, as LanceDB's default FTS matches them
+# (measured against lancedb 0.40: it drops "myself" and "doing" (stem "do") but keeps "before"
+# and "only", whose stems "befor" and "onli" are not in the list)
 STOP_WORDS = frozenset(
-    """i me my myself we our ours you your yours yourself he him his himself she her hers herself it
-    its itself they them their theirs what which who whom this that these those am is are was were
-    be been being have has had having do did doing should a an the and but if or as until while of
-    at by for with about against between into through after below to from up down in out on off
-    over under again further then here there when where how all both each few more most other some
-    such no nor not own same so than too will can just don now s t""".split()
+    """i me my myself we our ours ourselves you your yours yourself yourselves he him his himself
+    she her hers herself it its itself they them their theirs themselves what which who whom this
+    that these those am is are was were be been being have has had having do does did doing a an
+    the and but if or because as until while of at by for with about against between into through
+    during before after above below to from up down in out on off over under again further then
+    once here there when where why how all any both each few more most other some such no nor not
+    only own same so than too very s t can will just don should now d ll m o re ve y ain aren
+    couldn didn doesn hadn hasn haven isn ma mightn mustn needn shan shouldn wasn weren won
+    wouldn""".split()
 )
 
 #: what saved postings were tokenized with: postings made otherwise are rebuilt on open
 TOKENIZER = hashlib.blake2b(
-    json.dumps({"stop": sorted(STOP_WORDS), "max": MAX_TOKEN, "fold": "NFKD-Mn", "split": "[^L N]", "stem": "snowball-english"}).encode(),
+    json.dumps({"stop": sorted(STOP_WORDS), "max": MAX_TOKEN, "fold": "NFKD-Mn", "split": "[^L N]", "stem": "snowball-english", "order": "stop words after stemming"}).encode(),
     digest_size=8,
 ).hexdigest()
 
 
+_local = threading.local()  # a PyStemmer stemmer is not safe to share between threads
+_SPLIT = re.compile(r"[\W_]+")  # Python's \w is letters, digits and "_": this is [^\p{L}\p{N}]+
+
+
 def _stemmer():
-    import Stemmer
+    if not hasattr(_local, "stemmer"):
+        import Stemmer
 
-    return Stemmer.Stemmer("english")
+        _local.stemmer = Stemmer.Stemmer("english")
+    return _local.stemmer
 
 
-def tokenize(texts: pa.Array) -> tuple[np.ndarray, list[str]]:
-    """Each kept token of ``texts`` as (document index, token), documents in order."""
+def tokenize(texts: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Each token of ``texts`` as (document index, token), documents in order (stop words are
+    dropped after stemming: :func:`stems`)."""
     texts = pc.fill_null(pc.cast(texts, pa.string()), "")
     folded = pc.replace_substring_regex(pc.utf8_normalize(pc.utf8_lower(texts), "NFKD"), r"\p{Mn}+", "")
     split = pc.split_pattern_regex(folded, r"[^\p{L}\p{N}]+")
     tokens = pc.list_flatten(split)
     docs = pc.list_parent_indices(split)
     length = pc.utf8_length(tokens)
-    keep = pc.and_(pc.and_(pc.greater(length, 0), pc.less_equal(length, MAX_TOKEN)),
-                   pc.invert(pc.is_in(tokens, value_set=pa.array(sorted(STOP_WORDS)))))
+    keep = pc.and_(pc.greater(length, 0), pc.less_equal(length, MAX_TOKEN))
     return pc.filter(docs, keep).to_numpy().astype(np.int64), pc.filter(tokens, keep)
 
 
@@ -74,11 +87,22 @@ def term_hashes(terms: list[str]) -> np.ndarray:
     )
 
 
-def query_terms(text: str) -> np.ndarray:
-    """The hashes of a query's stems (repeated terms count once)."""
-    _, tokens = tokenize(pa.array([text]))
-    stems = set(_stemmer().stemWords(tokens.to_pylist()))
-    return term_hashes(sorted(stems))
+def query_tokens(text: str) -> list[str]:
+    """:func:`tokenize` for one short text, in Python (Arrow compiles its regexes per call:
+    ~3 ms for a query); the tests hold the two to the same tokens."""
+    folded = "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if unicodedata.category(c) != "Mn")
+    return [t for t in _SPLIT.split(folded) if 0 < len(t) <= MAX_TOKEN]
+
+
+def stems(tokens: list[str]) -> list[str | None]:
+    """Each token's stem, None where the stem is a stop word."""
+    return [None if t in STOP_WORDS else t for t in _stemmer().stemWords(tokens)]
+
+
+def query_terms(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """The hashes of a query's distinct terms and how often each occurs (a repeated term
+    counts as often as it is repeated, as in LanceDB)."""
+    return np.unique(term_hashes([t for t in stems(query_tokens(text)) if t is not None]), return_counts=True)
 
 
 @dataclass
@@ -102,10 +126,13 @@ class Postings:
         docs, tokens = tokenize(texts)
         encoded = pc.dictionary_encode(tokens)
         token_ids = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        stems = _stemmer().stemWords(encoded.dictionary.to_pylist())  # only the distinct tokens
-        stem_hashes = term_hashes(stems)
-        vocab, stem_of = np.unique(stem_hashes, return_inverse=True)
-        terms = stem_of[token_ids] if len(token_ids) else np.zeros(0, np.int64)
+        distinct = stems(encoded.dictionary.to_pylist())  # stemmed once per distinct token
+        kept = np.array([t is not None for t in distinct], bool)
+        vocab, stem_of = np.unique(term_hashes([t for t in distinct if t is not None]), return_inverse=True)
+        term_of = np.full(len(distinct), -1, np.int64)
+        term_of[kept] = stem_of
+        terms = term_of[token_ids] if len(token_ids) else np.zeros(0, np.int64)
+        docs, terms = docs[terms >= 0], terms[terms >= 0]
         pairs, tfs = np.unique(terms * len(texts) + docs, return_counts=True)  # sorted by term, then row
         term, row = np.divmod(pairs, max(1, len(texts)))
         starts = np.searchsorted(term, np.arange(len(vocab) + 1))
@@ -156,7 +183,7 @@ class Postings:
 def search(segments: list[tuple[int, Postings]], text: str, k: int, allowed: np.ndarray) -> list[tuple[int, float]]:
     """The ``k`` best rows by BM25 among those ``allowed`` (a boolean mask over all rows), best
     first; ``segments`` are (first row, postings) in row order."""
-    hashes = query_terms(text)
+    hashes, repeats = query_terms(text)
     n_docs = sum(p.n_rows for _, p in segments)
     if not len(hashes) or not n_docs or k <= 0:
         return []
@@ -168,7 +195,7 @@ def search(segments: list[tuple[int, Postings]], text: str, k: int, allowed: np.
         hit = (p.hashes[at] == hashes) if len(p.hashes) else np.zeros(len(hashes), bool)
         found.append(np.where(hit, at, -1))
         df += np.where(hit, p.starts[at + 1] - p.starts[at], 0) if len(p.hashes) else 0
-    idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
+    idf = repeats * np.log1p((n_docs - df + 0.5) / (df + 0.5))
     rows, scores = [], []
     for (first, p), terms in zip(segments, found):
         for q, t in enumerate(terms):

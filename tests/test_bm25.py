@@ -7,7 +7,7 @@ import pytest
 
 from egorag.schema import EncoderFingerprint, Scene, Video, VideoInfo, scene_id
 from index.base import SceneFilter
-from index.bm25 import K1, Postings, search, tokenize
+from index.bm25 import K1, Postings, query_tokens, search, stems, tokenize
 from index.faiss import FaissAccelerator
 from index.lance import LanceSceneStore
 from index.texts import SceneTexts
@@ -32,13 +32,23 @@ def sentences(n, seed=0):
     return out
 
 
-def test_tokens_are_folded_split_stemmed_and_stop_words_dropped():
-    docs, tokens = tokenize(pa.array(["The CAFÉ's crème-brûlée, and running!", None, "x" * 41 + " ok"]))
-    assert tokens.to_pylist() == ["cafe", "creme", "brulee", "running", "ok"]
-    assert docs.tolist() == [0, 0, 0, 0, 2]
-    postings = Postings.build(pa.array(["runs running runner", "ran"]))
+def test_tokens_are_folded_split_stemmed_and_stop_stems_dropped():
+    docs, tokens = tokenize(pa.array(["The CAFÉ's crème-brûlée, and running!", None, "x" * 41 + " ok_go 3D"]))
+    assert tokens.to_pylist() == ["the", "cafe", "s", "creme", "brulee", "and", "running", "ok", "go", "3d"]
+    assert docs.tolist() == [0] * 7 + [2] * 3
+    # stop words are matched on stems, as LanceDB does: "doing" (stem "do") goes, "before" ("befor") stays
+    assert stems(["the", "doing", "before", "only", "myself", "running"]) == [None, None, "befor", "onli", None, "run"]
+    postings = Postings.build(pa.array(["runs running runner", "ran", "the and of"]))
     # "runs" and "running" share the stem "run"; "runner" and "ran" do not
-    assert len(postings.hashes) == 3 and postings.lengths.tolist() == [3, 1]
+    assert len(postings.hashes) == 3 and postings.lengths.tolist() == [3, 1, 0]
+
+
+def test_query_tokens_match_the_indexing_tokens():
+    texts = ["Naïve façade — São Paulo's 2nd café_au_lait!", "ÉCOLE   élève\tcoöperate x²", "", "don't stop-believing 1,000.5",
+             "Ω-3 Straße ﬁne ℃ ½", "a" * 45 + " b" * 3] + sentences(50, seed=3)
+    for i, text in enumerate(texts):
+        docs, tokens = tokenize(pa.array([text]))
+        assert query_tokens(text) == tokens.to_pylist(), text
 
 
 def test_scores_are_bm25():
