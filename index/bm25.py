@@ -23,6 +23,7 @@ import shutil
 import threading
 import unicodedata
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ import pyarrow.compute as pc
 K1, B = 1.2, 0.75
 MAX_TOKEN = 40
 ARRAYS = ("hashes", "starts", "rows", "tfs", "lengths")
+DENSE_FRACTION = 4  # past n_docs / 4 postings in a query, scores accumulate in a dense array
 
 # NLTK's English stop words, matched against *stems*, as LanceDB's default FTS matches them
 # (measured against lancedb 0.40: it drops "myself" and "doing" (stem "do") but keeps "before"
@@ -120,6 +122,10 @@ class Postings:
     def n_rows(self) -> int:
         return len(self.lengths)
 
+    @cached_property
+    def total_length(self) -> float:
+        return float(np.sum(self.lengths, dtype=np.float64))
+
     @classmethod
     def build(cls, texts: pa.Array) -> Postings:
         """Index ``texts`` (one document per row)."""
@@ -187,7 +193,7 @@ def search(segments: list[tuple[int, Postings]], text: str, k: int, allowed: np.
     n_docs = sum(p.n_rows for _, p in segments)
     if not len(hashes) or not n_docs or k <= 0:
         return []
-    avgdl = max(sum(float(p.lengths.sum()) for _, p in segments) / n_docs, 1e-9)
+    avgdl = max(sum(p.total_length for _, p in segments) / n_docs, 1e-9)
     found = []  # per segment: (term index per query term, or -1)
     df = np.zeros(len(hashes), np.int64)
     for _, p in segments:
@@ -196,25 +202,29 @@ def search(segments: list[tuple[int, Postings]], text: str, k: int, allowed: np.
         found.append(np.where(hit, at, -1))
         df += np.where(hit, p.starts[at + 1] - p.starts[at], 0) if len(p.hashes) else 0
     idf = repeats * np.log1p((n_docs - df + 0.5) / (df + 0.5))
+    lists = [(first, p, int(t), q) for (first, p), terms in zip(segments, found) for q, t in enumerate(terms) if t >= 0]
+    if not lists:
+        return []
+    n_postings = sum(int(p.starts[t + 1] - p.starts[t]) for _, p, t, _ in lists)
     rows, scores = [], []
-    for (first, p), terms in zip(segments, found):
-        for q, t in enumerate(terms):
-            if t < 0:
-                continue
-            local = np.asarray(p.rows[p.starts[t] : p.starts[t + 1]], np.int64)
-            tf = np.asarray(p.tfs[p.starts[t] : p.starts[t + 1]], np.float64)
-            norm = K1 * (1 - B + B * p.lengths[local] / avgdl)
-            rows.append(local + first)
-            scores.append(idf[q] * tf * (K1 + 1) / (tf + norm))
-    if not rows:
+    for first, p, t, q in lists:
+        local = np.asarray(p.rows[p.starts[t] : p.starts[t + 1]], np.int64)
+        tf = np.asarray(p.tfs[p.starts[t] : p.starts[t + 1]], np.float32)
+        norm = np.float32(K1 * (1 - B)) + np.float32(K1 * B / avgdl) * p.lengths[local].astype(np.float32)
+        score = np.float32(idf[q] * (K1 + 1)) * tf / (tf + norm)
+        rows.append(local + first)
+        scores.append(score)
+    if n_postings > n_docs // DENSE_FRACTION:  # common terms: one score per row, then the matches
+        dense = np.bincount(np.concatenate(rows), weights=np.concatenate(scores), minlength=n_docs)
+        unique = np.flatnonzero(dense)  # every BM25 score of a matching row is > 0
+        total = dense[unique]
+    else:  # rare terms: sort the few rows touched
+        unique, inverse = np.unique(np.concatenate(rows), return_inverse=True)
+        total = np.bincount(inverse, weights=np.concatenate(scores))
+    keep = allowed[unique]
+    unique, total = unique[keep], total[keep]
+    if not len(unique):
         return []
-    rows, scores = np.concatenate(rows), np.concatenate(scores)
-    keep = allowed[rows]
-    rows, scores = rows[keep], scores[keep]
-    if not len(rows):
-        return []
-    unique, inverse = np.unique(rows, return_inverse=True)
-    total = np.bincount(inverse, weights=scores)
     top = np.argpartition(-total, k - 1)[:k] if len(total) > k else np.arange(len(total))
     top = top[np.lexsort((unique[top], -total[top]))]
     return [(int(unique[i]), float(total[i])) for i in top]
