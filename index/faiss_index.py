@@ -39,8 +39,9 @@ class ColumnIndex:
         self.dirty = dirty  # changed since it was last written
 
     def _writable(self) -> None:
-        """A memory-mapped IVF index is read-only (its lists stay in the file: adding raises,
-        and writing it would save only a reference to that file): read it into memory first."""
+        """A memory-mapped IVF or flat index is read-only (its lists or vectors stay in the
+        file: changing it aborts the process, and writing an IVF one would save only a reference
+        to that file): read it into memory first."""
         import faiss
 
         if self.mapped_from is not None:

@@ -232,15 +232,17 @@ def test_hit_texts_come_from_mapped_segments_not_lancedb(store, monkeypatch):
     assert [s.transcript for s in again.scenes(rows)] == ["d says 3", "a says 0", "c says 9"]
 
 
-def test_reopened_ivf_store_accepts_new_videos_and_stays_readable(store):
-    """A reopened IVF index is memory-mapped read-only: adding to it used to abort the process,
-    and writing it back saved only a reference to the mapped file."""
+@pytest.mark.parametrize("kind", ["ivf", "flat"])
+def test_reopened_store_accepts_new_videos_and_stays_readable(store, kind):
+    """A reopened IVF or flat index is memory-mapped read-only: adding to it aborts the process
+    (as it did for IVF), and writing it back saved only a reference to the mapped file."""
     x = clustered(2100)
     fill(store, x[:2000], videos=4)
-    FaissAccelerator(store, FaissOptions(kind="ivf")).sync()
+    FaissAccelerator(store, FaissOptions(kind=kind)).sync()
     size = (store.uri and FaissAccelerator(store).root / "text.faiss").stat().st_size
-    reopened = FaissAccelerator(LanceSceneStore(store.uri), FaissOptions(kind="ivf"))
+    reopened = FaissAccelerator(LanceSceneStore(store.uri), FaissOptions(kind=kind))
     reopened.sync()
+    assert reopened.columns["text"].mapped_from is not None  # opened without reading the vectors
     vid = "v900"
     LanceSceneStore(store.uri).add_video(
         Video(vid, f"/data/{vid}.mp4", vid, VideoInfo(f"/data/{vid}.mp4", 100, 25, 8, 8, False, 1), 100, {}),
@@ -249,7 +251,7 @@ def test_reopened_ivf_store_accepts_new_videos_and_stays_readable(store):
     reopened.sync()
     assert reopened.search("text", x[2005:2006], 1)[0][0][0] == scene_id(vid, 5)
     assert (reopened.root / "text.faiss").stat().st_size > size  # the lists were written, not a reference
-    again = FaissAccelerator(LanceSceneStore(store.uri), FaissOptions(kind="ivf"))
+    again = FaissAccelerator(LanceSceneStore(store.uri), FaissOptions(kind=kind))
     assert again.search("text", x[2005:2006], 1)[0][0][0] == scene_id(vid, 5)
     assert recall_at_k(again.search("text", x[:20], 10), store.search("text", x[:20], 10)) >= 0.9
 
