@@ -18,7 +18,7 @@ PACKAGES = ("egorag", "torch", "faiss-cpu", "lancedb", "numpy", "sentence-transf
 def run_metadata() -> dict:
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=HERE).stdout.strip())
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=HERE).stdout.strip())
     except OSError:
         sha, dirty = "unknown", False
     versions = {}
