@@ -7,8 +7,9 @@ things only: the best videos (whose scenes are searched exhaustively) and the vi
 candidates. Scanning every video's float32 vectors for each query costs ~10 ms at 20,000 videos
 (memory-bound), so above ``exact_below`` videos a shortlist comes from a sketch: each modality's
 vectors projected on its top ``SKETCH_DIMS`` principal components (from the calibration sample),
-concatenated, so that the whole fused prior of every video is one small matrix-vector product.
-The shortlist is then re-scored exactly; candidates' videos are always scored exactly.
+concatenated, so that the whole fused prior of every video is one small matrix-vector product
+(a FAISS flat scan). The shortlist is then re-scored exactly; candidates' videos are always
+scored exactly.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class VideoPrior:
         self.present: dict[str, np.ndarray] = {}
         self._moments: dict[str, Moments] = {}
         self._bases: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # modality -> (mean, components)
-        self._sketch: np.ndarray | None = None  # (n_videos, sum of components), when many videos
+        self._sketch = None  # a FAISS flat index of (n_videos, sum of components), when many videos
         rng = np.random.default_rng(0)
         for m, (ids, vectors) in per_modality.items():
             if len(ids) < 2:  # one video cannot be standardised against the others
@@ -57,7 +58,7 @@ class VideoPrior:
                 components = moments.principal_axes(SKETCH_DIMS)
                 self._bases[m] = (mean, components)
                 parts.append(np.where(self.present[m][:, None], (full - mean) @ components.T, 0.0).astype(np.float32))
-            self._sketch = np.ascontiguousarray(np.concatenate(parts, axis=1))
+            self._sketch = _flat_index(np.concatenate(parts, axis=1))
 
     @classmethod
     def from_store(cls, store, exact_below: int = 2048) -> VideoPrior:
@@ -97,8 +98,7 @@ class VideoPrior:
                 cal = calibrations.get(m)
                 scale = weights[m] / total / cal.std if cal is not None and cal.std > STD_FLOOR else 0.0
                 parts.append(scale * (components @ qv[m]) if scale else np.zeros(len(components)))
-            scores = self._sketch @ np.concatenate(parts).astype(np.float32)
-            shortlist = np.sort(np.argpartition(-scores, SHORTLIST * n)[: SHORTLIST * n])
+            shortlist = np.sort(_top(self._sketch, np.concatenate(parts), SHORTLIST * n))
         priors = self.prior(qv, weights, calibrations, shortlist)
         top = np.argsort(-priors, kind="stable")[:n]
         return shortlist[top], priors[top]
@@ -107,3 +107,20 @@ class VideoPrior:
         """Positions of ``video_ids`` (-1 for a video not in the store, e.g. half-written)."""
         return np.fromiter((self.position.get(v, -1) for v in video_ids), np.int64, len(video_ids))
 
+
+def _flat_index(rows: np.ndarray):
+    """An exact inner-product index of ``rows``: FAISS's single-threaded scan and top-k of a
+    20,000 x 256 sketch takes half the time of numpy's product and argpartition (measured)."""
+    import faiss
+
+    index = faiss.IndexFlatIP(rows.shape[1])
+    index.add(np.ascontiguousarray(rows, dtype=np.float32))
+    return index
+
+
+def _top(index, query: np.ndarray, n: int) -> np.ndarray:
+    from index.faiss_index import single_threaded
+
+    with single_threaded(True):
+        _, found = index.search(np.ascontiguousarray(query[None, :], dtype=np.float32), n)
+    return found[0][found[0] >= 0]
