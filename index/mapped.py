@@ -61,8 +61,7 @@ def write_facts(root: Path, store, version: int, stamp: dict[str, list[str]]) ->
         at = np.array([position.get(v, -1) for v in found], np.int64)
         keep = at >= 0  # a video completed after the stamps were read: in the next facts
         full[at[keep]], present[at[keep]] = vectors[keep], True
-        values = pa.FixedSizeListArray.from_arrays(pa.array(full.reshape(-1)), dim)
-        columns[vector_column(m)] = _with_nulls(values, present)
+        columns[vector_column(m)] = pa.FixedSizeListArray.from_arrays(pa.array(full.reshape(-1)), dim, mask=pa.array(~present))
     table = pa.table(columns)
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f"{VIDEOS}.{os.getpid()}.tmp"
@@ -78,10 +77,6 @@ def write_facts(root: Path, store, version: int, stamp: dict[str, list[str]]) ->
     tmp = root / f"{FACTS}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(facts))
     tmp.replace(root / FACTS)  # last: it names the videos file it goes with
-
-
-def _with_nulls(values: pa.FixedSizeListArray, present: np.ndarray) -> pa.FixedSizeListArray:
-    return pa.FixedSizeListArray.from_arrays(values.values, values.type.list_size, mask=pa.array(~present))
 
 
 def read_facts(root: Path) -> dict | None:

@@ -10,11 +10,10 @@ Segments are immutable; past ``MAX_SEGMENTS`` they are merged into one.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import logging
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
