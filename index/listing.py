@@ -15,16 +15,14 @@ import os
 from pathlib import Path
 
 from egorag.schema import Video, videos_from_table
+from index.mapped import table_versions
 
 SNAPSHOT = "videos.snapshot.parquet"
 STAMP_KEY = b"egorag.versions"
 
 
 def _versions(db: Path) -> list[str] | None:
-    try:
-        return sorted(os.listdir(db / "videos.lance" / "_versions"))
-    except FileNotFoundError:
-        return None
+    return table_versions(db, "videos")
 
 
 def read_snapshot(db: str | Path) -> list[Video] | None:

@@ -35,15 +35,19 @@ VIDEOS = "videos.arrow"
 TABLES = ("scenes", "videos")
 
 
+def table_versions(db: str | Path, table: str) -> list[str] | None:
+    """The manifest names in a LanceDB table's ``_versions`` directory (every commit adds one);
+    None when the table is missing."""
+    try:
+        return sorted(os.listdir(Path(db) / f"{table}.lance" / "_versions"))
+    except FileNotFoundError:
+        return None
+
+
 def lance_stamp(db: str | Path) -> dict[str, list[str]] | None:
     """The manifest names of both LanceDB tables (None when a table is missing)."""
-    stamp = {}
-    for table in TABLES:
-        try:
-            stamp[table] = sorted(os.listdir(Path(db) / f"{table}.lance" / "_versions"))
-        except FileNotFoundError:
-            return None
-    return stamp
+    stamp = {table: table_versions(db, table) for table in TABLES}
+    return None if None in stamp.values() else stamp
 
 
 def write_facts(root: Path, store, version: int, stamp: dict[str, list[str]]) -> None:
