@@ -126,7 +126,8 @@ class MappedStore:
 
     @property
     def current(self) -> bool:
-        """Whether the mapped facts still describe the store (never again once it changed)."""
+        """Whether the mapped facts still describe the store: never again once a table has
+        changed or the real store was opened (from then on it answers everything)."""
         return self._real is None and lance_stamp(self.uri) == self._facts["stamp"]
 
     def __getattr__(self, name: str):

@@ -66,8 +66,11 @@ class SceneTexts:
             postings = Postings.load(root / f"bm25-{start}", table.num_rows)
             if postings is None:  # a store indexed before BM25 lived here, or an interrupted write
                 postings = Postings.build(searchable(table))
-                postings.save(root / f"bm25-{start}")
                 logger.info("bm25: indexed the texts of rows %d-%d", start, start + table.num_rows)
+                try:
+                    postings.save(root / f"bm25-{start}")
+                except OSError as exc:  # a read-only store still searches, from memory
+                    logger.warning("bm25: could not save the postings of rows from %d (%s); kept in memory", start, exc)
             out.starts.append(start)
             out.tables.append(table)
             out.postings.append(postings)

@@ -104,6 +104,14 @@ def test_scene_texts_persist_merge_and_rebuild_missing_postings(tmp_path, monkey
     assert Postings.load(tmp_path / "bm25-0", 160) is None
     assert SceneTexts.open(tmp_path, 200).search("guitar song", 10, np.ones(200, bool)) == want
     assert Postings.load(tmp_path / "bm25-0", 160) is not None
+    shutil.rmtree(tmp_path / "bm25-160")  # and a store that cannot be written to still searches
+
+    def read_only(self, path):
+        raise PermissionError(f"{path}: read-only file system")
+
+    monkeypatch.setattr(Postings, "save", read_only)
+    assert SceneTexts.open(tmp_path, 200).search("guitar song", 10, np.ones(200, bool)) == want
+    assert not (tmp_path / "bm25-160").exists()
 
 
 def fill_texts(store, texts, videos=4, dim=8):
