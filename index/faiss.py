@@ -22,10 +22,12 @@ import numpy as np
 import pyarrow as pa
 
 from egorag.schema import Scene, vector_column
+from index import bm25
 from index.base import ColumnHits, SceneFilter
 from index.catalog import SceneCatalog, SceneMeta
 from index.faiss_index import ColumnIndex, FaissOptions, build_index, ivf_lists
 from index.mapped import lance_stamp, read_facts, write_facts
+from index.prefault import warm
 from index.rowvectors import RowVectors
 from index.sketch import TRAIN_ROWS, FusedSketch
 from index.texts import SceneTexts
@@ -48,6 +50,7 @@ class FaissAccelerator:
         self.sketch: FusedSketch | None = None
         self._synced: int | None = None
         self._stamp: dict | None = None  # the stamp of the store facts on disk
+        self.warming = None  # the thread mapping the files' pages (index.prefault), if any
 
     @property
     def version(self) -> int:
@@ -65,7 +68,8 @@ class FaissAccelerator:
         if self._synced == version:
             return
         modalities = self.store.modalities
-        if self.catalog is None:
+        loaded = self.catalog is None
+        if loaded:
             self._load(modalities)
             self._refill_rows(modalities)
         stamps = self.store.video_stamps()
@@ -92,7 +96,16 @@ class FaissAccelerator:
                 self._stamp = stamp
             except OSError as exc:  # a read-only store still answers, through LanceDB
                 logger.debug("no store facts in %s: %s", self.root, exc)
+        if self.options.warm and (loaded or changed):
+            self.warming = warm(self._mapped_arrays())
         self._synced = version
+
+    def _mapped_arrays(self) -> list[np.ndarray]:
+        """What queries read, most read per byte first: the sketch codes, the BM25 postings, then
+        the row copies."""
+        arrays = [self.sketch.codes.data] if self.sketch is not None else []
+        arrays += [getattr(p, name) for p in self.texts.postings if p is not None for name in bm25.ARRAYS]
+        return arrays + [rows.data for rows in self.rows.values()]
 
     def _facts_stamp(self) -> dict | None:
         if self._stamp is None:

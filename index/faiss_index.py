@@ -25,6 +25,7 @@ class FaissOptions:
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where unfiltered searches run
     exact_below: int = 20_000  # a filter passing fewer rows is scored exactly, without the index
     sketch_threshold: int = 50_000  # from this many scenes, a fused sketch generates candidates (index/sketch.py); 0: never
+    warm: bool = True  # map the files' pages in the background once opened (index/prefault.py)
 
 
 class ColumnIndex:
