@@ -8,8 +8,8 @@ candidates. Scanning every video's float32 vectors for each query costs ~10 ms a
 (memory-bound), so above ``exact_below`` videos a shortlist comes from a sketch: each modality's
 vectors projected on its top ``SKETCH_DIMS`` principal components (from the calibration sample),
 concatenated, so that the whole fused prior of every video is one small matrix-vector product
-(a FAISS flat scan). The shortlist is then re-scored exactly; candidates' videos are always
-scored exactly.
+(a FAISS scan of float16 values). The shortlist is then re-scored exactly; candidates' videos
+are always scored exactly.
 """
 
 from __future__ import annotations
@@ -109,11 +109,13 @@ class VideoPrior:
 
 
 def _flat_index(rows: np.ndarray):
-    """An exact inner-product index of ``rows``: FAISS's single-threaded scan and top-k of a
-    20,000 x 256 sketch takes half the time of numpy's product and argpartition (measured)."""
+    """An inner-product index of ``rows`` stored as float16: FAISS's single-threaded scan and
+    top-k of a 20,000 x 256 sketch took half the time of numpy's product and argpartition, and
+    float16 halves it again (1.67 -> 0.92 ms, the same top 160 on random data: the scan is
+    memory-bound). The shortlist it gives is re-scored exactly."""
     import faiss
 
-    index = faiss.IndexFlatIP(rows.shape[1])
+    index = faiss.IndexScalarQuantizer(rows.shape[1], faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
     index.add(np.ascontiguousarray(rows, dtype=np.float32))
     return index
 
