@@ -24,7 +24,7 @@ class FaissOptions:
     rebuild_fraction: float = 0.2  # HNSW: rebuild once this share of vectors is deleted
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where unfiltered searches run
     exact_below: int = 20_000  # a filter passing fewer rows is scored exactly, without the index
-    sketch_threshold: int = 50_000  # from this many scenes, a fused sketch generates candidates (index/sketch.py); 0: never
+    sketch_threshold: int = 5_000  # from this many scenes, a fused sketch generates candidates (index/sketch.py); 0: never
     warm: bool = True  # map the files' pages in the background once opened (index/prefault.py)
 
 
