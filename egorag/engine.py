@@ -287,6 +287,15 @@ class Engine:
         hits = self.retriever().search(Query(text=text, image=image), k=k, where=where)
         return SearchResult(query=text or "<image>", hits=hits)
 
+    def search_many(self, texts: Sequence[str], *, k: int = 10, where=None) -> list:
+        """:meth:`search` for several text queries: the same hits, in less time per query (the
+        text encoder and the fused sketch's scan run once for all of them)."""
+        from retrieval.hierarchical import Query
+        from retrieval.hits import SearchResult
+
+        results = self.retriever().search_many([Query(text=t) for t in texts], k=k, where=where)
+        return [SearchResult(query=t, hits=hits) for t, hits in zip(texts, results)]
+
     def ask(self, question: str, *, use_llm: bool = True, where=None, chat=None):
         """Retrieve evidence for ``question`` and answer it with the configured LLM (``chat``
         overrides it); with ``use_llm=False`` the answer holds the prompt and evidence only."""
@@ -309,14 +318,14 @@ class Engine:
         queries = load_queries(queries_path)
         base = self.retriever()
         if not ablation:
-            return {"default": evaluate(lambda t: base.search(Query(text=t), k), queries)}
+            return {"default": evaluate(lambda texts: base.search_many([Query(text=t) for t in texts], k), queries)}
         sources = [m for m in self.store().modalities if m in base.encoders]
         if self.store().has_text_index():
             sources.append("bm25")
         results = {}
         for name, cfg in ablation_configs(self.config.retrieval, sources).items():
             retriever = HierarchicalRetriever(base.store, base.encoders, cfg, base.backend)
-            results[name] = evaluate(lambda t, r=retriever: r.search(Query(text=t), k), queries)
+            results[name] = evaluate(lambda texts, r=retriever: r.search_many([Query(text=t) for t in texts], k), queries)
         return results
 
     def classify_images(self, paths: Sequence[str | Path], labels: Sequence[str]):

@@ -365,9 +365,10 @@ class FaissAccelerator:
         calibrated spread (``w_m / sigma_m q_m``)."""
         return self.sketch.query(parts)
 
-    def sketch_search(self, query: np.ndarray, n: int) -> list[int]:
-        """The ``n`` alive rows with the highest approximate fused score."""
-        return self.sketch.search(query, n, self.catalog.alive).tolist()
+    def sketch_search(self, queries: np.ndarray, n: int) -> list[list[int]]:
+        """For each sketch query (a row of ``queries``), the ``n`` alive rows with the highest
+        approximate fused score."""
+        return [rows.tolist() for rows in self.sketch.search(queries, n, self.catalog.alive)]
 
     def sketch_scores(self, query: np.ndarray, keys) -> np.ndarray:
         """Approximate fused scores of ``keys`` (8-bit codes; finer than the search's)."""

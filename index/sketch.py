@@ -136,16 +136,17 @@ class FusedSketch:
             at += len(basis)
         return self.rotation.T @ flat
 
-    def search(self, query: np.ndarray, n: int, alive: np.ndarray) -> np.ndarray:
-        """The ``n`` rows with the highest PQ score (dead rows dropped)."""
+    def search(self, queries: np.ndarray, n: int, alive: np.ndarray) -> list[np.ndarray]:
+        """For each query (a row of ``queries``), the ``n`` rows with the highest PQ score (dead
+        rows dropped). A batch runs on every core, one query on one (it is memory-bound)."""
         from index.faiss_index import single_threaded
 
+        queries = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
         if not len(self):
-            return np.zeros(0, np.int64)
-        with single_threaded(True):
-            _, rows = self.pq.search(np.ascontiguousarray(query[None, :], np.float32), min(n, len(self)))
-        rows = rows[0][rows[0] >= 0]
-        return rows[alive[rows]]
+            return [np.zeros(0, np.int64) for _ in queries]
+        with single_threaded(len(queries) == 1):
+            _, found = self.pq.search(queries, min(n, len(self)))
+        return [rows[(rows >= 0)][alive[rows[rows >= 0]]] for rows in found]
 
     def scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Each row's score on its 8-bit codes (the accelerator's sync covers every row). In

@@ -77,8 +77,9 @@ def score(ranked: Sequence[Sequence[Hit]], queries: Sequence[EvalQuery]) -> Metr
     return Metrics(n, hits[1] / n, hits[5] / n, hits[10] / n, rr / n)
 
 
-def evaluate(search: Callable[[str], list[Hit]], queries: Sequence[EvalQuery]) -> Metrics:
-    return score([search(q.query) for q in queries], queries)
+def evaluate(search_many: Callable[[list[str]], list[list[Hit]]], queries: Sequence[EvalQuery]) -> Metrics:
+    """The metrics of ``search_many`` (query texts -> each one's ranked hits) over ``queries``."""
+    return score(search_many([q.query for q in queries]), queries)
 
 
 def ablation_configs(base: RetrievalConfig, sources: Sequence[str]) -> dict[str, RetrievalConfig]:

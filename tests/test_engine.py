@@ -46,6 +46,14 @@ def test_index_and_search_finds_the_right_scene(engine, cut_video):
     d = result.to_dict()
     assert set(d["hits"][0]) >= {"video", "video_id", "scene", "start", "end", "score", "scores", "transcript", "caption"}
     assert d["hits"][0]["video"] == str(cut_video.resolve())
+    # several queries at once (one encoder batch, padded): each one's hits as on its own
+    queries = ["where is the hive of the honey bees", "magma", "saturn rings planet", "a loaf of bread"]
+    together = engine.search_many(queries, k=3)
+    assert [r.query for r in together] == queries
+    for query, result in zip(queries, together):
+        alone = engine.search(query, k=3).hits
+        assert [h.scene_id for h in result.hits] == [h.scene_id for h in alone]
+        assert [h.score for h in result.hits] == pytest.approx([h.score for h in alone], abs=1e-5)
 
 
 def test_rare_word_found_through_bm25(engine, cut_video):

@@ -55,7 +55,7 @@ def test_sketch_scores_track_the_fused_score():
         got = sketch.scores(q, np.arange(n))
         assert np.corrcoef(want, got)[0, 1] > 0.995
         top = set(np.argsort(-want)[:10])
-        recalls.append(len(top & set(sketch.search(q, 300, np.ones(n, bool)))) / 10)
+        recalls.append(len(top & set(sketch.search(q, 300, np.ones(n, bool))[0])) / 10)
     assert np.mean(recalls) >= 0.95, recalls
     # a scene without a modality counts as the collection average there, as fusion counts it
     lacking = np.flatnonzero(~present["visual"])[:50]
@@ -63,8 +63,8 @@ def test_sketch_scores_track_the_fused_score():
     spread = np.std(sketch.scores(only_visual, np.flatnonzero(present["visual"])))
     assert np.abs(sketch.scores(only_visual, lacking)).max() < 0.05 * spread
     dead = np.ones(n, bool)
-    dead[sketch.search(q, 5, np.ones(n, bool))] = False
-    assert not set(sketch.search(q, 100, dead)) & set(np.flatnonzero(~dead))
+    dead[sketch.search(q, 5, np.ones(n, bool))[0]] = False
+    assert not set(sketch.search(q, 100, dead)[0]) & set(np.flatnonzero(~dead))
 
 
 def fill(store, x, first_video, videos, per):
@@ -108,14 +108,14 @@ def test_accelerator_builds_persists_extends_retrains_and_drops_the_sketch(store
     assert not trainings and len(reopened.sketch) == 700
     row = reopened.catalog.row_of(scene_id("v006", 42))
     q = reopened.sketch_query({"text": 20 * x["text"][642], "visual": 20 * x["visual"][642]})
-    assert reopened.sketch_search(q, 5)[0] == row
+    assert reopened.sketch_search(q[None], 5)[0][0] == row
 
     for vid in ("v000", "v001", "v002"):
         store.delete_video(vid)
     reopened.sync()
     assert trainings == [1]  # 3/7 of the rows gone: retrained on the rest
     assert len(list(reopened.root.glob("sketch-*.u8"))) == 1  # the old codes removed
-    assert all(reopened.catalog.alive[r] for r in reopened.sketch_search(q, 400))
+    assert all(reopened.catalog.alive[r] for r in reopened.sketch_search(q[None], 400)[0])
     for vid in ("v003", "v004"):
         store.delete_video(vid)
     reopened.sync()
@@ -154,6 +154,21 @@ def test_retriever_candidates_from_the_sketch_find_the_exact_fused_top(store, mo
         hits = retriever.search_vectors(qv, None, 10)
         recalls.append(len(oracle(retriever, acc, qv) & {h.scene_id for h in hits}) / 10)
     assert acc.sketch is not None and not per_modality  # candidates came from the sketch alone
+    # a batch of queries: one sketch scan for all of them, each query's hits as on its own
+    queries = []
+    for i in range(6):
+        target = rng.integers(n)
+        qv = {m: v[target] + 0.8 * embeddings(1, v.shape[1], seed=300 + i)[0] for m, v in x.items()}
+        queries.append({m: (v / np.linalg.norm(v)).astype(np.float32) for m, v in qv.items()})
+    queries[2] = {}  # an empty query in a batch gives no hits, and does not disturb the others
+    scans = []
+    real_sketch_search = acc.sketch_search
+    monkeypatch.setattr(acc, "sketch_search", lambda q, k: scans.append(len(q)) or real_sketch_search(q, k))
+    alone = [retriever.search_vectors(q, None, 10) for q in queries]
+    together = retriever.search_vectors_many(queries, [None] * len(queries), 10)
+    assert scans == [1] * 5 + [5]
+    assert together[2] == []
+    assert [[(h.scene_id, h.score) for h in hits] for hits in together] == [[(h.scene_id, h.score) for h in hits] for hits in alone]
     assert np.mean(recalls) >= 0.95, recalls
 
     # a filtered query goes per modality (exactly, when few scenes pass) and keeps to the filter
@@ -172,7 +187,8 @@ def test_retriever_candidates_from_the_sketch_find_the_exact_fused_top(store, mo
     monkeypatch.setattr(acc, "search_keys", lambda *a, **k: per_modality.append(a[0]) or real_search(*a, **k))
     per_modality.clear()
     retriever._checked_at = -1e9
-    keys, _, protected = retriever._candidates(qv, None, [], None, acc.sketch_query({"text": qv["text"]}))
+    pool = acc.sketch_search(acc.sketch_query({"text": qv["text"]})[None], config.fused_pool)[0]
+    keys, _, protected = retriever._candidates(qv, None, [], None, pool)
     assert per_modality == ["visual"] and protected and protected <= set(keys)
 
 
