@@ -284,21 +284,11 @@ def main() -> None:
     elapsed = time.perf_counter() - t0
     figures["egorag_fused_batched"] = {"batch": BATCH, "qps": len(queries) / elapsed, "ms_per_query": 1000 * elapsed / len(queries),
                                        "same_hits": float(np.mean([[h.scene_id for h in hits] == r for hits, r in zip(batched, results)]))}
-    # side by side: the same queries through a second, freshly opened accelerator that does not
-    # warm its mappings (as before index/prefault.py): its first touch of each page faults
-    cold_acc = FaissAccelerator(store, FaissOptions(kind=args.index, nprobe=args.nprobe, warm=False))
-    cold_acc.sync()
-    unwarmed = HierarchicalRetriever(store, {}, cfg, backend=cold_acc)
-    unwarmed.search_vectors(queries[0], None, 10)
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    lat, same = [], []
-    for qv, expected in zip(queries, results):
-        hits, s = timed(unwarmed.search_vectors, qv, None, 10)
-        lat.append(s * 1000)
-        same.append([h.scene_id for h in hits] == expected)
-    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / len(queries)
-    figures["egorag_fused_unwarmed"] = {**pct(lat), "page_faults_per_query": faults, "same_hits": float(np.mean(same))}
-    del unwarmed, cold_acc
+    # a restarted server: the same queries in fresh processes, with and without the open's
+    # background warm-up of the mapped files (index/prefault.py)
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez(Path(tmp) / "queries.npz", **{m: np.stack([q[m] for q in queries]) for m in DIMS})
+        figures["fresh_process"] = {name: fresh_queries(root, Path(tmp) / "queries.npz", warm) for name, warm in (("unwarmed", False), ("warmed", True))}
     # the same queries with their text: BM25 joins the fusion (and its candidates)
     texts = [held_out_text[i % len(held_out_text)] for i in range(args.queries)]
     figures["egorag_fused_with_text"] = pct([timed(retriever.search_vectors, qv, t, 10)[1] * 1000 for qv, t in zip(queries, texts)])
@@ -413,6 +403,35 @@ def cold(root: str) -> None:
                       "store": type(store).__name__, "lancedb_imported": "lancedb" in sys.modules}))
 
 
+def fresh(root: str, queries_path: str, warm: bool) -> None:
+    """The child of :func:`fresh_queries`: open the store, then answer every query once."""
+    from index.mapped import open_for_query
+
+    with np.load(queries_path) as z:
+        arrays = {m: z[m] for m in z.files}
+    queries = [{m: arrays[m][i] for m in arrays} for i in range(len(next(iter(arrays.values()))))]
+    store = open_for_query(root)
+    acc = FaissAccelerator(store, FaissOptions(warm=warm))
+    acc.sync()
+    if acc.warming is not None:
+        acc.warming.join()
+    retriever = HierarchicalRetriever(store, {}, RetrievalConfig(merge_adjacent=False), backend=acc)
+    retriever.search_vectors(queries[0], None, 10)  # its caches (video level, backgrounds)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    lat = [timed(retriever.search_vectors, qv, None, 10)[1] * 1000 for qv in queries]
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / len(queries)
+    print(json.dumps({**pct(lat), "page_faults_per_query": faults}))
+
+
+def fresh_queries(root, queries_path, warm: bool) -> dict:
+    """The queries answered once each by a fresh process (a restarted server), after its open
+    and, with ``warm``, its warm-up."""
+    out = subprocess.run([sys.executable, __file__, "--fresh", str(root), str(queries_path), str(int(warm))], capture_output=True, text=True)
+    if out.returncode:
+        return {"error": out.stderr[-500:]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def cold_runs(root, n: int) -> dict:
     """``n`` cold opens, each in a fresh process: imports, open + load persisted indexes, first
     answer (a text query, so BM25 runs too). ``process_s``: the whole process, interpreter start
@@ -432,6 +451,8 @@ def cold_runs(root, n: int) -> dict:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--cold":  # one cold open (the child process)
         cold(sys.argv[2])
+    elif len(sys.argv) == 5 and sys.argv[1] == "--fresh":  # queries in a fresh process (the child)
+        fresh(sys.argv[2], sys.argv[3], sys.argv[4] == "1")
     elif len(sys.argv) == 4 and sys.argv[1] == "--cold-runs":  # --cold-runs DB N: cold opens of a kept store
         db = Path(sys.argv[2])
         figures = cold_runs(db, int(sys.argv[3]))
