@@ -96,7 +96,7 @@ class FaissAccelerator:
                 self._stamp = stamp
             except OSError as exc:  # a read-only store still answers, through LanceDB
                 logger.debug("no store facts in %s: %s", self.root, exc)
-        if self.options.warm and (loaded or changed):
+        if self.options.warm and (loaded or changed) and not (self.warming is not None and self.warming.is_alive()):
             self.warming = warm(self._mapped_arrays())
         self._synced = version
 

@@ -146,7 +146,11 @@ class FusedSketch:
             return [np.zeros(0, np.int64) for _ in queries]
         with single_threaded(len(queries) == 1):
             _, found = self.pq.search(queries, min(n, len(self)))
-        return [rows[(rows >= 0)][alive[rows[rows >= 0]]] for rows in found]
+        out = []
+        for rows in found:
+            rows = rows[rows >= 0]
+            out.append(rows[alive[rows]])
+        return out
 
     def scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Each row's score on its 8-bit codes (the accelerator's sync covers every row). In
