@@ -18,7 +18,10 @@ PACKAGES = ("egorag", "torch", "faiss-cpu", "lancedb", "numpy", "sentence-transf
 def run_metadata() -> dict:
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=HERE).stdout.strip())
+        # the code is dirty when a tracked file outside results/ changed: a run's own results are not
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", ":(exclude)results"],
+                                capture_output=True, text=True, cwd=HERE).stdout
+        dirty = bool(status.strip())
     except OSError:
         sha, dirty = "unknown", False
     versions = {}
