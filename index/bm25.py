@@ -34,6 +34,8 @@ K1, B = 1.2, 0.75
 MAX_TOKEN = 40
 ARRAYS = ("hashes", "starts", "rows", "tfs", "lengths")
 DENSE_FRACTION = 4  # past n_docs / 4 postings in a query, scores accumulate in a dense array
+# (below, the terms' sorted row lists are merged: at 1M rows 1.3 ms for 84k postings, against
+# 2.8 ms for np.unique and 4.4 ms for a dense bincount; the 200 benchmark queries' p50 5.2 -> 3.0 ms)
 
 # NLTK's English stop words, matched against *stems*, as LanceDB's default FTS matches them
 # (measured against lancedb 0.40: it drops "myself" and "doing" (stem "do") but keeps "before"
@@ -218,9 +220,14 @@ def search(segments: list[tuple[int, Postings]], text: str, k: int, allowed: np.
         dense = np.bincount(np.concatenate(rows), weights=np.concatenate(scores), minlength=n_docs)
         unique = np.flatnonzero(dense)  # every BM25 score of a matching row is > 0
         total = dense[unique]
-    else:  # rare terms: sort the few rows touched
-        unique, inverse = np.unique(np.concatenate(rows), return_inverse=True)
-        total = np.bincount(inverse, weights=np.concatenate(scores))
+    else:  # merge the terms' row lists, each sorted: a stable sort (timsort) merges sorted runs
+        at = np.concatenate(rows)
+        order = np.argsort(at, kind="stable")
+        at = at[order]
+        first = np.flatnonzero(np.concatenate(([True], at[1:] != at[:-1])))
+        unique = at[first]
+        # a row's scores summed in query-term order, in float64: the same sums as a bincount
+        total = np.add.reduceat(np.concatenate(scores)[order].astype(np.float64), first)
     keep = allowed[unique]
     unique, total = unique[keep], total[keep]
     if not len(unique):

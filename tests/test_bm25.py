@@ -79,6 +79,23 @@ def test_segments_and_merge_give_the_same_ranking():
             np.testing.assert_allclose([s for _, s in got], [s for _, s in want])
 
 
+def test_merged_and_dense_accumulation_give_the_same_scores(monkeypatch):
+    """Rare terms' rows are merged from the sorted lists, common terms' summed in a dense array:
+    the same rows and the same float64 sums either way."""
+    import index.bm25 as bm25
+
+    texts = sentences(400, seed=3)
+    segments = [(0, Postings.build(pa.array(texts[:250]))), (250, Postings.build(pa.array(texts[250:])))]
+    allowed = np.ones(400, bool)
+    allowed[::7] = False
+    for query in ("kitchen knife onion", "espresso guitar painting song", "the dog and the dog", "running runner"):
+        monkeypatch.setattr(bm25, "DENSE_FRACTION", 10**9)  # always dense
+        dense = search(segments, query, 50, allowed)
+        monkeypatch.setattr(bm25, "DENSE_FRACTION", 1)  # merged unless every row is touched
+        merged = search(segments, query, 50, allowed)
+        assert dense and merged == dense
+
+
 def test_scene_texts_persist_merge_and_rebuild_missing_postings(tmp_path, monkeypatch):
     import index.texts as texts_mod
 
