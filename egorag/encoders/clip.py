@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,27 @@ def _resolve(config: VisualConfig) -> tuple[str, str | None, ResolvedModel]:
     return model, resolved.location, resolved
 
 
+@contextmanager
+def _open_clip_logs_as_debug():
+    """open_clip logs a failed download as an ERROR on the root logger, then raises. The error
+    raised here says the same, with what to do, and a default run reports the modality as off:
+    so open_clip's own records go to egorag's logger at debug level instead."""
+
+    class ToDebug(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            if "open_clip" not in record.pathname:
+                return True
+            logger.debug("open_clip: %s", record.getMessage())
+            return False
+
+    root, quiet = logging.getLogger(), ToDebug()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
+
+
 @register_encoder("open-clip")
 class OpenClipEncoder:
     modality = "visual"
@@ -56,9 +78,10 @@ class OpenClipEncoder:
         if pretrained is None and not model_name.startswith(("hf-hub:", "local-dir:")):
             raise load_error("open_clip weights for", resolved, ValueError("no pretrained weights configured"), HOW)
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                model_name, pretrained=pretrained, device=self.device, require_pretrained=True
-            )
+            with _open_clip_logs_as_debug():
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    model_name, pretrained=pretrained, device=self.device, require_pretrained=True
+                )
         except Exception as exc:  # download, file and config errors all mean "could not load"
             raise load_error(f"open_clip {model_name} weights", resolved, exc, HOW) from exc
         self._model = model.eval()
