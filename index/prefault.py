@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import mmap
 import sys
 import threading
 import time
@@ -77,7 +78,7 @@ def warm(arrays: Sequence[np.ndarray], budget: float = BUDGET) -> threading.Thre
 def _populate(arrays: list[np.ndarray]) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    page = _page_size()
+    page = mmap.PAGESIZE
     t0, done = time.perf_counter(), 0
     for a in arrays:
         start = a.ctypes.data & ~(page - 1)  # the mapping starts on a page; the data may not
@@ -89,9 +90,3 @@ def _populate(arrays: list[np.ndarray]) -> None:
                 return
         done += a.nbytes
     logger.debug("warm: mapped %d MB in %.2f s", done >> 20, time.perf_counter() - t0)
-
-
-def _page_size() -> int:
-    import mmap
-
-    return mmap.PAGESIZE
