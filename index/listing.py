@@ -21,10 +21,6 @@ SNAPSHOT = "videos.snapshot.parquet"
 STAMP_KEY = b"egorag.versions"
 
 
-def _versions(db: Path) -> list[str] | None:
-    return table_versions(db, "videos")
-
-
 def read_snapshot(db: str | Path) -> list[Video] | None:
     """The listed videos (no global vectors), or None when there is no current snapshot."""
     db = Path(db)
@@ -38,7 +34,7 @@ def read_snapshot(db: str | Path) -> list[Video] | None:
         stamp = json.loads(table.schema.metadata[STAMP_KEY])
     except (OSError, KeyError, ValueError, TypeError):
         return None  # unreadable or foreign: fall back to the store
-    if stamp != _versions(db):
+    if stamp != table_versions(db, "videos"):
         return None
     return sorted(videos_from_table(table), key=lambda v: v.path)
 
@@ -48,7 +44,7 @@ def write_snapshot(db: str | Path, store) -> None:
     import pyarrow.parquet as pq
 
     db = Path(db)
-    stamp = _versions(db)  # before reading: a commit in between makes the snapshot stale, not wrong
+    stamp = table_versions(db, "videos")  # before reading: a commit in between makes the snapshot stale, not wrong
     if stamp is None:
         return
     table = store.video_scalars()
