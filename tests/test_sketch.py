@@ -67,6 +67,45 @@ def test_sketch_scores_track_the_fused_score():
     assert not set(sketch.search(q, 100, dead)[0]) & set(np.flatnonzero(~dead))
 
 
+def test_one_query_on_a_large_sketch_is_scanned_in_one_part_per_core(monkeypatch):
+    """The parts' scan gives the whole index's PQ scores and the same rows above the cut (rows
+    tied at the cut may differ); the whole index is unchanged; an append reaches the parts."""
+    import faiss
+
+    import index.sketch as sketch_mod
+
+    sketch, x, present = trained(n=3000)
+    monkeypatch.setattr(sketch_mod, "PART_MIN_ROWS", 1000)
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(3)
+    try:
+        split = sketch._split_scan()
+    finally:
+        faiss.omp_set_num_threads(before)
+    assert split is not None and split.count() == 3 and split.ntotal == 3000
+    rng = np.random.default_rng(4)
+    alive = np.ones(3000, bool)
+    for i in range(5):
+        target = int(rng.integers(3000))
+        q = sketch.query({"text": 20 * x["text"][target], "visual": 6 * x["visual"][target]})[None]
+        d_whole, rows_whole = sketch.pq.search(q, 200)
+        d_split, rows_split = split.search(q, 200)
+        np.testing.assert_array_equal(d_split, d_whole)
+        cut = d_whole[0, -1]
+        assert set(rows_split[0][d_split[0] > cut]) == set(rows_whole[0][d_whole[0] > cut])
+        assert target in sketch.search(q, 200, alive)[0]  # search() takes the parts for one query
+    # rows appended after the split was built are scanned too (the parts are rebuilt)
+    extra = {m: embeddings(300, d, seed=40 + i) for i, (m, d) in enumerate(DIMS.items())}
+    sketch.append(sketch.project({m: (v, np.ones(300, bool)) for m, v in extra.items()}, 300))
+    q = sketch.query({"text": 20 * extra["text"][123], "visual": 6 * extra["visual"][123]})
+    faiss.omp_set_num_threads(3)
+    try:
+        assert 3000 + 123 in sketch.search(q, 50, np.ones(3300, bool))[0]
+    finally:
+        faiss.omp_set_num_threads(before)
+    assert sketch._split[0] == 3300 and sketch._split[1].ntotal == 3300
+
+
 def fill(store, x, first_video, videos, per):
     for v in range(first_video, first_video + videos):
         vid = f"v{v:03d}"
