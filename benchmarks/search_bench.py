@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import json
 import os
 import re
@@ -252,6 +253,9 @@ def main() -> None:
     figures["index_kinds"] = {m: c.kind for m, c in acc.columns.items()}
     figures["disk_mb"] = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2**20
     figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # the build leaves GBs of written pages for the kernel to flush: let it finish before timing
+    # queries, which otherwise share the machine with that writeback
+    _, figures["writeback_s"] = timed(os.sync)
 
     # a query: a held-out real sentence (text); its nearest scene is the target, and the other
     # modalities' queries are perturbed copies of the target's vectors, as a real multimodal
@@ -284,6 +288,22 @@ def main() -> None:
     elapsed = time.perf_counter() - t0
     figures["egorag_fused_batched"] = {"batch": BATCH, "qps": len(queries) / elapsed, "ms_per_query": 1000 * elapsed / len(queries),
                                        "same_hits": float(np.mean([[h.scene_id for h in hits] == r for hits, r in zip(batched, results)]))}
+    # one query's scan in one part per core (the default on a large store) vs the whole index on
+    # one core, interleaved query by query so that both see the same machine
+    split = acc.sketch._split_scan() if acc.sketch is not None else None
+    if split is not None:
+        lat_ab: dict[bool, list[float]] = {True: [], False: []}
+        same = 0
+        for i, qv in enumerate(queries):
+            got = {}
+            for parts in (True, False) if i % 2 else (False, True):
+                acc.options = dataclasses.replace(acc.options, split_scan=parts)
+                hits, s = timed(retriever.search_vectors, qv, None, 10)
+                lat_ab[parts].append(s * 1000)
+                got[parts] = [h.scene_id for h in hits]
+            same += got[True] == got[False]
+        acc.options = dataclasses.replace(acc.options, split_scan=True)
+        figures["split_scan_ab"] = {"parts_per_core": pct(lat_ab[True]), "one_core": pct(lat_ab[False]), "same_hits": same / len(queries)}
     # a restarted server: the same queries in fresh processes, with and without the open's
     # background warm-up of the mapped files (index/prefault.py)
     with tempfile.TemporaryDirectory() as tmp:

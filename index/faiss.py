@@ -368,7 +368,7 @@ class FaissAccelerator:
     def sketch_search(self, queries: np.ndarray, n: int) -> list[list[int]]:
         """For each sketch query (a row of ``queries``), the ``n`` alive rows with the highest
         approximate fused score."""
-        return [rows.tolist() for rows in self.sketch.search(queries, n, self.catalog.alive)]
+        return [rows.tolist() for rows in self.sketch.search(queries, n, self.catalog.alive, self.options.split_scan)]
 
     def sketch_scores(self, query: np.ndarray, keys) -> np.ndarray:
         """Approximate fused scores of ``keys`` (8-bit codes; finer than the search's)."""

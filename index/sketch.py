@@ -140,18 +140,19 @@ class FusedSketch:
             at += len(basis)
         return self.rotation.T @ flat
 
-    def search(self, queries: np.ndarray, n: int, alive: np.ndarray) -> list[np.ndarray]:
+    def search(self, queries: np.ndarray, n: int, alive: np.ndarray, split: bool = True) -> list[np.ndarray]:
         """For each query (a row of ``queries``), the ``n`` rows with the highest PQ score (dead
         rows dropped). A batch runs on every core (FAISS splits it by query); so does one query
-        on a large store (:meth:`_split_scan`), else one query runs on one core."""
+        on a large store, unless ``split`` is False (:meth:`_split_scan`), else one query runs on
+        one core."""
         from index.faiss_index import single_threaded
 
         queries = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
         if not len(self):
             return [np.zeros(0, np.int64) for _ in queries]
-        split = self._split_scan() if len(queries) == 1 else None
-        if split is not None:
-            _, found = split.search(queries, min(n, len(self)))
+        parts = self._split_scan() if split and len(queries) == 1 else None
+        if parts is not None:
+            _, found = parts.search(queries, min(n, len(self)))
         else:
             with single_threaded(len(queries) == 1):
                 _, found = self.pq.search(queries, min(n, len(self)))

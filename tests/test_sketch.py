@@ -94,6 +94,7 @@ def test_one_query_on_a_large_sketch_is_scanned_in_one_part_per_core(monkeypatch
         cut = d_whole[0, -1]
         assert set(rows_split[0][d_split[0] > cut]) == set(rows_whole[0][d_whole[0] > cut])
         assert target in sketch.search(q, 200, alive)[0]  # search() takes the parts for one query
+        np.testing.assert_array_equal(sketch.search(q, 200, alive, split=False)[0], rows_whole[0])  # or the whole index
     # rows appended after the split was built are scanned too (the parts are rebuilt)
     extra = {m: embeddings(300, d, seed=40 + i) for i, (m, d) in enumerate(DIMS.items())}
     sketch.append(sketch.project({m: (v, np.ones(300, bool)) for m, v in extra.items()}, 300))
