@@ -278,7 +278,10 @@ class HierarchicalRetriever:
 
     def _background_for(self, modality: str) -> Moments:
         if modality not in self._background:
-            self._background[modality] = Moments.of(self.backend.background(modality, BACKGROUND_SAMPLE))
+            if hasattr(self.backend, "background_moments"):  # kept by the backend across processes
+                self._background[modality] = self.backend.background_moments(modality, BACKGROUND_SAMPLE)
+            else:
+                self._background[modality] = Moments.of(self.backend.background(modality, BACKGROUND_SAMPLE))
         return self._background[modality]
 
     def _has_keyframes(self) -> bool:

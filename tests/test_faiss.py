@@ -268,3 +268,36 @@ def test_lost_index_file_is_rebuilt_from_the_row_copies(store, caplog):
     assert "index file missing" in caplog.text
     assert recall_at_k(got, store.search("text", x[:5], 10)) >= 0.99
     assert (again.root / "text.faiss").exists()
+
+
+def test_calibration_moments_are_kept_for_the_next_process_until_the_store_changes(store, monkeypatch):
+    """A restarted process's first query takes the calibration moments from the file the last
+    one left (the same numbers as drawing the sample), not from scattered rows; a changed store
+    draws them again."""
+    from retrieval.fusion import Moments
+
+    vectors = clustered(800)
+    fill(store, vectors[:600], videos=3)
+    first = FaissAccelerator(store)
+    first.sync()
+    drawn = first.background_moments("text", 256)
+    want = Moments.of(first.background("text", 256))
+    np.testing.assert_array_equal(drawn.cov, want.cov)
+    assert (first.root / "background-text.npz").exists()
+
+    reopened = FaissAccelerator(store)
+    reopened.sync()
+    monkeypatch.setattr(reopened, "background", lambda *a: pytest.fail("the sample was read again"))
+    kept = reopened.background_moments("text", 256)
+    np.testing.assert_array_equal(kept.mean, want.mean)
+    np.testing.assert_array_equal(kept.cov, want.cov)
+    assert kept.n == want.n == 256
+    monkeypatch.undo()
+
+    fill_more = vectors[600:]  # a new video: the moments are drawn again, from the new state
+    store.add_video(Video("v9", "/data/v9.mp4", "v9", VideoInfo("/data/v9.mp4", 200, 25, 8, 8, False, 1), 200, {}),
+                    [Scene(scene_id("v9", i), "v9", "/data/v9.mp4", i, float(i), float(i + 1), vectors={"text": fill_more[i]}) for i in range(200)])
+    reopened.sync()
+    redrawn = reopened.background_moments("text", 256)
+    np.testing.assert_array_equal(redrawn.cov, Moments.of(reopened.background("text", 256)).cov)
+    assert not np.array_equal(redrawn.cov, want.cov)
