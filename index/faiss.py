@@ -15,7 +15,6 @@ faiss-gpu is used when installed; on a CUDA host without it,
 from __future__ import annotations
 
 import json
-import os
 import logging
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from egorag.schema import Scene, vector_column
-from index import bm25
+from index import bm25, calibration
 from index.base import ColumnHits, SceneFilter
 from index.catalog import SceneCatalog, SceneMeta
 from index.faiss_index import ColumnIndex, FaissOptions, build_index, ivf_lists
@@ -413,31 +412,17 @@ class FaissAccelerator:
         return self.rows[modality].take(rows) if modality in self.rows and len(rows) else np.zeros((0, 1), np.float32)
 
     def background_moments(self, modality: str, n: int):
-        """The mean and covariance of :meth:`background`'s sample (the retriever's calibration),
-        kept in ``background-<modality>.npz`` for the store state they were drawn from. So a
-        restarted process's first query reads a few MB instead of ``n`` scattered rows per
-        modality (1M scenes with the row copies out of the page cache: 1.2 s of a 2.4 s first
-        answer)."""
+        """The mean and covariance of :meth:`background`'s sample (the retriever's
+        calibration), kept for the next process (:mod:`index.calibration`)."""
         from retrieval.fusion import Moments
 
         key = np.array([self.version, len(self.catalog), int(self.catalog.alive.sum()), n], np.int64)
-        path = self.root / f"background-{modality}.npz"
-        if self.persist:
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    if np.array_equal(z["key"], key):
-                        return Moments(z["mean"], z["cov"], int(z["n"]))
-            except (OSError, KeyError, ValueError):  # none yet, or unreadable: drawn again
-                pass
-        moments = Moments.of(self.background(modality, n))
-        if self.persist:
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            try:
-                with open(tmp, "wb") as f:
-                    np.savez(f, key=key, mean=moments.mean, cov=moments.cov, n=moments.n)
-                tmp.replace(path)
-            except OSError as exc:  # a read-only store: drawn again by the next process
-                logger.debug("no calibration moments in %s: %s", self.root, exc)
+        path = calibration.path_for(self.root, modality)
+        moments = calibration.load(path, key) if self.persist else None
+        if moments is None:
+            moments = Moments.of(self.background(modality, n))
+            if self.persist:
+                calibration.save(path, key, moments)
         return moments
 
     def text_search(self, query: str, k: int, where: SceneFilter | None = None) -> list[tuple[int, float]]:
