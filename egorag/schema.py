@@ -26,6 +26,15 @@ def vector_column(modality: str) -> str:
     return f"{modality}_vec"
 
 
+def vector_matrix(column, dim: int) -> np.ndarray:
+    """A vector column (FixedSizeList; an Arrow array or chunked array) as a ``(rows, dim)``
+    float32 matrix."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if len(column) == 0:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.ascontiguousarray(column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim), dtype=np.float32)
+
+
 @dataclass(frozen=True)
 class EncoderFingerprint:
     """What made a vector column: enough to refuse mixing vectors from different models."""

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from egorag.schema import Scene, vector_column
+from egorag.schema import Scene, vector_column, vector_matrix
 from index import bm25, calibration
 from index.base import ColumnHits, SceneFilter
 from index.catalog import SceneCatalog, SceneMeta
@@ -132,7 +132,7 @@ class FaissAccelerator:
                 if batch.num_rows:
                     rows = self.catalog.locate(batch)
                     keep = np.flatnonzero(rows >= 0)  # a video completed since the catalog was read: next sync
-                    vectors = _to_matrix(batch.column(vector_column(m)).take(pa.array(keep)), self.store.fingerprints[m].dim)
+                    vectors = vector_matrix(batch.column(vector_column(m)).take(pa.array(keep)), self.store.fingerprints[m].dim)
                     self.columns[m].add(vectors, rows[keep])
                     self.rows[m].write(rows[keep], vectors)
             self.rows[m].flush()
@@ -172,7 +172,7 @@ class FaissAccelerator:
                 found = self.catalog.locate(batch)
                 keep = np.flatnonzero(found >= 0)
                 if len(keep):
-                    rows.write(found[keep], _to_matrix(batch.column(vector_column(m)).take(pa.array(keep)), rows.dim))
+                    rows.write(found[keep], vector_matrix(batch.column(vector_column(m)).take(pa.array(keep)), rows.dim))
             rows.flush()
             logger.info("faiss %s: refilled %d row vectors", m, len(rows))
 
@@ -188,7 +188,7 @@ class FaissAccelerator:
         for batch in self.store.iter_vectors(modality, video_ids):
             chosen = np.flatnonzero(rng.random(batch.num_rows) < keep)
             if len(chosen):
-                parts.append(_to_matrix(batch.column(vector_column(modality)).take(pa.array(chosen)), dim))
+                parts.append(vector_matrix(batch.column(vector_column(modality)).take(pa.array(chosen)), dim))
         return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
 
     def _rebuild_if_needed(self, modalities) -> bool:
@@ -447,10 +447,3 @@ class FaissAccelerator:
 
     def keyframes(self, keys) -> dict:
         return self.store.keyframes(self.catalog.scene_ids(list(keys)))
-
-
-def _to_matrix(column, dim: int) -> np.ndarray:
-    column = column.combine_chunks() if hasattr(column, "combine_chunks") else column
-    if len(column) == 0:
-        return np.zeros((0, dim), np.float32)
-    return np.ascontiguousarray(column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim), dtype=np.float32)

@@ -25,6 +25,7 @@ from egorag.schema import (
     videos_from_table,
     scene_schema,
     vector_column,
+    vector_matrix,
     video_schema,
 )
 from index.base import ColumnHits, SceneFilter, sql_quote
@@ -192,7 +193,7 @@ class LanceSceneStore:
             return [], np.zeros((0, 0), dtype=np.float32)
         table = self._videos.search().where(f"{column} IS NOT NULL").select(["video_id", column]).limit(None).to_arrow()
         dim = self._fingerprints[modality].dim
-        return table.column("video_id").to_pylist(), _vectors(table.column(column), dim)
+        return table.column("video_id").to_pylist(), vector_matrix(table.column(column), dim)
 
     def scene_vectors(self, modality: str, where: SceneFilter | None = None) -> tuple[list[str], np.ndarray]:
         """All non-null scene vectors of one modality, for building accelerators."""
@@ -202,7 +203,7 @@ class LanceSceneStore:
         if where is not None and (extra := where.to_sql()):
             sql += f" AND {extra}"
         table = self._scenes.search().where(sql).select(["scene_id", column]).limit(None).to_arrow()
-        return table.column("scene_id").to_pylist(), _vectors(table.column(column), dim)
+        return table.column("scene_id").to_pylist(), vector_matrix(table.column(column), dim)
 
     def video_stamps(self) -> dict[str, int]:
         """Complete videos and when each was (re-)indexed, in microseconds."""
@@ -396,13 +397,6 @@ def _conform(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:
         raise ValueError(f"{name} table does not match the store's schema: unknown columns {sorted(unknown)}, missing {missing}")
     columns = [table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
-
-
-def _vectors(column: pa.ChunkedArray, dim: int) -> np.ndarray:
-    if len(column) == 0:
-        return np.zeros((0, dim), dtype=np.float32)
-    flat = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    return np.ascontiguousarray(flat.reshape(-1, dim), dtype=np.float32)
 
 
 def _mismatch_message(uri: str, stored: Mapping, wanted: Mapping) -> str:
