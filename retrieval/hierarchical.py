@@ -116,7 +116,10 @@ class HierarchicalRetriever:
             found = self.backend.sketch_search(np.stack([sketches[i] for i in wanted]), self.config.fused_pool)
             for i, rows in zip(wanted, found):
                 pools[i] = rows
-        return [self._search(*args, k, where) for args in zip(qvs, texts, calibrations, sketches, pools)]
+        hits = [self._search(*args, k, where) for args in zip(qvs, texts, calibrations, sketches, pools)]
+        if hasattr(self.backend, "warm_up"):  # after the answer: see FaissAccelerator.warm_up
+            self.backend.warm_up()
+        return hits
 
     def _search(self, qv, text, calibration, sketch, pool, k, where) -> list[Hit]:
         """One query, its calibration, sketch query and sketch pool already found."""

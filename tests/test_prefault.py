@@ -1,5 +1,6 @@
 """Page-table warming of memory-mapped files (index.prefault) and the accelerator's use of it."""
 
+import os
 import resource
 import sys
 
@@ -8,7 +9,7 @@ import pytest
 
 from index.faiss import FaissAccelerator, FaissOptions
 from index.lance import LanceSceneStore
-from index.prefault import mapped, warm
+from index.prefault import mapped, resident, warm
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="MADV_POPULATE_READ is Linux-only")
 
@@ -28,20 +29,32 @@ def test_warmed_mapping_takes_no_faults(tmp_path):
     int(np.fromfile(path, np.uint8).sum())  # in the page cache, as a reopened store's files are
     cold = faults_touching(np.memmap(path, np.float32, "r"))
     warmed = np.memmap(path, np.float32, "r")
-    thread = warm([warmed])
-    if thread is None:
-        pytest.skip("no memory figure to budget against")
-    thread.join(timeout=30)
+    warm([warmed], budget=0.0).join(timeout=30)  # no disk reads allowed: the pages are cached
     hot = faults_touching(warmed)
     assert cold >= 16, cold  # a fresh mapping faults (each fault maps a run of pages)
     assert hot <= cold // 8, (cold, hot)
 
 
 @linux
-def test_warm_stays_within_its_memory_budget(tmp_path):
+def test_warm_reads_from_disk_only_within_its_free_memory_budget(tmp_path):
+    """Pages not in the page cache are read only within the budget: reading more would evict
+    cached pages, perhaps the ones the first queries need."""
     path = tmp_path / "rows.u8"
-    np.zeros(1 << 20, np.uint8).tofile(path)
-    assert warm([np.memmap(path, np.uint8, "r")], budget=1e-12) is None
+    with open(path, "wb") as f:
+        f.write(np.random.default_rng(0).integers(0, 255, 8 << 20, dtype=np.uint8).tobytes())  # 8 MB
+        f.flush()
+        os.fsync(f.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # out of the page cache
+    os.close(fd)
+    a = np.memmap(path, np.uint8, "r")
+    before = resident(a)
+    if before is None or before.mean() > 0.5:
+        pytest.skip("the file could not be dropped from the page cache here")
+    warm([a], budget=0.0).join(timeout=30)
+    assert resident(a).mean() <= before.mean() + 0.05  # nothing read
+    warm([a]).join(timeout=30)  # half of the free memory: far more than 8 MB
+    assert resident(a).all()
     assert warm([np.zeros(1 << 20, np.uint8)]) is None  # in memory already: nothing to map
 
 
@@ -64,14 +77,30 @@ def test_accelerator_warms_what_queries_read_once_per_change(tmp_path, monkeypat
     monkeypatch.setattr(faiss_mod, "warm", lambda arrays: handed.append(list(arrays)) or None)
     reopened = FaissAccelerator(LanceSceneStore(store.uri), FaissOptions(sketch_threshold=100))
     reopened.sync()
-    [arrays] = handed  # once, on open
+    assert not handed  # not while the first query is being answered
+    reopened.warm_up()
+    [arrays] = handed  # once, after the open
     assert reopened.sketch is not None and arrays[0] is reopened.sketch.codes.data  # most read first
     assert any(a is reopened.rows["text"].data for a in arrays)
     assert any(a is reopened.texts.postings[0].rows for a in arrays)
     assert len(mapped(arrays)) == sum(a.nbytes > 0 for a in arrays)  # all file mappings
     reopened._synced = None
     reopened.sync()  # nothing changed: no second warm-up
+    reopened.warm_up()
     assert len(handed) == 1
     off = FaissAccelerator(LanceSceneStore(store.uri), FaissOptions(sketch_threshold=100, warm=False))
     off.sync()
+    off.warm_up()
     assert len(handed) == 1 and off.warming is None
+    # the retriever starts it once it has answered
+    from egorag.config import RetrievalConfig
+    from retrieval.hierarchical import HierarchicalRetriever
+
+    fresh = FaissAccelerator(LanceSceneStore(store.uri), FaissOptions(sketch_threshold=100))
+    answered = []
+    monkeypatch.setattr(faiss_mod, "warm", lambda arrays: handed.append(answered[:]) or None)
+    retriever = HierarchicalRetriever(fresh.store, {}, RetrievalConfig(), backend=fresh)
+    real_search = retriever._search
+    monkeypatch.setattr(retriever, "_search", lambda *a: answered.append(True) or real_search(*a))
+    assert retriever.search_vectors({"text": clustered(1, seed=5)[0]}, None, 5)
+    assert handed[-1] == [True]  # the warm-up started after the query's search
