@@ -109,8 +109,8 @@ def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
 def _populate(arrays: list[np.ndarray], disk_budget: float) -> None:
     try:  # the lowest CPU priority (Linux: per thread): queries first
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except OSError:
-        pass
+    except OSError as exc:
+        logger.debug("warm: at normal priority (%s)", exc)
     libc, page = _libc(), mmap.PAGESIZE
     t0, cached, missing = time.perf_counter(), 0, []
     for a in arrays:
