@@ -133,6 +133,7 @@ def _populate(arrays: list[np.ndarray], disk_budget: float) -> None:
             logger.debug("warm: %d MB more from disk would pass half of the free memory; left cold", length >> 20)
             break
         if libc.madvise(at, length, MADV_POPULATE_READ) != 0:
+            logger.debug("warm: madvise failed (errno %d) reading from disk; the rest stays cold", ctypes.get_errno())
             break
         read += length
     logger.debug("warm: mapped %d MB cached and %d MB from disk in %.2f s", cached >> 20, read >> 20, time.perf_counter() - t0)
