@@ -103,9 +103,7 @@ class FaissAccelerator:
     def warm_up(self) -> None:
         """Map the files' pages in the background (:mod:`index.prefault`) when an open or a
         change left them cold. The retriever calls this once it has answered, so the warm-up
-        never competes with the first answer (a one-query CLI process never pays for it: with
-        another process holding 12 GB, it slowed a fresh 1M process's first query 0.5-0.8 s ->
-        1.2-1.6 s)."""
+        never competes with the first answer, and a one-query CLI process never pays for it."""
         if self._warm_due and not (self.warming is not None and self.warming.is_alive()):
             self._warm_due = False
             self.warming = warm(self._mapped_arrays())

@@ -25,7 +25,7 @@ class FaissOptions:
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where unfiltered searches run
     exact_below: int = 20_000  # a filter passing fewer rows is scored exactly, without the index
     sketch_threshold: int = 5_000  # from this many scenes, a fused sketch generates candidates (index/sketch.py); 0: never
-    warm: bool = True  # map the files' pages in the background once opened (index/prefault.py)
+    warm: bool = True  # map the files' pages in the background once a query is answered (index/prefault.py)
     split_scan: bool = True  # one query's sketch scan on every core, in parts (index/sketch.py); False: on one
 
 

@@ -6,7 +6,10 @@ copies and sketch codes, so a newly opened store answers slowly until its proces
 most pages. Measured on the 1M-scene benchmark store, the same 200 queries: ~400 faults per query
 in a fresh process, at 25.7 ms p50, against none and 18.0 ms once the pages were mapped.
 
-Two passes, in a daemon thread:
+The FAISS accelerator starts this once its process has answered a query: started at the open,
+it slowed the first answer (with another process holding 12 GB, a fresh 1M process's first query
+took 1.2-1.6 s instead of 0.5-0.8 s, even with the passes below). Two passes, in a daemon thread
+at the lowest CPU priority:
 
 1. the pages already in the page cache (``mincore``) are mapped with ``MADV_POPULATE_READ``
    (Linux 5.14+): no disk reads, 0.2 s for a 2 GB file here;
