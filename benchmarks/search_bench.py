@@ -271,7 +271,7 @@ def main() -> None:
     cfg = RetrievalConfig(merge_adjacent=False)
     retriever = HierarchicalRetriever(store, {}, cfg, backend=acc)
     retriever.search_vectors(queries[0], None, 10)  # warm caches (video vectors, backgrounds)
-    if acc.warming is not None:  # the open's background mapping of the files' pages (index/prefault.py)
+    if acc.warming is not None:  # the background mapping of the files' pages that answer started (index/prefault.py)
         acc.warming.join()
     lat = []
     results = []
@@ -304,8 +304,8 @@ def main() -> None:
             same += got[True] == got[False]
         acc.options = dataclasses.replace(acc.options, split_scan=True)
         figures["split_scan_ab"] = {"parts_per_core": pct(lat_ab[True]), "one_core": pct(lat_ab[False]), "same_hits": same / len(queries)}
-    # a restarted server: the same queries in fresh processes, with and without the open's
-    # background warm-up of the mapped files (index/prefault.py)
+    # a restarted server: the same queries in fresh processes, with and without the background
+    # warm-up of the mapped files (index/prefault.py)
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(Path(tmp) / "queries.npz", **{m: np.stack([q[m] for q in queries]) for m in DIMS})
         figures["fresh_process"] = {name: fresh_queries(root, Path(tmp) / "queries.npz", warm) for name, warm in (("unwarmed", False), ("warmed", True))}
