@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from egorag.schema import Scene, vector_column, vector_matrix
-from index import bm25, calibration
-from index.base import ColumnHits, SceneFilter
-from index.catalog import SceneCatalog, SceneMeta
+from egorag.schema import vector_column, vector_matrix
+from index import bm25
+from index.catalog import SceneCatalog
 from index.faiss_index import ColumnIndex, FaissOptions, build_index, ivf_lists
+from index.faiss_queries import FaissQueries
 from index.mapped import lance_stamp, read_facts, write_facts
 from index.prefault import warm
 from index.rowvectors import RowVectors
@@ -34,9 +34,11 @@ from index.texts import SceneTexts
 
 logger = logging.getLogger("egorag")
 
-class FaissAccelerator:
+
+class FaissAccelerator(FaissQueries):
     """Per-modality FAISS indexes and a scene catalog kept in step with a LanceSceneStore,
-    persisted in ``<db>/faiss/``. Keys are catalog rows."""
+    persisted in ``<db>/faiss/``. Keys are catalog rows; the queries over them are
+    :class:`index.faiss_queries.FaissQueries`."""
 
     def __init__(self, store, options: FaissOptions = FaissOptions(), persist: bool = True):
         self.store = store
@@ -321,137 +323,3 @@ class FaissAccelerator:
         if self.sketch is not None:
             self.sketch.save(self.root)
         self.catalog.save(self.root / "catalog.parquet", version)  # last: it names the state
-
-    # -- the search backend used by the retriever ---------------------------------------------
-
-    def search_keys(self, modality: str, query: np.ndarray, k: int, where: SceneFilter | None = None) -> list[tuple[int, float]]:
-        """Top-k catalog rows and their similarities (approximate for IVF: the retriever
-        re-scores candidates exactly). Call :meth:`sync` after the store changes (the retriever
-        does, once per query)."""
-        if self.catalog is None:
-            self.sync()
-        column = self.columns.get(modality)
-        if column is None:
-            return []
-        allowed = None
-        if where is not None and not where.is_empty():
-            rows = self.catalog.rows(where)
-            if rows is None:
-                allowed = self.catalog.mask(where)
-                rows = np.flatnonzero(allowed) if allowed.sum() <= self.options.exact_below else None
-            if rows is not None:
-                rows = rows[self.catalog.has[modality][rows]]
-            if rows is not None and len(rows) <= self.options.exact_below:  # few rows: score exactly
-                sims = self.rows[modality].take(rows) @ np.asarray(query, np.float32).reshape(-1)
-                top = np.argsort(-sims)[:k]
-                return [(int(rows[i]), float(sims[i])) for i in top]
-            if allowed is None:
-                allowed = self.catalog.mask(where)
-        if allowed is None and column.dead:  # HNSW keeps deleted rows: search the alive ones
-            allowed = self.catalog.alive
-        scores, rows = column.search(query, k, allowed, self.options)
-        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
-
-    def search(self, modality: str, vectors: np.ndarray, k: int, where: SceneFilter | None = None) -> list[ColumnHits]:
-        """The SceneStore search contract: scene ids and similarities."""
-        self.sync()
-        out = []
-        for q in np.atleast_2d(np.asarray(vectors, dtype=np.float32)):
-            rows = np.array([r for r, _ in self.search_keys(modality, q[None, :], k, where)], dtype=np.int64)
-            sims = self.rows[modality].take(rows) @ q if len(rows) else np.zeros(0, np.float32)  # exact (IVF codes are 8-bit)
-            order = np.argsort(-sims, kind="stable")
-            out.append(list(zip(self.catalog.scene_ids(rows[order]), sims[order].tolist())))
-        return out
-
-    @property
-    def sketch_modalities(self) -> tuple[str, ...]:
-        """The modalities the fused sketch covers (none: no sketch)."""
-        return self.sketch.modalities if self.sketch is not None else ()
-
-    def sketch_query(self, parts) -> np.ndarray:
-        """The sketch's query vector from each modality's query scaled by its weight over its
-        calibrated spread (``w_m / sigma_m q_m``)."""
-        return self.sketch.query(parts)
-
-    def sketch_search(self, queries: np.ndarray, n: int) -> list[list[int]]:
-        """For each sketch query (a row of ``queries``), the ``n`` alive rows with the highest
-        approximate fused score."""
-        return [rows.tolist() for rows in self.sketch.search(queries, n, self.catalog.alive, self.options.split_scan)]
-
-    def sketch_scores(self, query: np.ndarray, keys) -> np.ndarray:
-        """Approximate fused scores of ``keys`` (8-bit codes; finer than the search's)."""
-        return self.sketch.scores(query, np.asarray(list(keys), np.int64))
-
-    def meta(self, keys) -> list[SceneMeta]:
-        return self.catalog.meta(list(keys))
-
-    def filter_keys(self, where: SceneFilter, limit: int) -> list[int] | None:
-        """Every alive row passing a filter that names videos; None when more than ``limit``."""
-        if self.catalog is None:
-            self.sync()
-        rows = self.catalog.rows(where)
-        if rows is None or len(rows) > limit:
-            return None
-        return rows.tolist()
-
-    def videos_of(self, keys) -> np.ndarray:
-        """Each key's video id."""
-        return self.catalog.video_ids(list(keys))
-
-    def video_codes(self, keys) -> tuple[np.ndarray, np.ndarray]:
-        """Each key's video as a code into a name table (the table is replaced when it changes)."""
-        return self.catalog.video_code[np.asarray(keys, dtype=np.int64)], self.catalog.video_names
-
-    def vectors(self, modality: str, keys) -> np.ndarray:
-        """Candidate vectors, NaN rows where a scene has none for ``modality``."""
-        keys = np.asarray(list(keys), dtype=np.int64)
-        out = np.full((len(keys), self.store.fingerprints[modality].dim), np.nan, dtype=np.float32)
-        if modality in self.rows and len(keys):
-            present = self.catalog.has[modality][keys] & self.catalog.alive[keys]
-            if present.any():
-                out[present] = self.rows[modality].take(keys[present])
-        return out
-
-    def background(self, modality: str, n: int) -> np.ndarray:
-        """A fixed random sample of ``n`` vectors of the modality (the retriever caches it)."""
-        rows = np.flatnonzero(self.catalog.alive & self.catalog.has[modality])
-        if len(rows) > n:
-            rows = np.sort(np.random.default_rng(0).choice(rows, n, replace=False))
-        return self.rows[modality].take(rows) if modality in self.rows and len(rows) else np.zeros((0, 1), np.float32)
-
-    def background_moments(self, modality: str, n: int):
-        """The mean and covariance of :meth:`background`'s sample (the retriever's
-        calibration), kept for the next process (:mod:`index.calibration`)."""
-        from retrieval.fusion import Moments
-
-        key = np.array([self.version, len(self.catalog), int(self.catalog.alive.sum()), n], np.int64)
-        path = calibration.path_for(self.root, modality)
-        moments = calibration.load(path, key) if self.persist else None
-        if moments is None:
-            moments = Moments.of(self.background(modality, n))
-            if self.persist:
-                calibration.save(path, key, moments)
-        return moments
-
-    def text_search(self, query: str, k: int, where: SceneFilter | None = None) -> list[tuple[int, float]]:
-        """BM25 over the scenes' transcripts and captions (:mod:`index.bm25`): the best ``k``
-        alive rows passing ``where``, with their scores."""
-        if self.catalog is None:
-            self.sync()
-        allowed = self.catalog.mask(where) if where is not None and not where.is_empty() else self.catalog.alive
-        return self.texts.search(query, k, allowed)
-
-    def scenes(self, keys, with_vectors: bool = False) -> list:
-        """Scenes with their texts, from the catalog and the mapped text segments (vectors, when
-        asked for, from the store)."""
-        if with_vectors:
-            return self.store.get_scenes(self.catalog.scene_ids(list(keys)), with_vectors=True)
-        keys = list(keys)
-        texts = self.texts.get(keys)
-        return [
-            Scene(m.scene_id, m.video_id, m.video_path, m.scene_index, m.start, m.end, transcript=t, caption=c)
-            for m, (t, c) in zip(self.catalog.meta(keys), texts)
-        ]
-
-    def keyframes(self, keys) -> dict:
-        return self.store.keyframes(self.catalog.scene_ids(list(keys)))
