@@ -49,6 +49,8 @@ class ColumnIndex:
         if self.mapped_from is not None:
             self.index = faiss.read_index(self.mapped_from)
             self.mapped_from = None
+            if self.kind == "ivf":  # written with a direct map before build_index dropped it
+                faiss.extract_index_ivf(self.index).set_direct_map_type(faiss.DirectMap.NoMap)
         self.dirty = True
 
     @property
@@ -153,8 +155,8 @@ def build_index(vectors: np.ndarray, kind: IndexKind, options: FaissOptions, n: 
         sample = vectors if m <= 64 * nlist else vectors[rng.choice(m, 64 * nlist, replace=False)]
         base.train(np.ascontiguousarray(sample, dtype=np.float32))
         # IVF keeps user ids natively (IndexIDMap2.remove_ids assumes the wrapped index compacts
-        # its ids, which IVF does not); a hashtable direct map makes removing them cheap.
-        base.set_direct_map_type(faiss.DirectMap.Hashtable)
+        # its ids, which IVF does not). No direct map: removing ids then scans the lists (4 ms
+        # at 1M), but a hashtable map is rebuilt on every open (50-100 ms per 1M-row column).
         return base, kind
     raise ValueError(f"unknown FAISS index kind {kind!r}; expected auto, flat, ivf or hnsw")
 

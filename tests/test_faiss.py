@@ -84,6 +84,31 @@ def test_incremental_add_delete_and_filters(store, kind):
     assert before and all(int(i.split(":")[1]) < 10 for i, _ in before)
 
 
+def test_ivf_indexes_keep_no_direct_map(store):
+    """A hashtable direct map is rebuilt on every open (50-100 ms per 1M-row column), so IVF
+    indexes are built without one; an index written with one still works and loses it at its
+    next change."""
+    import faiss
+
+    vectors = clustered(900)
+    fill(store, vectors[:600], videos=3)
+    acc = FaissAccelerator(store, FaissOptions(kind="ivf"))
+    acc.sync()
+    assert faiss.extract_index_ivf(acc.columns["text"].index).direct_map.type == faiss.DirectMap.NoMap
+    path = acc.root / "text.faiss"
+    old = faiss.read_index(str(path))  # as an earlier version wrote it
+    old.set_direct_map_type(faiss.DirectMap.Hashtable)
+    faiss.write_index(old, str(path))
+    reopened = FaissAccelerator(LanceSceneStore(store.uri), FaissOptions(kind="ivf"))
+    reopened.sync()
+    assert faiss.extract_index_ivf(reopened.columns["text"].index).direct_map.type == faiss.DirectMap.Hashtable
+    store.delete_video("v000")
+    hits = reopened.search("text", vectors[:5], 10)
+    assert hits[0] and all(not i.startswith("v000") for row in hits for i, _ in row)
+    assert faiss.read_index(str(path)).direct_map.type == faiss.DirectMap.NoMap
+    assert reopened.columns["text"].ntotal == 400
+
+
 def test_persisted_index_reopens_without_rebuild(store, monkeypatch):
     fill(store, clustered(300))
     FaissAccelerator(store).sync()
