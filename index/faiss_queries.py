@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from egorag.schema import Scene
-from index import calibration
+from index import kept
 from index.base import ColumnHits, SceneFilter
 from index.catalog import SceneMeta
 
@@ -115,17 +115,30 @@ class FaissQueries:
 
     def background_moments(self, modality: str, n: int):
         """The mean and covariance of :meth:`background`'s sample (the retriever's
-        calibration), kept for the next process (:mod:`index.calibration`)."""
+        calibration), kept for the next process."""
         from retrieval.fusion import Moments
 
-        key = np.array([self.version, len(self.catalog), int(self.catalog.alive.sum()), n], np.int64)
-        path = calibration.path_for(self.root, modality)
-        moments = calibration.load(path, key) if self.persist else None
-        if moments is None:
-            moments = Moments.of(self.background(modality, n))
-            if self.persist:
-                calibration.save(path, key, moments)
+        name = f"background-{modality}"
+        arrays = self.load_derived(name, n)
+        if arrays is not None:
+            return Moments(arrays["mean"], arrays["cov"], int(arrays["n"]))
+        moments = Moments.of(self.background(modality, n))
+        self.keep_derived(name, {"mean": moments.mean, "cov": moments.cov, "n": np.array(moments.n)}, n)
         return moments
+
+    def load_derived(self, name: str, *key: int) -> dict[str, np.ndarray] | None:
+        """Arrays derived from the store's current state and kept under ``name`` (and ``key``)
+        by :meth:`keep_derived`, in this process or an earlier one (:mod:`index.kept`); None
+        when there are none for this state."""
+        return kept.load(kept.path_for(self.root, name), self._state_key(key)) if self.persist else None
+
+    def keep_derived(self, name: str, arrays, *key: int) -> None:
+        """Keep ``arrays``, derived from the store's current state, for the next process."""
+        if self.persist:
+            kept.save(kept.path_for(self.root, name), self._state_key(key), arrays)
+
+    def _state_key(self, extra) -> np.ndarray:
+        return np.array([self.version, len(self.catalog), int(self.catalog.alive.sum()), *extra], np.int64)
 
     def text_search(self, query: str, k: int, where: SceneFilter | None = None) -> list[tuple[int, float]]:
         """BM25 over the scenes' transcripts and captions (:mod:`index.bm25`): the best ``k``

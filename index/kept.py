@@ -1,14 +1,22 @@
-"""The retriever's calibration moments (mean and covariance of a fixed sample of a modality's
-scene vectors: :class:`retrieval.fusion.Moments`), kept beside the FAISS indexes as
-``background-<modality>.npz`` with the key of the store state they were drawn from. A restarted
-process's first query then reads a few MB instead of drawing its sample: thousands of scattered
-rows per modality (1M scenes with the row copies out of the page cache: 1.2 s of a 2.4 s first
-answer). Any other key, or an unreadable file, means draw again."""
+"""What the retriever derives from a store state, kept beside the FAISS indexes for the next
+process: ``<db>/faiss/<name>.npz``, arrays with the key of the store state they were derived
+from (``np.savez``, no pickle).
+
+- ``background-<modality>``: the calibration moments (mean and covariance of a fixed sample of
+  the modality's scene vectors: :class:`retrieval.fusion.Moments`). A restarted process's first
+  query reads a few MB instead of drawing its sample: thousands of scattered rows per modality
+  (1M scenes with the row copies out of the page cache: 1.2 s of a 2.4 s first answer).
+- ``videos``: the video level's moments, principal axes and shortlist sketch
+  (:meth:`retrieval.video_prior.VideoPrior.derived`): 0.6 s of work at 20,000 videos.
+
+Any other key, or an unreadable file, means derive again.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -16,30 +24,29 @@ import numpy as np
 logger = logging.getLogger("egorag")
 
 
-def path_for(root: Path, modality: str) -> Path:
-    return root / f"background-{modality}.npz"
+def path_for(root: Path, name: str) -> Path:
+    return root / f"{name}.npz"
 
 
-def load(path: Path, key: np.ndarray):
-    """The moments kept at ``path`` for ``key``, or None."""
-    from retrieval.fusion import Moments
-
+def load(path: Path, key: np.ndarray) -> dict[str, np.ndarray] | None:
+    """The arrays kept at ``path`` for ``key``, or None."""
     try:
         with np.load(path, allow_pickle=False) as z:
             if np.array_equal(z["key"], key):
-                return Moments(z["mean"], z["cov"], int(z["n"]))
-            logger.debug("%s: drawn for another store state", path)
+                return {name: z[name] for name in z.files if name != "key"}
+            logger.debug("%s: derived from another store state", path)
     except (OSError, KeyError, ValueError) as exc:  # none yet, or unreadable
         logger.debug("%s: not kept (%s)", path, exc)
     return None
 
 
-def save(path: Path, key: np.ndarray, moments) -> None:
-    """Keep ``moments`` for ``key`` (atomically; a read-only store keeps nothing)."""
+def save(path: Path, key: np.ndarray, arrays: Mapping[str, np.ndarray]) -> None:
+    """Keep ``arrays`` for ``key`` (atomically; a read-only store keeps nothing)."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
-            np.savez(f, key=key, mean=moments.mean, cov=moments.cov, n=moments.n)
+            np.savez(f, key=key, **arrays)
         tmp.replace(path)
-    except OSError as exc:  # the next process draws them again
-        logger.debug("%s: cannot keep the calibration moments: %s", path, exc)
+    except OSError as exc:  # the next process derives them again
+        logger.debug("%s: cannot keep %s: %s", path, path.stem, exc)
+        tmp.unlink(missing_ok=True)

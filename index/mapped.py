@@ -173,6 +173,20 @@ class MappedStore:
         ids = np.asarray(self._videos.column("video_id").to_pylist(), dtype=object)[present]
         return ids.tolist(), vectors
 
+    def video_matrices(self) -> tuple[list[str], dict[str, tuple[np.ndarray, np.ndarray]]] | None:
+        """Every complete video's id, and for each modality one row per video (zeros where it
+        has no vector) with which rows are present: views of the mapped file, nothing copied.
+        None once the facts are stale (:meth:`video_vectors` then lists them from LanceDB)."""
+        if not self.current:
+            return None
+        out = {}
+        for m in self.modalities:
+            column = self._videos.column(vector_column(m))
+            column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+            present = column.is_valid().to_numpy(zero_copy_only=False)
+            out[m] = (column.values.to_numpy().reshape(len(column), -1), present)
+        return self._videos.column("video_id").to_pylist(), out
+
     def has_keyframes(self) -> bool:
         return bool(self._facts["has_keyframes"]) if self.current else self.real.has_keyframes()
 

@@ -192,8 +192,14 @@ class HierarchicalRetriever:
         return self._code_positions[1][codes]
 
     def _video_level(self) -> VideoPrior:
+        """The video level, its derived state kept by a backend that keeps such things for the
+        next process (``load_derived``/``keep_derived``: see :mod:`index.kept`)."""
         if self._videos is None:
-            self._videos = VideoPrior.from_store(self.store)
+            keeps = hasattr(self.backend, "keep_derived")
+            derived = self.backend.load_derived("videos") if keeps else None
+            self._videos = VideoPrior.from_store(self.store, derived=derived)
+            if keeps and derived is None:
+                self.backend.keep_derived("videos", self._videos.derived())
         return self._videos
 
     def _sketch_query(self, qv, calibration: Mapping[str, Calibration], where) -> np.ndarray | None:

@@ -14,11 +14,15 @@ are always scored exactly.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from retrieval.fusion import Calibration, Moments, weighted_fusion
+
+logger = logging.getLogger("egorag")
 
 SAMPLE = 4096
 SKETCH_DIMS = 64  # principal components per modality in the shortlist sketch
@@ -27,30 +31,39 @@ STD_FLOOR = 1e-9  # videos that do not differ for a query in a modality give no 
 
 
 class VideoPrior:
-    def __init__(self, per_modality: Mapping[str, tuple[Sequence[str], np.ndarray]], video_ids=(), exact_below: int = 2048):
-        """``per_modality``: modality -> (video ids, their global vectors), as
-        :meth:`index.lance.LanceSceneStore.video_vectors` returns them; ``video_ids``: videos
-        that have no global vector at all (they get a neutral prior)."""
-        self.ids = np.asarray(sorted({v for ids, _ in per_modality.values() for v in ids} | set(video_ids)), dtype=object)
+    def __init__(self, ids: Sequence[str], vectors: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray],
+                 exact_below: int = 2048, derived: Mapping[str, np.ndarray] | None = None):
+        """``ids``: every complete video; ``vectors[m]``: their global vectors for modality ``m``,
+        one row per id (zeros where ``present[m]`` is False: the video has none). Use :meth:`of`
+        for vectors as the store lists them. ``derived``: :meth:`derived` of an earlier build on
+        the same videos, so that its moments, axes and sketch are not computed again (ignored
+        when it does not match)."""
+        self.ids = np.asarray(ids, dtype=object)
         self.position = {v: i for i, v in enumerate(self.ids)}
         self.vectors: dict[str, np.ndarray] = {}  # modality -> (n_videos, dim); zeros where absent
         self.present: dict[str, np.ndarray] = {}
         self._moments: dict[str, Moments] = {}
         self._bases: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # modality -> (mean, components)
         self._sketch = None  # a FAISS flat index of (n_videos, sum of components), when many videos
+        for m in vectors:
+            if present[m].sum() >= 2:  # one video cannot be standardised against the others
+                self.vectors[m], self.present[m] = vectors[m], np.asarray(present[m], bool)
+        sketched = len(self.ids) >= exact_below and bool(self.vectors)
+        if derived is not None and not self._matches(derived, sketched):
+            logger.debug("video level: the kept state is for other videos; deriving it again")
+            derived = None
+        if derived is not None:
+            self._moments = {m: Moments(derived[f"{m}.mean"], derived[f"{m}.cov"], int(derived[f"{m}.n"])) for m in self.vectors}
+            if sketched:
+                self._bases = {m: (derived[f"{m}.centre"], derived[f"{m}.axes"]) for m in self.vectors}
+                self._sketch = _flat_index(derived["sketch"])
+            return
         rng = np.random.default_rng(0)
-        for m, (ids, vectors) in per_modality.items():
-            if len(ids) < 2:  # one video cannot be standardised against the others
-                continue
-            positions = np.array([self.position[v] for v in ids], dtype=np.int64)
-            full = np.zeros((len(self.ids), vectors.shape[1]), np.float32)
-            full[positions] = vectors
-            self.vectors[m] = full
-            self.present[m] = np.zeros(len(self.ids), bool)
-            self.present[m][positions] = True
+        for m, full in self.vectors.items():
+            positions = np.flatnonzero(self.present[m])
             sample = positions if len(positions) <= SAMPLE else np.sort(rng.choice(positions, SAMPLE, replace=False))
             self._moments[m] = Moments.of(full[sample])
-        if len(self.ids) >= exact_below and self.vectors:
+        if sketched:
             parts = []
             for m, full in self.vectors.items():
                 moments = self._moments[m]
@@ -61,9 +74,56 @@ class VideoPrior:
             self._sketch = _flat_index(np.concatenate(parts, axis=1))
 
     @classmethod
-    def from_store(cls, store, exact_below: int = 2048) -> VideoPrior:
-        """Every complete video (with or without global vectors) and its vectors."""
-        return cls({m: store.video_vectors(m) for m in store.modalities}, store.complete_ids(), exact_below)
+    def of(cls, per_modality: Mapping[str, tuple[Sequence[str], np.ndarray]], video_ids=(), exact_below: int = 2048,
+           derived: Mapping[str, np.ndarray] | None = None) -> VideoPrior:
+        """From ``per_modality``: modality -> (video ids, their global vectors), as
+        :meth:`index.lance.LanceSceneStore.video_vectors` lists them; ``video_ids``: videos that
+        have no global vector at all (they get a neutral prior)."""
+        ids = sorted({v for found, _ in per_modality.values() for v in found} | set(video_ids))
+        position = {v: i for i, v in enumerate(ids)}
+        vectors, present = {}, {}
+        for m, (found, x) in per_modality.items():
+            at = np.fromiter((position[v] for v in found), np.int64, len(found))
+            vectors[m] = np.zeros((len(ids), x.shape[1] if x.ndim == 2 else 0), np.float32)
+            vectors[m][at] = x
+            present[m] = np.zeros(len(ids), bool)
+            present[m][at] = True
+        return cls(ids, vectors, present, exact_below, derived)
+
+    @classmethod
+    def from_store(cls, store, exact_below: int = 2048, derived: Mapping[str, np.ndarray] | None = None) -> VideoPrior:
+        """Every complete video (with or without global vectors) and its vectors: as one matrix
+        per modality when the store has them so (the FAISS accelerator's mapped record of the
+        videos, :meth:`index.mapped.MappedStore.video_matrices`: nothing is copied), else as
+        listed by modality."""
+        matrices = store.video_matrices() if hasattr(store, "video_matrices") else None
+        if matrices is not None:
+            ids, per_modality = matrices
+            return cls(ids, {m: x for m, (x, _) in per_modality.items()}, {m: p for m, (_, p) in per_modality.items()},
+                       exact_below, derived)
+        return cls.of({m: store.video_vectors(m) for m in store.modalities}, store.complete_ids(), exact_below, derived)
+
+    def derived(self) -> dict[str, np.ndarray]:
+        """What this build derived from the videos' vectors (moments, principal axes, the
+        shortlist sketch): pass it to the next build on the same videos, e.g. in a restarted
+        process (:mod:`index.kept`), which then costs no more than mapping the vectors."""
+        out = {"videos": np.array(len(self.ids)), "digest": _digest(self.ids)}
+        for m, moments in self._moments.items():
+            out.update({f"{m}.present": np.array(int(self.present[m].sum())), f"{m}.mean": moments.mean,
+                        f"{m}.cov": moments.cov, f"{m}.n": np.array(moments.n)})
+        for m, (centre, axes) in self._bases.items():
+            out.update({f"{m}.centre": centre, f"{m}.axes": axes})
+        if self._sketch is not None:
+            out["sketch"] = _sketch_rows(self._sketch)
+        return out
+
+    def _matches(self, derived: Mapping[str, np.ndarray], sketched: bool) -> bool:
+        try:
+            same = int(derived["videos"]) == len(self.ids) and bytes(derived["digest"]) == bytes(_digest(self.ids))
+            same = same and all(int(derived[f"{m}.present"]) == int(p.sum()) for m, p in self.present.items())
+            return same and set(self.vectors) == {k[: -len(".mean")] for k in derived if k.endswith(".mean")} and (not sketched or "sketch" in derived)
+        except (KeyError, TypeError, ValueError):
+            return False
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -118,6 +178,18 @@ def _flat_index(rows: np.ndarray):
     index = faiss.IndexScalarQuantizer(rows.shape[1], faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
     index.add(np.ascontiguousarray(rows, dtype=np.float32))
     return index
+
+
+def _sketch_rows(index) -> np.ndarray:
+    """The float16 rows an index of :func:`_flat_index` holds (as float16: what it scans)."""
+    import faiss
+
+    return faiss.vector_to_array(index.codes).view(np.float16).reshape(index.ntotal, index.d)
+
+
+def _digest(ids: np.ndarray) -> np.ndarray:
+    """A digest of the video ids, in order (what derived state is checked against)."""
+    return np.frombuffer(hashlib.blake2b("\n".join(ids).encode(), digest_size=16).digest(), np.uint8)
 
 
 def _top(index, query: np.ndarray, n: int) -> np.ndarray:

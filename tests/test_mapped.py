@@ -16,6 +16,7 @@ from index.faiss import FaissAccelerator
 from index.lance import LanceSceneStore
 from index.mapped import MappedStore, open_for_query
 from retrieval.hierarchical import HierarchicalRetriever
+from retrieval.video_prior import VideoPrior
 
 DIMS = {"text": 16, "visual": 12}
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +60,14 @@ def test_facts_match_the_store(db):
         assert sorted(ids) == sorted(want_ids) and "v05" not in ids
         order = [want_ids.index(v) for v in ids]
         np.testing.assert_array_equal(vectors, want[order])
+    all_ids, matrices = mapped.video_matrices()  # one row per complete video, views of the file
+    assert all_ids == sorted(real.complete_ids())
+    for m in DIMS:
+        full, present = matrices[m]
+        ids, vectors = mapped.video_vectors(m)
+        assert not full.flags.owndata and list(np.asarray(all_ids)[present]) == ids
+        np.testing.assert_array_equal(full[present], vectors)
+        assert not full[~present].any()  # v05's row
     assert mapped._real is None  # all of it answered without LanceDB
 
 
@@ -109,3 +118,39 @@ def test_a_write_since_makes_the_record_stale(db):
     assert "v99" in mapped.complete_ids()
     fresh = MappedStore.open(db)
     assert fresh is not None and "v99" in fresh.video_stamps() and fresh.version == writer.version
+
+
+def test_the_video_level_is_kept_for_the_next_process_until_the_store_changes(db, monkeypatch):
+    """A fresh process's first query maps the videos' vectors and reads the video level's
+    derived state from the file the last one kept, with the same answers; after a write the
+    video level is derived again, from the new videos."""
+    from retrieval import fusion
+
+    rng = np.random.default_rng(7)
+    q = {m: unit(rng, d) for m, d in DIMS.items()}
+    store = open_for_query(db)
+    first = HierarchicalRetriever(store, {}, RetrievalConfig(), backend=FaissAccelerator(store))
+    want = first.search_vectors(q, "lighthouse", 5)
+    assert (db / "faiss" / "videos.npz").exists()
+
+    def no_deriving(*a, **k):
+        raise AssertionError("derived again")
+
+    store = open_for_query(db)
+    with monkeypatch.context() as patch:
+        patch.setattr(fusion.Moments, "of", no_deriving)
+        patch.setattr(fusion.Moments, "principal_axes", no_deriving)
+        again = HierarchicalRetriever(store, {}, RetrievalConfig(), backend=FaissAccelerator(store))
+        again.backend.sync()  # the scene calibration moments come from their own file too
+        got = again.search_vectors(q, "lighthouse", 5)
+        assert not again._video_level().vectors["text"].flags.owndata  # mapped, not copied
+    assert [(h.scene_id, h.score, h.prior) for h in got] == [(h.scene_id, h.score, h.prior) for h in want]
+
+    add_video(LanceSceneStore(db), "v99", 7, np.random.default_rng(9))
+    store = open_for_query(db)
+    after = HierarchicalRetriever(store, {}, RetrievalConfig(), backend=FaissAccelerator(store))
+    after.search_vectors(q, "lighthouse", 5)
+    level = after._video_level()
+    fresh = VideoPrior.of({m: store.video_vectors(m) for m in DIMS}, store.complete_ids())
+    assert "v99" in level.position
+    np.testing.assert_array_equal(level._moments["text"].cov, fresh._moments["text"].cov)

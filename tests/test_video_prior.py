@@ -34,7 +34,7 @@ def query(per, seed):
 
 def test_few_videos_get_the_exact_standardised_prior():
     ids, per = videos(300)
-    prior = VideoPrior(per, ["no-vectors"])
+    prior = VideoPrior.of(per, ["no-vectors"])
     qv = query(per, 1)
     cal = prior.calibrations(qv, WEIGHTS)
     got = prior.prior(qv, WEIGHTS, cal, prior.positions_of(ids))
@@ -51,7 +51,7 @@ def test_few_videos_get_the_exact_standardised_prior():
 
 def test_sketch_shortlist_finds_the_exact_best_videos():
     ids, per = videos(6000, seed=2)
-    sketched, exact = VideoPrior(per, exact_below=2048), VideoPrior(per, exact_below=10**9)
+    sketched, exact = VideoPrior.of(per, exact_below=2048), VideoPrior.of(per, exact_below=10**9)
     assert sketched._sketch is not None and exact._sketch is None
     recalls = []
     for seed in range(20):
@@ -62,3 +62,37 @@ def test_sketch_shortlist_finds_the_exact_best_videos():
         recalls.append(len(set(got) & set(want)) / 20)
         np.testing.assert_allclose(got_p[: len(want_p)], np.sort(got_p)[::-1])  # re-scored exactly, best first
     assert np.mean(recalls) >= 0.95, recalls
+
+
+def test_derived_state_rebuilds_the_same_video_level_without_deriving_it_again(tmp_path, monkeypatch):
+    """A restarted process passes the kept moments, axes and sketch (through a file, as
+    index.kept keeps them): the same shortlist and priors, none of it computed again; state
+    kept for other videos is not used."""
+    from index import kept
+    from retrieval import fusion
+
+    ids, per = videos(6000, seed=3)
+    built = VideoPrior.of(per, exact_below=2048)
+    path = kept.path_for(tmp_path, "videos")
+    kept.save(path, np.array([1]), built.derived())
+    derived = kept.load(path, np.array([1]))
+
+    def no_deriving(*a, **k):
+        raise AssertionError("derived again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fusion.Moments, "of", no_deriving)
+        patch.setattr(fusion.Moments, "principal_axes", no_deriving)
+        again = VideoPrior.of(per, exact_below=2048, derived=derived)
+    for seed in range(5):
+        qv = query(per, 300 + seed)
+        cal, cal_again = built.calibrations(qv, WEIGHTS), again.calibrations(qv, WEIGHTS)
+        assert cal == cal_again
+        got, want = again.best(qv, WEIGHTS, cal, 20), built.best(qv, WEIGHTS, cal, 20)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+    fewer = {m: (vids[1:], x[1:]) for m, (vids, x) in per.items()}  # one video less
+    rebuilt, fresh = VideoPrior.of(fewer, exact_below=2048, derived=derived), VideoPrior.of(fewer, exact_below=2048)
+    np.testing.assert_array_equal(rebuilt._moments["text"].cov, fresh._moments["text"].cov)
+    assert not np.array_equal(rebuilt._moments["text"].cov, built._moments["text"].cov)
