@@ -304,6 +304,7 @@ def main() -> None:
             same += got[True] == got[False]
         acc.options = dataclasses.replace(acc.options, split_scan=True)
         figures["split_scan_ab"] = {"parts_per_core": pct(lat_ab[True]), "one_core": pct(lat_ab[False]), "same_hits": same / len(queries)}
+    figures["per_column_ab"] = per_column_ab(acc, queries, options)
     # a restarted server: the same queries in fresh processes, with and without the background
     # warm-up of the mapped files (index/prefault.py)
     with tempfile.TemporaryDirectory() as tmp:
@@ -405,6 +406,40 @@ def main() -> None:
     for k, v in figures.items():
         print(f"{k:28s} {v}")
     save(f"search_bench_{args.scenes}_{args.index}", {"scenes": args.scenes, "queries": args.queries, "index": args.index, "nprobe": args.nprobe, "figures": figures})
+
+
+def per_column_ab(acc, queries, options: FaissOptions, k: int = 10) -> dict:
+    """egorag's search of one column against raw FAISS's search of the same index (same
+    parameters, one thread, as egorag runs a single query), interleaved query by query:
+    ``search_keys`` is what the retriever calls (catalog rows); ``search`` is the store contract
+    (scene ids, exact re-scoring from the row copies, a check for other processes' writes)."""
+    from index.faiss_index import single_threaded
+
+    out = {}
+    for m in ("text", "visual"):
+        column = acc.columns[m]
+        params = column._params(None, options)
+        lat: dict[str, list[float]] = {"raw_faiss": [], "egorag_search_keys": [], "egorag_search": []}
+        same = 0
+        for i, qv in enumerate(queries):
+            q = np.ascontiguousarray(qv[m][None, :], dtype=np.float32)
+            for name in list(lat) if i % 2 else list(lat)[::-1]:
+                t0 = time.perf_counter()
+                if name == "raw_faiss":
+                    with single_threaded(True):
+                        _, ids = column.index.search(q, k, params=params)
+                elif name == "egorag_search_keys":
+                    keys = acc.search_keys(m, q, k)
+                else:
+                    acc.search(m, q, k)
+                lat[name].append((time.perf_counter() - t0) * 1000)
+            same += set(ids[0][ids[0] >= 0].tolist()) == {r for r, _ in keys}
+        figures = {name: pct(v) for name, v in lat.items()}
+        raw_p50 = figures["raw_faiss"]["p50_ms"]
+        out[m] = {"kind": column.kind, **figures, "same_rows": same / len(queries),
+                  "search_keys_over_raw": figures["egorag_search_keys"]["p50_ms"] / raw_p50,
+                  "search_over_raw": figures["egorag_search"]["p50_ms"] / raw_p50}
+    return out
 
 
 def cold(root: str) -> None:
