@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,7 @@ class FaissAccelerator(FaissQueries):
         self.texts = SceneTexts(self.root if persist else None)
         self.sketch: FusedSketch | None = None
         self._synced: int | None = None
+        self._synced_at = -1e9  # time.monotonic() of the last sync
         self._stamp: dict | None = None  # the stamp of the store facts on disk
         self.warming = None  # the thread mapping the files' pages (index.prefault), if any
         self._warm_due = False  # an open or a change since the last warm-up
@@ -66,6 +68,7 @@ class FaissAccelerator(FaissQueries):
         (by this process or another). Then records the store's query-side facts
         (:mod:`index.mapped`) when they have changed."""
         stamp = lance_stamp(self.store.uri)  # before anything is read: see index.mapped
+        self._synced_at = time.monotonic()
         self.store.refresh()
         version = self.store.version
         if self._synced == version:

@@ -102,7 +102,8 @@ def test_ivf_indexes_keep_no_direct_map(store):
     reopened = FaissAccelerator(LanceSceneStore(store.uri), FaissOptions(kind="ivf"))
     reopened.sync()
     assert faiss.extract_index_ivf(reopened.columns["text"].index).direct_map.type == faiss.DirectMap.Hashtable
-    store.delete_video("v000")
+    store.delete_video("v000")  # through another handle: followed at the next sync
+    reopened.sync()
     hits = reopened.search("text", vectors[:5], 10)
     assert hits[0] and all(not i.startswith("v000") for row in hits for i, _ in row)
     assert faiss.read_index(str(path)).direct_map.type == faiss.DirectMap.NoMap
@@ -326,3 +327,33 @@ def test_calibration_moments_are_kept_for_the_next_process_until_the_store_chang
     redrawn = reopened.background_moments("text", 256)
     np.testing.assert_array_equal(redrawn.cov, Moments.of(reopened.background("text", 256)).cov)
     assert not np.array_equal(redrawn.cov, want.cov)
+
+
+def test_search_sees_own_writes_at_once_and_other_processes_within_follow_s(store, monkeypatch):
+    """The store contract's search checks for other processes' writes at most every FOLLOW_S
+    (the check costs about a third of a large column's search); its own writes show at once."""
+    import index.faiss_queries as queries_mod
+
+    def one_scene(vid, vector):
+        return (Video(vid, f"/data/{vid}.mp4", vid, VideoInfo(f"/data/{vid}.mp4", 1, 25, 8, 8, False, 1), 1, {}),
+                [Scene(scene_id(vid, 0), vid, f"/data/{vid}.mp4", 0, 0.0, 1.0, vectors={"text": vector})])
+
+    vectors = clustered(400)
+    fill(store, vectors[:300], videos=3)
+    mine = LanceSceneStore(store.uri)
+    acc = FaissAccelerator(mine)
+    acc.search("text", vectors[:1], 5)
+    monkeypatch.setattr(queries_mod, "FOLLOW_S", 3600.0)
+    syncs = []
+    real_sync = acc.sync
+    monkeypatch.setattr(acc, "sync", lambda: syncs.append(1) or real_sync())
+    for q in vectors[:10]:
+        acc.search("text", q[None], 5)
+    assert not syncs  # nothing written: no check
+
+    mine.add_video(*one_scene("own", vectors[350]))  # through the accelerator's own store handle
+    assert acc.search("text", vectors[350:351], 1)[0][0][0] == "own:00000"
+    store.add_video(*one_scene("other", vectors[360]))  # through another handle: another process
+    assert acc.search("text", vectors[360:361], 1)[0][0][0] != "other:00000"  # not looked for yet
+    monkeypatch.setattr(queries_mod, "FOLLOW_S", 0.0)
+    assert acc.search("text", vectors[360:361], 1)[0][0][0] == "other:00000"
