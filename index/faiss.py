@@ -214,7 +214,7 @@ class FaissAccelerator(FaissQueries):
                 continue
             live = np.flatnonzero(self.catalog.alive & self.catalog.has[m])
             if column is None:
-                logger.warning("faiss %s: index file missing, rebuilding it from the row copies", m)
+                logger.warning("faiss %s: index file missing or unreadable, rebuilding it from the row copies", m)
             grown = column is not None and self.options.kind == "auto" and column.kind == "flat" and len(live) >= 2 * self.options.ivf_threshold
             if column is None or (column.kind == "hnsw" and len(column.dead) > self.options.rebuild_fraction * max(1, len(live))) or grown:
                 vectors = self.rows[m].take(live)
@@ -293,17 +293,27 @@ class FaissAccelerator(FaissQueries):
             self.catalog = SceneCatalog.empty(modalities)
             self.texts.clear()  # whatever an earlier, unfinished build left
             return
-        self.catalog, _ = SceneCatalog.load(path)
+        try:
+            self.catalog, _ = SceneCatalog.load(path)
+        except (OSError, ValueError, KeyError) as exc:  # a torn copy, a bad disk: nothing is lost
+            logger.warning("%s cannot be read (%s): rebuilding the search index from the store", path, exc)
+            self.catalog = SceneCatalog.empty(modalities)
+            self.texts.clear()
+            return
         for m in modalities:
             meta_path, index_path = self.root / f"{m}.json", self.root / f"{m}.faiss"
             if meta_path.exists() and index_path.exists():
-                meta = json.loads(meta_path.read_text())
-                # IVF lists and flat vectors stay in the file (opening a 100k store read 0.7 GB
-                # of flat vectors before); an HNSW graph is read
-                flags = faiss.IO_FLAG_MMAP | (faiss.IO_FLAG_MMAP_IFC if meta["kind"] == "flat" else 0)
-                index = faiss.read_index(str(index_path), flags)
-                mapped = str(index_path) if meta["kind"] in ("ivf", "flat") else None
-                self.columns[m] = ColumnIndex(index, meta["kind"], set(meta.get("dead", [])), mapped, dirty=False)
+                try:
+                    meta = json.loads(meta_path.read_text())
+                    # IVF lists and flat vectors stay in the file (opening a 100k store read
+                    # 0.7 GB of flat vectors before); an HNSW graph is read
+                    flags = faiss.IO_FLAG_MMAP | (faiss.IO_FLAG_MMAP_IFC if meta["kind"] == "flat" else 0)
+                    index = faiss.read_index(str(index_path), flags)
+                except (OSError, ValueError, KeyError, RuntimeError) as exc:  # RuntimeError: FAISS's
+                    logger.warning("%s cannot be read (%s)", index_path, exc)  # rebuilt from the row copies
+                else:
+                    mapped = str(index_path) if meta["kind"] in ("ivf", "flat") else None
+                    self.columns[m] = ColumnIndex(index, meta["kind"], set(meta.get("dead", [])), mapped, dirty=False)
             rows = RowVectors.open(self.root / f"{m}.f32", self.store.fingerprints[m].dim, len(self.catalog))
             if rows is not None:
                 self.rows[m] = rows

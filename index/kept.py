@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def load(path: Path, key: np.ndarray) -> dict[str, np.ndarray] | None:
             if np.array_equal(z["key"], key):
                 return {name: z[name] for name in z.files if name != "key"}
             logger.debug("%s: derived from another store state", path)
-    except (OSError, KeyError, ValueError) as exc:  # none yet, or unreadable
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # none yet, or unreadable
         logger.debug("%s: not kept (%s)", path, exc)
     return None
 

@@ -27,12 +27,16 @@ fused top 10, the best 3,000 by PQ re-scored on 8-bit codes down to 300 held 97 
 from __future__ import annotations
 
 import json
+import logging
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from index.rowvectors import RowVectors
+
+logger = logging.getLogger("egorag")
 
 RANK = 128  # principal components kept per modality
 PQ_DSUB = 4  # dimensions per 4-bit sub-quantiser
@@ -233,21 +237,26 @@ class FusedSketch:
 
     @classmethod
     def load(cls, root: Path) -> FusedSketch | None:
-        """The persisted sketch, or None when it is missing or incomplete (the caller rebuilds)."""
+        """The persisted sketch, or None when it is missing, incomplete or unreadable (the caller
+        rebuilds it from the row copies)."""
         import faiss
 
         if not all((root / name).exists() for name in FILES):
             return None
-        info = json.loads((root / "sketch.json").read_text())
-        if not info.get("codes"):
+        try:
+            info = json.loads((root / "sketch.json").read_text())
+            if not info.get("codes"):
+                return None
+            with np.load(root / "sketch.npz", allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            dim = len(arrays["rotation"])
+            codes = RowVectors.open(root / info["codes"], dim, info["rows"], np.uint8)
+            pq = faiss.read_index(str(root / "sketch.faiss"))
+            mods = info["modalities"]
+            if codes is None or pq.ntotal != info["rows"]:
+                return None
+            return cls(mods, {m: arrays[f"mean_{m}"] for m in mods}, {m: arrays[f"basis_{m}"] for m in mods},
+                       arrays["rotation"], arrays["lo"], arrays["step"], pq, codes, info["trained_rows"])
+        except (OSError, ValueError, KeyError, EOFError, RuntimeError, zipfile.BadZipFile) as exc:  # RuntimeError: FAISS's
+            logger.warning("%s: the fused sketch cannot be read (%s); rebuilding it", root, exc)
             return None
-        with np.load(root / "sketch.npz", allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        dim = len(arrays["rotation"])
-        codes = RowVectors.open(root / info["codes"], dim, info["rows"], np.uint8)
-        pq = faiss.read_index(str(root / "sketch.faiss"))
-        if codes is None or pq.ntotal != info["rows"]:
-            return None
-        mods = info["modalities"]
-        return cls(mods, {m: arrays[f"mean_{m}"] for m in mods}, {m: arrays[f"basis_{m}"] for m in mods},
-                   arrays["rotation"], arrays["lo"], arrays["step"], pq, codes, info["trained_rows"])

@@ -62,7 +62,11 @@ class SceneTexts:
                 continue  # already covered by a merged segment (its old parts are being removed)
             if start > len(out):
                 return None
-            table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+            try:
+                table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+            except (OSError, pa.ArrowInvalid) as exc:  # a torn copy, a bad disk: refilled from the store
+                logger.warning("%s cannot be read (%s): refilling the scenes' texts", path, exc)
+                return None
             postings = Postings.load(root / f"bm25-{start}", table.num_rows)
             if postings is None:  # a store indexed before BM25 lived here, or an interrupted write
                 postings = Postings.build(searchable(table))

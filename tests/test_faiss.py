@@ -357,3 +357,43 @@ def test_search_sees_own_writes_at_once_and_other_processes_within_follow_s(stor
     assert acc.search("text", vectors[360:361], 1)[0][0][0] != "other:00000"  # not looked for yet
     monkeypatch.setattr(queries_mod, "FOLLOW_S", 0.0)
     assert acc.search("text", vectors[360:361], 1)[0][0][0] == "other:00000"
+
+
+def test_an_unreadable_kept_file_is_derived_again(store):
+    fill(store, clustered(300), videos=3)
+    acc = FaissAccelerator(store)
+    acc.sync()
+    want = acc.background_moments("text", 64)
+    path = acc.root / "background-text.npz"
+    path.write_bytes(path.read_bytes()[:100])  # a torn copy, a bad disk
+    again = FaissAccelerator(LanceSceneStore(store.uri))
+    again.sync()
+    got = again.background_moments("text", 64)
+    np.testing.assert_array_equal(got.cov, want.cov)
+    with np.load(path) as z:  # kept again
+        np.testing.assert_array_equal(z["cov"], want.cov)
+
+
+@pytest.mark.parametrize("name", ["catalog.parquet", "text.faiss", "texts-0.arrow"])
+def test_an_unreadable_index_file_is_rebuilt_from_the_store_not_fatal(store, name, caplog):
+    """A torn copy or a bad disk loses nothing: the file is rebuilt from the store (or the row
+    copies), with a warning naming it, and the answers are the same."""
+    vectors = clustered(400)
+    fill(store, vectors, videos=4)
+    acc = FaissAccelerator(store)
+    queries = vectors[::40]
+    want = acc.search("text", queries, 10)
+    path = acc.root / name
+    assert path.exists()
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with caplog.at_level("WARNING", logger="egorag"):
+        reopened = FaissAccelerator(LanceSceneStore(store.uri))
+        got = reopened.search("text", queries, 10)
+    assert f"{path} cannot be read" in caplog.text
+    assert [[i for i, _ in row] for row in got] == [[i for i, _ in row] for row in want]
+    assert [s.scene_id for s in reopened.scenes([0, 399])] == [s.scene_id for s in acc.scenes([0, 399])]
+    again = FaissAccelerator(LanceSceneStore(store.uri))  # rewritten: read without a warning
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="egorag"):
+        again.sync()
+    assert "cannot be read" not in caplog.text

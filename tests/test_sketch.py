@@ -162,6 +162,24 @@ def test_accelerator_builds_persists_extends_retrains_and_drops_the_sketch(store
     assert reopened.sketch is None and not (reopened.root / "sketch.faiss").exists()  # 200 scenes left
 
 
+@pytest.mark.parametrize("name", ["sketch.npz", "sketch.faiss", "sketch.json"])
+def test_an_unreadable_sketch_file_is_rebuilt_not_fatal(store, name, caplog):
+    x = {m: embeddings(600, d, seed=i) for i, (m, d) in enumerate(DIMS.items())}
+    fill(store, x, 0, 6, 100)
+    options = FaissOptions(sketch_threshold=300)
+    acc = FaissAccelerator(store, options)
+    acc.sync()
+    path = acc.root / name
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a torn copy, a bad disk
+    with caplog.at_level("WARNING", logger="egorag"):
+        reopened = FaissAccelerator(LanceSceneStore(store.uri), options)
+        reopened.sync()
+    assert "cannot be read" in caplog.text and len(reopened.sketch) == 600
+    q = reopened.sketch_query({"text": 20 * x["text"][242], "visual": 20 * x["visual"][242]})
+    assert reopened.sketch_search(q[None], 5)[0][0] == reopened.catalog.row_of(scene_id("v002", 42))
+    assert FusedSketch.load(reopened.root) is not None  # rewritten
+
+
 def oracle(retriever, acc, qv, k=10):
     """Exact fused top k over every scene, with the retriever's calibration and prior."""
     cfg = retriever.config
