@@ -9,7 +9,9 @@ candidates. Scanning every video's float32 vectors for each query costs ~10 ms a
 vectors projected on its top ``SKETCH_DIMS`` principal components (from the calibration sample),
 concatenated, so that the whole fused prior of every video is one small matrix-vector product
 (a FAISS scan of float16 values). The shortlist is then re-scored exactly; candidates' videos
-are always scored exactly.
+are always scored exactly. What a build derives from the vectors (moments, axes, sketch: 0.6 s
+at 20,000 videos) can be handed to the next build on the same videos (:meth:`VideoPrior.derived`),
+which the retriever keeps beside the FAISS indexes for a restarted process (:mod:`index.kept`).
 """
 
 from __future__ import annotations
