@@ -1,9 +1,12 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from egorag.config import SceneConfig
 from egorag.errors import MediaError
-from egorag.ingest.decode import content_hash, decode_audio, decode_frames, find_videos, probe
+from egorag.asr import join_windows
+from egorag.ingest.decode import content_hash, decode_audio, decode_audio_windows, decode_frames, find_videos, probe
 from egorag.ingest.scenes import ShotDetector, assign_words, build_scenes, join_words
 from egorag.schema import SceneSpan, Word
 
@@ -70,6 +73,73 @@ def test_decode_audio_and_silent_video(cut_video, silent_video):
     assert 0.1 < np.abs(audio).max() < 0.5  # the 0.2-amplitude tone survives AAC
     assert decode_audio(silent_video).size == 0
     assert not probe(silent_video).has_audio
+
+
+def test_audio_windows_cover_the_track_once_with_overlaps(cut_video, silent_video):
+    """Windows of 2 s + 0.5 s every 2 s: each window but the last is 2.5 s, consecutive ones share
+    0.5 s of the same samples, and their first 2 s each (the last one whole) are the track."""
+    whole = decode_audio(cut_video, 16000)
+    windows = list(decode_audio_windows(cut_video, 16000, 2.0, 0.5))
+    assert len(windows) == 3 and [start for start, _ in windows] == [0.0, 2.0, 4.0]
+    assert all(len(w) == 40000 for _, w in windows[:-1])
+    np.testing.assert_array_equal(np.concatenate([w[:32000] for _, w in windows[:-1]] + [windows[-1][1]]), whole)
+    np.testing.assert_array_equal(windows[0][1][32000:], windows[1][1][:8000])
+    [(start, one)] = decode_audio_windows(cut_video, 16000, 600.0, 20.0)  # a short track: one window
+    assert start == 0.0 and np.array_equal(one, whole)
+    assert list(decode_audio_windows(silent_video, 16000, 2.0, 0.5)) == []
+    with pytest.raises(ValueError, match="window_s"):
+        next(decode_audio_windows(cut_video, 16000, 0.0, 0.5))
+
+
+def speech(n=90):
+    """Words every 0.5 s, with a 0.7 s pause after 22.9 s and a 1.1 s one after 26.5 s."""
+    words, t = [], 0.0
+    for i in range(n):
+        t += 0.6 if i == 46 else 1.0 if i == 52 else 0.0
+        words.append(Word(t, t + 0.4, f" w{i}"))
+        t += 0.5
+    return words
+
+
+def test_overlapping_windows_join_at_the_longest_pause_each_word_once():
+    truth = speech()
+    # window A hears [0, 30): a word running past its end is garbled; window B hears [20, 50),
+    # its first second garbled (it starts mid-speech) and its times 50 ms late
+    a = [w if w.end <= 30 else Word(w.start, w.end, " ??") for w in truth if w.start < 30]
+    b = [Word(w.start + 0.05, w.end + 0.05, w.text if w.start >= 21 else " ??") for w in truth if 20 <= w.start < 50]
+    joined = join_windows([(0.0, a), (20.0, b)], overlap_s=10.0)
+    assert [w.text for w in joined] == [w.text for w in truth if w.start < 50]
+    cut = 26.5 + 1.1 / 2  # the middle of the longest pause in [22.5, 27.5], the overlap's middle half
+    assert all(w.start == t.start for w, t in zip(joined, truth) if t.start < cut)  # A's words
+    assert all(w.start == t.start + 0.05 for w, t in zip(joined, truth) if t.start > cut)  # B's
+    assert join_windows([(0.0, a)], overlap_s=10.0) == a and join_windows([], overlap_s=10.0) == []
+
+
+@pytest.mark.slow
+def test_windowed_transcription_agrees_with_one_pass():
+    """The shipped narration (54 s), transcribed whole and in windows of 40 s starting every 20 s,
+    by the real whisper tiny.en: the same words in the same order, up to whisper's own variation."""
+    import difflib
+    import re
+
+    from egorag.asr import Transcriber
+    from egorag.ingest.pipeline import transcribe
+    from egorag.models import ModelSet
+
+    sample = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "sample.mp4"
+    models, info = ModelSet(transcriber=Transcriber()), probe(sample)
+    whole = transcribe(sample, info, models, window_s=600.0)
+    windowed = transcribe(sample, info, models, window_s=20.0)
+
+    def tokens(words):
+        return [t for w in words for t in re.findall(r"[a-z0-9]+", w.text.lower())]
+
+    # whisper decodes each window in its own 30 s chunks, so a few words differ (0.91 here); a
+    # duplicated or dropped overlap (~50 words) would change the count by a third
+    assert len(whole) > 100 and abs(len(windowed) - len(whole)) <= 0.1 * len(whole)
+    assert difflib.SequenceMatcher(a=tokens(whole), b=tokens(windowed), autojunk=False).ratio() >= 0.85
+    starts = [w.start for w in windowed]
+    assert starts == sorted(starts) and starts[-1] > 45.0  # absolute times, to the end
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
@@ -126,27 +126,53 @@ def decode_frames(path: str | Path, info: VideoInfo, consumers: Sequence[FrameCo
     return decoded
 
 
-def decode_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
-    """Decode the first audio track to mono float32 at ``sample_rate``; empty if there is none."""
+def _audio_chunks(path: str | Path, sample_rate: int) -> Iterator[np.ndarray]:
+    """The first audio track, mono float32 at ``sample_rate``, as it is decoded (nothing if
+    there is none)."""
     import av
 
     with _open(path) as container:
         if not container.streams.audio:
-            return np.zeros(0, dtype=np.float32)
-        stream = container.streams.audio[0]
+            return
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks: list[np.ndarray] = []
         try:
-            for frame in container.decode(stream):
+            for frame in container.decode(container.streams.audio[0]):
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
+                    yield out.to_ndarray().reshape(-1)
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                yield out.to_ndarray().reshape(-1)
         except av.FFmpegError as exc:
             raise MediaError(str(path), f"corrupt audio stream ({_reason(exc)})") from None
-    if not chunks:
-        return np.zeros(0, dtype=np.float32)
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def decode_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+    """Decode the first audio track to mono float32 at ``sample_rate``; empty if there is none."""
+    chunks = list(_audio_chunks(path, sample_rate))
+    return np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+
+
+def decode_audio_windows(path: str | Path, sample_rate: int, window_s: float, overlap_s: float) -> Iterator[tuple[float, np.ndarray]]:
+    """The first audio track (as :func:`decode_audio`) in windows of ``window_s + overlap_s``
+    seconds starting every ``window_s`` seconds, the last one shorter: ``(start time, samples)``,
+    decoded as they are consumed, so that memory holds one window whatever the video's length.
+    One window (from 0) for a track no longer than ``window_s + overlap_s``; none without audio."""
+    step, span = round(window_s * sample_rate), round((window_s + overlap_s) * sample_rate)
+    if step <= 0 or span < step:
+        raise ValueError(f"audio windows need window_s > 0 and overlap_s >= 0, not {window_s}, {overlap_s}")
+    chunks: list[np.ndarray] = []
+    held = start = 0  # samples held; the held samples' first sample number
+    fresh = False  # held samples not yet in a yielded window
+    for chunk in _audio_chunks(path, sample_rate):
+        chunks.append(chunk)
+        held += len(chunk)
+        fresh = True
+        while held >= span:
+            buffer = np.concatenate(chunks)
+            yield start / sample_rate, buffer[:span]
+            chunks, held, start = [buffer[step:]], held - step, start + step
+            fresh = held > span - step  # beyond the overlap just yielded
+    if fresh and held:
+        yield start / sample_rate, np.concatenate(chunks)
 
 
 def find_videos(paths: Iterable[str | Path]) -> list[Path]:

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from egorag.config import EngineConfig
+from egorag.asr import OVERLAP_S as ASR_OVERLAP_S
+from egorag.asr import SAMPLE_RATE, join_windows
+from egorag.config import AsrConfig, EngineConfig
 from egorag.encoders.base import l2_normalize
 from egorag.errors import MediaError
-from egorag.ingest.decode import content_hash, decode_audio, decode_frames, probe
+from egorag.ingest.decode import content_hash, decode_audio, decode_audio_windows, decode_frames, probe
 from egorag.ingest.scenes import ShotDetector, assign_words, build_scenes, join_words
 from egorag.models import ModelSet
 from egorag.schema import Keyframes, Scene, SceneSpan, Video, VideoInfo, Word, scene_id
@@ -80,10 +82,16 @@ def segment(path: Path, info: VideoInfo, config: EngineConfig, models: ModelSet)
     return Segmented(info, tuple(spans), tuple(keyframes), tuple(frames))
 
 
-def transcribe(path: Path, info: VideoInfo, models: ModelSet) -> list[Word]:
+def transcribe(path: Path, info: VideoInfo, models: ModelSet, window_s: float = AsrConfig.window_s) -> list[Word]:
+    """The video's words in absolute time, its audio decoded and transcribed one window at a
+    time (the windows overlap by ``ASR_OVERLAP_S`` and are joined at a pause)."""
     if models.transcriber is None or not info.has_audio:
         return []
-    return models.transcriber.transcribe(decode_audio(path, 16000))
+    windows = []
+    for start, audio in decode_audio_windows(path, SAMPLE_RATE, window_s, ASR_OVERLAP_S):
+        words = models.transcriber.transcribe(audio)
+        windows.append((start, [Word(w.start + start, w.end + start, w.text, w.probability) for w in words]))
+    return join_windows(windows, ASR_OVERLAP_S)
 
 
 def caption(segmented: Segmented, models: ModelSet) -> list[str]:
@@ -175,14 +183,14 @@ def encode_videos(
     timed = _timer(times if times is not None else StageTimes())
     if swap is None:  # all models loaded: decode + shot detection overlap speech recognition
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="egorag-asr") as pool:
-            asr = [pool.submit(timed, "transcribe", transcribe, j.path, j.info, models) for j in jobs]
+            asr = [pool.submit(timed, "transcribe", transcribe, j.path, j.info, models, config.asr.window_s) for j in jobs]
             segmented = [timed("segment", segment, j.path, j.info, config, models) for j in jobs]
             words = [f.result() for f in asr]
     else:
         with swap.stage(models, "visual"):
             segmented = [timed("segment", segment, j.path, j.info, config, models) for j in jobs]
         with swap.stage(models, "asr"):
-            words = [timed("transcribe", transcribe, j.path, j.info, models) for j in jobs]
+            words = [timed("transcribe", transcribe, j.path, j.info, models, config.asr.window_s) for j in jobs]
     stage = swap.stage if swap is not None else _keep_loaded
     with stage(models, "caption"):
         captioned = models.captioner is not None
