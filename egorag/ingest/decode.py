@@ -169,7 +169,8 @@ def decode_audio_windows(path: str | Path, sample_rate: int, window_s: float, ov
         while held >= span:
             buffer = np.concatenate(chunks)
             yield start / sample_rate, buffer[:span]
-            chunks, held, start = [buffer[step:]], held - step, start + step
+            chunks, held, start = [buffer[step:].copy()], held - step, start + step  # a copy: the window is freed
+            del buffer
             fresh = held > span - step  # beyond the overlap just yielded
     if fresh and held:
         yield start / sample_rate, np.concatenate(chunks)

@@ -23,13 +23,14 @@ from egorag.asr import SAMPLE_RATE, join_windows
 from egorag.config import AsrConfig, EngineConfig
 from egorag.encoders.base import l2_normalize
 from egorag.errors import MediaError
-from egorag.ingest.decode import content_hash, decode_audio, decode_audio_windows, decode_frames, probe
+from egorag.ingest.decode import content_hash, decode_audio_windows, decode_frames, probe
 from egorag.ingest.scenes import ShotDetector, assign_words, build_scenes, join_words
 from egorag.models import ModelSet
 from egorag.schema import Keyframes, Scene, SceneSpan, Video, VideoInfo, Word, scene_id
 
 logger = logging.getLogger("egorag")
 _TIMES_LOCK = threading.Lock()
+AUDIO_WINDOW_S = 600.0  # audio for the audio encoder is decoded this many seconds at a time
 
 
 @dataclass(frozen=True)
@@ -126,11 +127,35 @@ def _embed_nonempty(encoder, texts: list[str]) -> list[np.ndarray | None]:
     return out
 
 
-def embed_audio(path: Path, segmented: Segmented, models: ModelSet) -> list[np.ndarray | None]:
-    if models.audio is None or not segmented.info.has_audio:
-        return [None] * len(segmented.spans)
-    audio = decode_audio(path, models.audio.sample_rate)
-    return models.audio.encode_scenes(audio, segmented.spans)
+def embed_audio(path: Path, segmented: Segmented, models: ModelSet, window_s: float = AUDIO_WINDOW_S) -> list[np.ndarray | None]:
+    """One audio vector per scene, from at most ``max_seconds`` around its centre, the audio
+    decoded one window at a time (48 kHz float32 is 690 MB an hour). Consecutive windows overlap
+    by ``max_seconds``, so each scene's stretch lies in the window where it starts."""
+    spans = segmented.spans
+    out: list[np.ndarray | None] = [None] * len(spans)
+    if models.audio is None or not segmented.info.has_audio or not spans:
+        return out
+    encoder = models.audio
+    half = 0.5 * encoder.config.max_seconds
+    first = [max(s.start, 0.5 * (s.start + s.end) - half) for s in spans]  # where each stretch starts
+    order = sorted(range(len(spans)), key=first.__getitem__)
+    done = 0  # scenes of ``order`` already encoded
+    last = None
+
+    def encode(start: float, audio: np.ndarray, chosen: list[int]) -> None:
+        shifted = [SceneSpan(spans[i].index, spans[i].start - start, spans[i].end - start) for i in chosen]
+        for i, vector in zip(chosen, encoder.encode_scenes(audio, shifted)):
+            out[i] = vector
+
+    for start, audio in decode_audio_windows(path, encoder.sample_rate, window_s, 2 * half):
+        mine = done
+        while mine < len(order) and first[order[mine]] < start + window_s:
+            mine += 1
+        encode(start, audio, order[done:mine])
+        done, last = mine, (start, audio)
+    if done < len(order) and last is not None:  # stretches past the last window's own part: in it all the same
+        encode(*last, order[done:])
+    return out
 
 
 def global_vector(vectors: Sequence[np.ndarray | None]) -> np.ndarray | None:
