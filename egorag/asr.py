@@ -16,7 +16,7 @@ from egorag.weights import load_error, resolve_model
 logger = logging.getLogger("egorag")
 
 SAMPLE_RATE = 16000
-OVERLAP_S = 20.0  # consecutive windows of a long track share this much audio (see join_windows)
+OVERLAP_S = 10.0  # consecutive windows of a long track share this much audio (see join_windows)
 
 
 class Transcriber:

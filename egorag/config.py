@@ -36,7 +36,7 @@ class AsrConfig:
     language: str | None = None
     beam_size: int = 5
     vad: bool = True
-    window_s: float = 600.0  # a long track is transcribed this many seconds at a time: memory stays flat
+    window_s: float = 300.0  # a long track is transcribed this many seconds at a time: memory stays flat
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from egorag.schema import Keyframes, Scene, SceneSpan, Video, VideoInfo, Word, s
 
 logger = logging.getLogger("egorag")
 _TIMES_LOCK = threading.Lock()
-AUDIO_WINDOW_S = 600.0  # audio for the audio encoder is decoded this many seconds at a time
+AUDIO_WINDOW_S = 300.0  # audio for the audio encoder is decoded this many seconds at a time
 
 
 @dataclass(frozen=True)
