@@ -83,14 +83,16 @@ class ClapEncoder:
 
     encode_documents = encode_audio
 
+    def stretch(self, span: SceneSpan) -> tuple[float, float]:
+        """The part of a scene its embedding hears: at most ``max_seconds`` around its centre."""
+        centre, half = 0.5 * (span.start + span.end), 0.5 * self.config.max_seconds
+        return max(span.start, centre - half), min(span.end, centre + half)
+
     def encode_scenes(self, audio: np.ndarray, spans: Sequence[SceneSpan]) -> list[np.ndarray | None]:
-        """One embedding per scene from a centred window; scenes with no samples get ``None``."""
+        """One embedding per scene from its :meth:`stretch`; scenes with no samples get ``None``."""
         windows, owners = [], []
-        half = 0.5 * self.config.max_seconds
         for i, span in enumerate(spans):
-            centre = 0.5 * (span.start + span.end)
-            a = max(span.start, centre - half)
-            b = min(span.end, centre + half)
+            a, b = self.stretch(span)
             chunk = audio[int(a * self.sample_rate) : int(b * self.sample_rate)]
             if chunk.size >= self.sample_rate // 10:
                 windows.append(chunk)

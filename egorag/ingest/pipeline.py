@@ -128,16 +128,16 @@ def _embed_nonempty(encoder, texts: list[str]) -> list[np.ndarray | None]:
 
 
 def embed_audio(path: Path, segmented: Segmented, models: ModelSet, window_s: float = AUDIO_WINDOW_S) -> list[np.ndarray | None]:
-    """One audio vector per scene, from at most ``max_seconds`` around its centre, the audio
-    decoded one window at a time (48 kHz float32 is 690 MB an hour). Consecutive windows overlap
-    by ``max_seconds``, so each scene's stretch lies in the window where it starts."""
+    """One audio vector per scene, from its stretch (at most ``max_seconds`` around its centre:
+    the encoder's ``stretch``), the audio decoded one window at a time (48 kHz float32 is 690 MB
+    an hour). Consecutive windows overlap by ``max_seconds``, so each scene's stretch lies in the
+    window where it starts."""
     spans = segmented.spans
     out: list[np.ndarray | None] = [None] * len(spans)
     if models.audio is None or not segmented.info.has_audio or not spans:
         return out
     encoder = models.audio
-    half = 0.5 * encoder.config.max_seconds
-    first = [max(s.start, 0.5 * (s.start + s.end) - half) for s in spans]  # where each stretch starts
+    first = [encoder.stretch(s)[0] for s in spans]  # where each stretch starts
     order = sorted(range(len(spans)), key=first.__getitem__)
     done = 0  # scenes of ``order`` already encoded
     last = None
@@ -147,7 +147,7 @@ def embed_audio(path: Path, segmented: Segmented, models: ModelSet, window_s: fl
         for i, vector in zip(chosen, encoder.encode_scenes(audio, shifted)):
             out[i] = vector
 
-    for start, audio in decode_audio_windows(path, encoder.sample_rate, window_s, 2 * half):
+    for start, audio in decode_audio_windows(path, encoder.sample_rate, window_s, encoder.config.max_seconds):
         mine = done
         while mine < len(order) and first[order[mine]] < start + window_s:
             mine += 1
