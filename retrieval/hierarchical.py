@@ -198,7 +198,7 @@ class HierarchicalRetriever:
             keeps = hasattr(self.backend, "keep_derived")
             derived = self.backend.load_derived("videos") if keeps else None
             self._videos = VideoPrior.from_store(self.store, derived=derived)
-            if keeps and derived is None:
+            if keeps and not self._videos.reused:  # none kept, or kept for other videos
                 self.backend.keep_derived("videos", self._videos.derived())
         return self._videos
 

@@ -54,6 +54,7 @@ class VideoPrior:
         if derived is not None and not self._matches(derived, sketched):
             logger.debug("video level: the kept state is for other videos; deriving it again")
             derived = None
+        self.reused = derived is not None  # built from kept state, not derived here
         if derived is not None:
             self._moments = {m: Moments(derived[f"{m}.mean"], derived[f"{m}.cov"], int(derived[f"{m}.n"])) for m in self.vectors}
             if sketched:

@@ -154,3 +154,19 @@ def test_the_video_level_is_kept_for_the_next_process_until_the_store_changes(db
     fresh = VideoPrior.of({m: store.video_vectors(m) for m in DIMS}, store.complete_ids())
     assert "v99" in level.position
     np.testing.assert_array_equal(level._moments["text"].cov, fresh._moments["text"].cov)
+
+
+def test_video_level_kept_for_other_videos_is_derived_again_and_replaced(db):
+    """State kept under the right store key but for other videos (a torn write, or a change the
+    key cannot see) is not used, and the retriever keeps the right state in its place."""
+    store = open_for_query(db)
+    acc = FaissAccelerator(store)
+    acc.sync()
+    rng = np.random.default_rng(3)
+    other = VideoPrior.of({m: ([f"x{i}" for i in range(6)], np.stack([unit(rng, d) for _ in range(6)])) for m, d in DIMS.items()})
+    acc.keep_derived("videos", other.derived())
+    level = HierarchicalRetriever(store, {}, RetrievalConfig(), backend=acc)._video_level()
+    assert not level.reused and "x0" not in level.position
+    kept = acc.load_derived("videos")
+    assert bytes(kept["digest"]) == bytes(level.derived()["digest"])  # replaced
+    assert HierarchicalRetriever(store, {}, RetrievalConfig(), backend=acc)._video_level().reused

@@ -84,6 +84,7 @@ def test_derived_state_rebuilds_the_same_video_level_without_deriving_it_again(t
         patch.setattr(fusion.Moments, "of", no_deriving)
         patch.setattr(fusion.Moments, "principal_axes", no_deriving)
         again = VideoPrior.of(per, exact_below=2048, derived=derived)
+    assert again.reused and not built.reused
     for seed in range(5):
         qv = query(per, 300 + seed)
         cal, cal_again = built.calibrations(qv, WEIGHTS), again.calibrations(qv, WEIGHTS)
@@ -94,5 +95,6 @@ def test_derived_state_rebuilds_the_same_video_level_without_deriving_it_again(t
 
     fewer = {m: (vids[1:], x[1:]) for m, (vids, x) in per.items()}  # one video less
     rebuilt, fresh = VideoPrior.of(fewer, exact_below=2048, derived=derived), VideoPrior.of(fewer, exact_below=2048)
+    assert not rebuilt.reused  # the retriever then keeps the new state in place of the stale one
     np.testing.assert_array_equal(rebuilt._moments["text"].cov, fresh._moments["text"].cov)
     assert not np.array_equal(rebuilt._moments["text"].cov, built._moments["text"].cov)
