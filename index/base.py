@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -9,6 +10,11 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from egorag.schema import EncoderFingerprint, Scene, Video
+
+#: What reading a missing, torn or damaged index file raises (FAISS raises RuntimeError; Arrow's
+#: ArrowInvalid is a ValueError; a truncated ``.npz`` raises BadZipFile or EOFError). Such a file
+#: is derived again from the store, never a failed query.
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, RuntimeError, zipfile.BadZipFile)
 
 
 @dataclass(frozen=True)

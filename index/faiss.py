@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from egorag.schema import vector_column, vector_matrix
 from index import bm25
+from index.base import UNREADABLE
 from index.catalog import SceneCatalog
 from index.faiss_index import ColumnIndex, FaissOptions, build_index, ivf_lists
 from index.faiss_queries import FaissQueries
@@ -295,7 +296,7 @@ class FaissAccelerator(FaissQueries):
             return
         try:
             self.catalog, _ = SceneCatalog.load(path)
-        except (OSError, ValueError, KeyError) as exc:  # a torn copy, a bad disk: nothing is lost
+        except UNREADABLE as exc:  # a torn copy, a bad disk: nothing is lost
             logger.warning("%s cannot be read (%s): rebuilding the search index from the store", path, exc)
             self.catalog = SceneCatalog.empty(modalities)
             self.texts.clear()
@@ -309,7 +310,7 @@ class FaissAccelerator(FaissQueries):
                     # 0.7 GB of flat vectors before); an HNSW graph is read
                     flags = faiss.IO_FLAG_MMAP | (faiss.IO_FLAG_MMAP_IFC if meta["kind"] == "flat" else 0)
                     index = faiss.read_index(str(index_path), flags)
-                except (OSError, ValueError, KeyError, RuntimeError) as exc:  # RuntimeError: FAISS's
+                except UNREADABLE as exc:
                     logger.warning("%s cannot be read (%s)", index_path, exc)  # rebuilt from the row copies
                 else:
                     mapped = str(index_path) if meta["kind"] in ("ivf", "flat") else None

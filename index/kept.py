@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import logging
 import os
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+
+from index.base import UNREADABLE
 
 logger = logging.getLogger("egorag")
 
@@ -36,7 +37,7 @@ def load(path: Path, key: np.ndarray) -> dict[str, np.ndarray] | None:
             if np.array_equal(z["key"], key):
                 return {name: z[name] for name in z.files if name != "key"}
             logger.debug("%s: derived from another store state", path)
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # none yet, or unreadable
+    except UNREADABLE as exc:  # none yet, or damaged
         logger.debug("%s: not kept (%s)", path, exc)
     return None
 

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import json
 import logging
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from index.base import UNREADABLE
 from index.rowvectors import RowVectors
 
 logger = logging.getLogger("egorag")
@@ -257,6 +257,6 @@ class FusedSketch:
                 return None
             return cls(mods, {m: arrays[f"mean_{m}"] for m in mods}, {m: arrays[f"basis_{m}"] for m in mods},
                        arrays["rotation"], arrays["lo"], arrays["step"], pq, codes, info["trained_rows"])
-        except (OSError, ValueError, KeyError, EOFError, RuntimeError, zipfile.BadZipFile) as exc:  # RuntimeError: FAISS's
+        except UNREADABLE as exc:
             logger.warning("%s: the fused sketch cannot be read (%s); rebuilding it", root, exc)
             return None

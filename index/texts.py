@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from index import bm25
+from index.base import UNREADABLE
 from index.bm25 import Postings
 
 COLUMNS = ("transcript", "caption")
@@ -64,7 +65,7 @@ class SceneTexts:
                 return None
             try:
                 table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
-            except (OSError, pa.ArrowInvalid) as exc:  # a torn copy, a bad disk: refilled from the store
+            except UNREADABLE as exc:  # a torn copy, a bad disk: refilled from the store
                 logger.warning("%s cannot be read (%s): refilling the scenes' texts", path, exc)
                 return None
             postings = Postings.load(root / f"bm25-{start}", table.num_rows)
