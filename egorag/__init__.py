@@ -20,6 +20,7 @@ _EXPORTS = {
     "EgoragError": "egorag.errors",
     "ConfigError": "egorag.errors",
     "MediaError": "egorag.errors",
+    "LLMError": "egorag.errors",
     "ModelLoadError": "egorag.errors",
     "ModalityUnavailableError": "egorag.errors",
     "IndexMismatchError": "egorag.errors",

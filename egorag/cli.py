@@ -20,15 +20,13 @@ from egorag.errors import EgoragError  # noqa: E402  (light module)
 
 
 def parse_time(value: str) -> float:
-    """Seconds as ``12.5``, ``mm:ss`` or ``hh:mm:ss``."""
+    """Seconds as ``12.5``, ``mm:ss`` or ``hh:mm:ss`` (for argparse)."""
+    from retrieval.hits import parse_time as parse
+
     try:
-        parts = [float(p) for p in value.split(":")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a time: {value!r} (use seconds, mm:ss or hh:mm:ss)") from None
-    seconds = 0.0
-    for p in parts:
-        seconds = seconds * 60 + p
-    return seconds
+        return parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("queries", help="JSONL: one {query, video, start, end} per line")
     s.add_argument("--ablation", action="store_true", help="also each modality alone, no prior, RRF")
     s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("serve", parents=[common], help="serve search, ask and videos as a JSON HTTP API")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--max-batch", type=int, default=32, help="most concurrent text queries answered in one batch")
 
     s = sub.add_parser("status", parents=[common], help="which modalities load here, and why not")
     s.add_argument("--json", action="store_true")
@@ -186,11 +189,7 @@ def cmd_videos(args) -> int:
 
     videos = _engine(args).videos()
     if args.json:
-        rows = [
-            {"video_id": v.video_id, "path": v.path, "duration": v.info.duration, "scenes": v.n_scenes, "has_audio": v.info.has_audio}
-            for v in videos
-        ]
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([v.summary() for v in videos], indent=2))
         return 0
     if not videos:
         print("no videos indexed")
@@ -258,6 +257,28 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from egorag.server import EgoragServer
+
+    if args.max_batch < 1:
+        raise EgoragError(f"--max-batch must be at least 1, got {args.max_batch}")
+    engine = _engine(args)
+    try:
+        server = EgoragServer(engine, args.host, args.port, args.max_batch)
+    except OSError as exc:
+        raise EgoragError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    if not args.quiet:
+        logging.getLogger("egorag.server").setLevel(logging.INFO if args.verbose else logging.WARNING)
+        print(f"serving {engine.db} on {server.url} (/search, /ask, /videos, /health); Ctrl-C stops", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def cmd_status(args) -> int:
     from egorag.models import load_models
 
@@ -277,6 +298,7 @@ COMMANDS = {
     "classify": cmd_classify,
     "eval": cmd_eval,
     "ask": cmd_ask,
+    "serve": cmd_serve,
     "status": cmd_status,
 }
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from egorag.config import BadMediaPolicy, EngineConfig
-from egorag.errors import EgoragError, IndexMismatchError, MediaError
+from egorag.errors import EgoragError, IndexMismatchError, MediaError, ModalityUnavailableError
 from egorag.schema import EncoderFingerprint, Video
 
 logger = logging.getLogger("egorag")
@@ -284,8 +284,19 @@ class Engine:
 
         if isinstance(image, (str, Path)):
             image = load_image(image)
-        hits = self.retriever().search(Query(text=text, image=image), k=k, where=where)
+        retriever = self.retriever()
+        if image is not None and "visual" not in retriever.encoders:
+            raise ModalityUnavailableError(self._no_image_queries())
+        hits = retriever.search(Query(text=text, image=image), k=k, where=where)
         return SearchResult(query=text or "<image>", hits=hits)
+
+    def _no_image_queries(self) -> str:
+        if "visual" not in self.store().fingerprints:
+            return (f"{self.db}: image queries need the visual modality (CLIP), and this store was indexed without it; "
+                    "re-index with CLIP weights available (see `egorag status`)")
+        status = self._query_models.status.get("visual") if self._query_models is not None else None
+        why = status.detail if status is not None else "no visual query encoder"
+        return f"image queries need the visual modality's encoder, which cannot load here: {why}"
 
     def search_many(self, texts: Sequence[str], *, k: int = 10, where=None) -> list:
         """:meth:`search` for several text queries: the same hits, in less time per query (the
@@ -345,7 +356,6 @@ class Engine:
         return classify(ids, vectors, encoder, labels)
 
     def _visual_encoder(self):
-        from egorag.errors import ModalityUnavailableError
         from egorag.models import load_models
 
         if self._query_models is None or self._query_models.visual is None:

@@ -27,6 +27,10 @@ class IndexMismatchError(EgoragError):
     """A store was opened with encoders that differ from the ones that built it."""
 
 
+class LLMError(EgoragError):
+    """The LLM endpoint could not be reached, refused the request or answered something else."""
+
+
 class MediaError(EgoragError):
     """A media file is missing, unreadable, truncated, empty or has no usable stream.
 

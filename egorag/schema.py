@@ -220,6 +220,11 @@ class Video:
     n_scenes: int
     global_vectors: Mapping[str, np.ndarray | None] = field(default_factory=dict)
 
+    def summary(self) -> dict:
+        """What ``egorag videos --json`` and the server's ``/videos`` list for the video."""
+        return {"video_id": self.video_id, "path": self.path, "duration": self.info.duration, "scenes": self.n_scenes,
+                "has_audio": self.info.has_audio}
+
 
 def videos_from_table(table: pa.Table, modalities: tuple[str, ...] = ()) -> list[Video]:
     """Videos from rows of the videos table; global vectors of ``modalities`` when present."""

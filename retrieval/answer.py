@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from egorag.config import AnswerConfig
-from egorag.errors import EgoragError, ModelLoadError
+from egorag.errors import LLMError, ModelLoadError
 from retrieval.hits import Hit, mmss
 
 logger = logging.getLogger("egorag")
@@ -94,17 +94,17 @@ class OpenAIChatClient:
                 payload = json.loads(response.read())
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:300]
-            raise EgoragError(f"LLM endpoint {self.url} answered HTTP {exc.code}: {detail}") from None
+            raise LLMError(f"LLM endpoint {self.url} answered HTTP {exc.code}: {detail}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise EgoragError(
+            raise LLMError(
                 f"could not reach the LLM endpoint {self.url} ({reason}); start an OpenAI-compatible server, "
                 "set [answer] endpoint, or use --no-llm to see the prompt and evidence"
             ) from None
         try:
             return payload["choices"][0]["message"]["content"].strip()
         except (KeyError, IndexError, TypeError, AttributeError):
-            raise EgoragError(f"LLM endpoint {self.url} returned an unexpected body: {str(payload)[:300]}") from None
+            raise LLMError(f"LLM endpoint {self.url} returned an unexpected body: {str(payload)[:300]}") from None
 
 
 class TransformersChatClient:

@@ -42,6 +42,20 @@ class SearchResult:
         return {"query": self.query, "hits": [h.to_dict() for h in self.hits]}
 
 
+def parse_time(value: str | float) -> float:
+    """Seconds from ``12.5``, ``mm:ss`` or ``hh:mm:ss`` (the form :func:`mmss` writes)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    try:
+        parts = [float(p) for p in str(value).split(":")]
+    except ValueError:
+        raise ValueError(f"not a time: {value!r} (use seconds, mm:ss or hh:mm:ss)") from None
+    seconds = 0.0
+    for p in parts:
+        seconds = seconds * 60 + p
+    return seconds
+
+
 def mmss(seconds: float) -> str:
     seconds = max(0.0, float(seconds))
     minutes, secs = divmod(int(round(seconds)), 60)
