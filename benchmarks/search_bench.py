@@ -123,10 +123,12 @@ class Spectrum:
         return (x / np.linalg.norm(x)).astype(np.float32)
 
 
-def build_store(root: Path, n: int, real: np.ndarray, sentences: list[str], spectrum: Spectrum) -> tuple[LanceSceneStore, dict]:
+def build_store(root: Path, n: int, real: np.ndarray, sentences: list[str], spectrum: Spectrum,
+                fps: dict[str, EncoderFingerprint] | None = None) -> tuple[LanceSceneStore, dict]:
     """Scenes whose text vectors are the real sentences' embeddings (then synthetic ones) and
-    whose transcripts are those sentences (beyond them, the sentences again, for BM25)."""
-    fps = {m: EncoderFingerprint(m, "bench", f"{m}-{d}", d) for m, d in DIMS.items()}
+    whose transcripts are those sentences (beyond them, the sentences again, for BM25). ``fps``:
+    the modalities and their encoders' fingerprints (default: all four, made by "bench")."""
+    fps = fps or {m: EncoderFingerprint(m, "bench", f"{m}-{d}", d) for m, d in DIMS.items()}
     store = LanceSceneStore(root, fps)
     n_videos = n // SCENES_PER_VIDEO
     t0 = time.perf_counter()
@@ -137,7 +139,7 @@ def build_store(root: Path, n: int, real: np.ndarray, sentences: list[str], spec
         vid_of = np.repeat(vids, SCENES_PER_VIDEO)
         idx = np.tile(np.arange(SCENES_PER_VIDEO), len(vids))
         cols = {}
-        for m, d in DIMS.items():
+        for m, d in ((m, fp.dim) for m, fp in fps.items()):
             if m == "text" and first < len(real):
                 take = min(rows, len(real) - first)
                 v = np.concatenate([real[first : first + take], spectrum.sample(rows - take, d)]) if take < rows else real[first : first + rows]
@@ -154,7 +156,7 @@ def build_store(root: Path, n: int, real: np.ndarray, sentences: list[str], spec
             "start": idx * 10.0,
             "end": idx * 10.0 + 10.0,
             "transcript": transcripts, "caption": [""] * rows, "search_text": transcripts,
-            **{f"{m}_vec": pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), DIMS[m]) for m, v in cols.items()},
+            **{f"{m}_vec": pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), v.shape[1]) for m, v in cols.items()},
         })
         gv = {m: v.reshape(len(vids), SCENES_PER_VIDEO, -1).mean(axis=1) for m, v in cols.items()}
         gv = {m: v / np.linalg.norm(v, axis=1, keepdims=True) for m, v in gv.items()}
@@ -165,7 +167,7 @@ def build_store(root: Path, n: int, real: np.ndarray, sentences: list[str], spec
             "width": np.full(len(vids), 640, np.int32), "height": np.full(len(vids), 360, np.int32),
             "has_audio": np.ones(len(vids), bool), "n_scenes": np.full(len(vids), SCENES_PER_VIDEO, np.int32),
             "indexed_at": pa.array([0] * len(vids), pa.timestamp("us", tz="UTC")),
-            **{f"{m}_vec": pa.FixedSizeListArray.from_arrays(pa.array(v.astype(np.float32).reshape(-1)), DIMS[m]) for m, v in gv.items()},
+            **{f"{m}_vec": pa.FixedSizeListArray.from_arrays(pa.array(v.astype(np.float32).reshape(-1)), v.shape[1]) for m, v in gv.items()},
         })
         store.add_arrow(videos, scenes)
         del cols, scenes, videos
