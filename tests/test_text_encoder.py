@@ -33,6 +33,12 @@ def test_onnx_queries_match_pytorch_and_the_export_is_cached(cache):
     [export] = cache.glob("*.onnx")
     np.testing.assert_allclose(onnx_enc.encode_queries(QUERIES), torch_enc.encode_queries(QUERIES), atol=1e-5)
     np.testing.assert_allclose(onnx_enc.encode_queries(QUERIES[:1]), torch_enc.encode_documents(QUERIES[:1]), atol=1e-5)
+    # a batch of mixed lengths (two share one) runs unpadded, length group by length group: the
+    # same vectors as one at a time, and nothing padded (tokenizer.json may pad to a fixed length)
+    mixed = QUERIES + ["keys", "lava", "the whole history of bread baking from ancient Egypt to sourdough in modern kitchens"]
+    np.testing.assert_allclose(onnx_enc.encode_queries(mixed), np.concatenate([onnx_enc.encode_queries([q]) for q in mixed]), atol=1e-6)
+    np.testing.assert_allclose(onnx_enc.encode_queries(mixed), torch_enc.encode_queries(mixed), atol=1e-5)
+    assert onnx_enc._queries.tokenizer.padding is None
     # documents still go through PyTorch, loaded on first use
     np.testing.assert_allclose(onnx_enc.encode_documents(QUERIES), torch_enc.encode_documents(QUERIES), atol=1e-6)
     mtime = export.stat().st_mtime_ns
