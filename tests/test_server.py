@@ -228,3 +228,5 @@ def test_cli_serve_errors(db, tmp_path, capsys):
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
     assert main(["serve", "--db", str(db), "--config", str(cfg), "--max-batch", "0"]) == 1
     assert "--max-batch must be at least 1" in capsys.readouterr().err
+    assert main(["serve", "--db", str(tmp_path / "nothing"), "--config", str(cfg), "--port", "0"]) == 1
+    assert "no egorag store here" in capsys.readouterr().err and not (tmp_path / "nothing").exists()
