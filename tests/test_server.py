@@ -94,12 +94,31 @@ def test_filters_and_listing(served, cut_video):
     ("/search", {"image": "%%%"}, 400, "not valid base64"),
     ("/search", {"image": base64.b64encode(b"hello").decode()}, 400, "'image': not a readable image"),
     ("/ask", {}, 400, "needs a question"),
+    ("/search", {"q": "bees", "k": True}, 400, "'k' must be an integer from 1"),
     ("/nowhere", None, 404, "no such route"),
 ])
 def test_bad_requests_get_a_clear_error(served, path, body, status, message):
     got_status, got = request(served, path, body)
     assert got_status == status and message in got["error"], got
     assert request(served, "/search?q=bees")[0] == 200  # and the server goes on
+
+
+def test_a_body_over_the_limit_or_with_a_bad_length_is_refused_unread(served, monkeypatch):
+    import http.client
+
+    from egorag.server import app
+
+    monkeypatch.setattr(app, "MAX_BODY", 100)
+    host, port = served.server_address[:2]
+    for length, body, status, message in [("101", b"x" * 101, 413, "over the limit of 100"), ("ten", b"{}", 400, "bad Content-Length")]:
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        conn.putrequest("POST", "/search")
+        conn.putheader("Content-Length", length)
+        conn.endheaders(body)
+        response = conn.getresponse()
+        assert response.status == status and message in json.loads(response.read())["error"]
+        conn.close()
+    assert request(served, "/search?q=bees")[0] == 200
 
 
 def test_an_image_query_without_the_visual_modality_says_so(served, db):

@@ -11,7 +11,7 @@ Routes (GET takes query-string parameters, POST a JSON object with the same name
   ``egorag ask --json`` prints.
 
 Errors are ``{"error": message}`` with 400 (bad request, or what the engine refused: the
-message says what to do), 404 (no such route), 502 (the LLM endpoint failed) or 500 (a bug:
+message says what to do), 404 (no such route), 413 (body over 32 MB), 502 (the LLM endpoint failed) or 500 (a bug:
 logged with its traceback).
 The engine runs on one thread (:mod:`egorag.server.worker`); handler threads only parse, wait
 and write, and an LLM's answer is awaited on the handler's thread so that searches go on.
@@ -41,7 +41,11 @@ MAX_K = 1000
 
 
 class BadRequest(ValueError):
-    """The request is malformed; the message says how."""
+    """The request is malformed; the message says how (``status``: the HTTP status to answer)."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
 
 
 class EgoragServer(ThreadingHTTPServer):
@@ -74,9 +78,7 @@ class EgoragServer(ThreadingHTTPServer):
 
     def chat_model(self):
         """The configured LLM client, made once (a local model loads once per server)."""
-        from retrieval.answer import create_chat_model
-
-        from retrieval.answer import OpenAIChatClient
+        from retrieval.answer import OpenAIChatClient, create_chat_model
 
         with self._chat_lock:
             if self._chat is None:
@@ -124,7 +126,9 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(200, route(self.server, params))
         except LLMError as exc:  # the answerer's upstream failed, not the request
             self._reply(502, {"error": str(exc)})
-        except (BadRequest, EgoragError) as exc:
+        except BadRequest as exc:
+            self._reply(exc.status, {"error": str(exc)})
+        except EgoragError as exc:
             self._reply(400, {"error": str(exc)})
         except Exception as exc:
             logger.exception("%s %s failed", method, self.path)
@@ -133,10 +137,13 @@ class Handler(BaseHTTPRequestHandler):
     def _params(self, method: str, query: str) -> dict[str, Any]:
         params: dict[str, Any] = {k: v if k == "video" else v[-1] for k, v in parse_qs(query).items()}
         if method == "POST":
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                self.close_connection = True
-                raise BadRequest(f"request body of {length} bytes is over the limit of {MAX_BODY}")
+            declared = self.headers.get("Content-Length") or "0"
+            length = int(declared) if declared.isdigit() else -1
+            if not 0 <= length <= MAX_BODY:
+                self.close_connection = True  # the body is not read: it must not pass for a request
+                if length < 0:
+                    raise BadRequest(f"bad Content-Length: {declared!r}")
+                raise BadRequest(f"request body of {length} bytes is over the limit of {MAX_BODY}", status=413)
             body = self.rfile.read(length) if length else b""
             if body.strip():
                 try:
@@ -173,7 +180,7 @@ def _k(params: dict, default: int) -> int:
         k = int(value)
     except (TypeError, ValueError):
         raise BadRequest(f"'k' must be an integer, got {value!r}") from None
-    if isinstance(value, float) or not 1 <= k <= MAX_K:
+    if isinstance(value, (bool, float)) or not 1 <= k <= MAX_K:
         raise BadRequest(f"'k' must be an integer from 1 to {MAX_K}, got {value!r}")
     return k
 
