@@ -43,11 +43,15 @@ BUDGET = 0.5  # at most this share of the free memory is read from disk
 
 
 def mapped(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """The memory-mapped arrays among ``arrays``, each once."""
+    """The memory-mapped arrays among ``arrays`` (an ``np.memmap``, or a plain view of one),
+    each once."""
     out, seen = [], set()
     for a in arrays:
-        if isinstance(a, np.memmap) and a.nbytes and id(a) not in seen:
-            seen.add(id(a))
+        source = a
+        while isinstance(source, np.ndarray) and not isinstance(source, np.memmap):
+            source = source.base
+        if isinstance(source, np.memmap) and a.nbytes and id(source) not in seen:
+            seen.add(id(source))
             out.append(a)
     return out
 

@@ -63,6 +63,8 @@ def test_mapped_keeps_each_memory_mapped_array_once(tmp_path):
     np.zeros(4096, np.uint8).tofile(path)
     a = np.memmap(path, np.uint8, "r")
     assert mapped([a, np.zeros(3), a, np.memmap(path, np.uint8, "r")[:0]]) == [a]
+    view = np.memmap(path, np.uint8, "r").view(np.ndarray)  # as index.bm25 keeps its postings
+    assert mapped([a, a.view(np.ndarray), view]) == [a, view] and not isinstance(view, np.memmap)
 
 
 def test_accelerator_warms_what_queries_read_once_per_change(tmp_path, monkeypatch):
