@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
+from PIL import Image
 
 from conftest import make_video
 from egorag.cli import main
@@ -21,6 +22,7 @@ from egorag.engine import Engine
 from egorag.server import EgoragServer, EngineWorker, SearchRequest
 from retrieval.hierarchical import VERSION_CHECK_S
 from test_answer import OpenAIStub, openai_server  # noqa: F401 - a fixture
+from test_cli import visual_built  # noqa: F401 - a fixture
 from test_engine import config, models
 
 QUERIES = ["volcano lava eruption", "bread dough in the oven", "honey bees hive", "saturn rings planet", "magma",
@@ -249,3 +251,30 @@ def test_cli_serve_errors(db, tmp_path, capsys):
     assert "--max-batch must be at least 1" in capsys.readouterr().err
     assert main(["serve", "--db", str(tmp_path / "nothing"), "--config", str(cfg), "--port", "0"]) == 1
     assert "no egorag store here" in capsys.readouterr().err and not (tmp_path / "nothing").exists()
+
+
+def test_an_image_query_through_the_server(visual_built, cut_video, tmp_path):  # noqa: F811 - the fixture
+    import av
+
+    from egorag.config import EngineConfig, load_config
+    from egorag.errors import ModalityUnavailableError
+
+    db, cfg = visual_built
+    buf = io.BytesIO()
+    with av.open(str(cut_video)) as c:
+        frame = next(f for f in c.decode(video=0) if f.time >= 4.5)
+    frame.to_image().save(buf, format="PNG")
+    server = start(Engine(db, load_config(cfg)))
+    try:
+        status, got = request(server, "/search", {"image": base64.b64encode(buf.getvalue()).decode(), "k": 1})
+        assert status == 200 and got["query"] == "<image>" and got["hits"][0]["scene"] == 3
+        assert got["hits"][0]["scores"]["visual"] > 0.99
+    finally:
+        server.shutdown()
+        server.server_close()
+    # the store has keyframes, but this engine's CLIP weights cannot load: the error says why
+    buf.seek(0)
+    loaded = load_config(cfg)  # with the modalities left to what loads, visual is just off
+    no_weights = Engine(db, replace(loaded, modalities=EngineConfig().modalities, visual=replace(loaded.visual, pretrained=str(tmp_path / "missing.pt"))))
+    with pytest.raises(ModalityUnavailableError, match="cannot load here: .*missing.pt"):
+        no_weights.search(image=Image.open(buf))
