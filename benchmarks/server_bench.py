@@ -54,14 +54,17 @@ def text_fingerprint() -> EncoderFingerprint:
     return EncoderFingerprint("text", encoder.name, encoder.checkpoint, int(encoder.dim))
 
 
-def start_server(db: Path, max_batch: int) -> tuple[subprocess.Popen, str]:
+def start_server(db: Path, max_batch: int) -> tuple[subprocess.Popen, str, float]:
+    """A server process, its URL, and the seconds from its launch to listening (the interpreter,
+    imports, the query encoder and the store opened)."""
+    t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "egorag.cli", "serve", "--db", str(db), "--port", "0", "--max-batch", str(max_batch)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if "serving" not in line:
         proc.kill()
         raise RuntimeError(f"server did not start: {line}{proc.stderr.read()}")
-    return proc, line.split(" on ")[1].split()[0]
+    return proc, line.split(" on ")[1].split()[0], time.perf_counter() - t0
 
 
 def client_round(url: str, texts: list[str], clients: int) -> tuple[float, list[float], dict[str, list[str]]]:
@@ -136,7 +139,11 @@ def main() -> None:
     print("library", json.dumps(figures["library"]), flush=True)
     del engine
 
-    servers = {batch: start_server(root, batch) for batch in (1, 32)}
+    servers = {}
+    for batch in (1, 32):
+        proc, url, figures[f"server_start_s_max_batch_{batch}"] = start_server(root, batch)
+        servers[batch] = proc, url
+    print("server start-up", [round(figures[f"server_start_s_max_batch_{b}"], 2) for b in servers], "s", flush=True)
     try:
         for batch, (_, url) in servers.items():
             client_round(url, texts[:32], 4)  # warm
