@@ -273,7 +273,7 @@ def cmd_serve(args) -> int:
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        pass
+        print("egorag: server stopped", file=sys.stderr)
     finally:
         server.server_close()
     return 0
