@@ -258,6 +258,10 @@ def cmd_eval(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    # Before FAISS loads OpenMP: its idle threads otherwise spin after every parallel region,
+    # taking a core from the threads that answer requests (1.06-1.13x more queries per second
+    # under load with them passive, the same single-query latency: benchmarks/RESULTS.md)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from egorag.server import EgoragServer
 
     if args.max_batch < 1:
