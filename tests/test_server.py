@@ -203,6 +203,16 @@ def test_one_failing_query_does_not_fail_its_batch():
     assert worker.batches == [3]
 
 
+def test_a_failure_outside_any_query_fails_its_requests_and_the_worker_goes_on(monkeypatch):
+    worker = EngineWorker(FlakyEngine())
+    monkeypatch.setattr(worker, "_answer", lambda jobs: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):
+        worker.search(SearchRequest("a"))
+    monkeypatch.undo()
+    assert worker.search(SearchRequest("a", k=2)) == "a/2"
+    worker.close()
+
+
 def test_the_server_follows_another_process_writes(served, db, tmp_path):
     assert len(request(served, "/videos")[1]) == 1
     second = make_video(tmp_path / "second.mp4", [50], 100, audio_seconds=4.0, seed=3)

@@ -94,7 +94,13 @@ class EngineWorker:
                     self._jobs.put(_STOP)
                     break
                 jobs.append(job)
-            self._answer(jobs)
+            try:
+                self._answer(jobs)
+            except Exception as exc:  # a bug here must not leave the waiting requests hanging
+                logger.exception("the engine thread failed to answer %d requests", len(jobs))
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
 
     def _answer(self, jobs: list[_Job]) -> None:
         groups: dict[tuple, list[_Job]] = {}
