@@ -4,6 +4,7 @@ The CLI and the server are thin shells over this class."""
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -282,6 +283,7 @@ class Engine:
         from retrieval.hierarchical import Query
         from retrieval.hits import SearchResult
 
+        _check_query(text, image, k)
         if isinstance(image, (str, Path)):
             image = load_image(image)
         retriever = self.retriever()
@@ -304,6 +306,8 @@ class Engine:
         from retrieval.hierarchical import Query
         from retrieval.hits import SearchResult
 
+        for t in texts:
+            _check_query(t, None, k)
         results = self.retriever().search_many([Query(text=t) for t in texts], k=k, where=where)
         return [SearchResult(query=t, hits=hits) for t, hits in zip(texts, results)]
 
@@ -409,6 +413,14 @@ class Engine:
             self.accelerator().sync()
         self._retriever = None  # its per-version caches describe the store before the delete
         return found
+
+
+def _check_query(text: str | None, image: Any, k: int) -> None:
+    """Raise an :class:`EgoragError` saying what is wrong with a search, if anything is."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise EgoragError(f"k must be a whole number of at least 1, got {k!r}")
+    if image is None and not (text and text.strip()):
+        raise EgoragError(f"a search needs a text query or an image, got the text {text!r}")
 
 
 def load_image(path: str | Path):

@@ -2,6 +2,7 @@
 
 import shutil
 
+import numpy as np
 import pytest
 
 from conftest import HashEncoder, ScriptedTranscriber, make_video, words_at
@@ -46,6 +47,17 @@ def test_index_and_search_finds_the_right_scene(engine, cut_video):
     d = result.to_dict()
     assert set(d["hits"][0]) >= {"video", "video_id", "scene", "start", "end", "score", "scores", "transcript", "caption"}
     assert d["hits"][0]["video"] == str(cut_video.resolve())
+    assert len(engine.search("honey bees", k=np.int64(2)).hits) == 2
+
+
+@pytest.mark.parametrize("text, k, message", [("   ", 5, "needs a text query or an image"), (None, 5, "needs a text query"),
+                                              ("bees", 0, "at least 1"), ("bees", 2.5, "whole number"), ("bees", True, "whole number")])
+def test_a_bad_search_is_a_clear_error(engine, cut_video, text, k, message):
+    engine.index([cut_video])
+    with pytest.raises(EgoragError, match=message):
+        engine.search(text, k=k)
+    with pytest.raises(EgoragError, match=message):
+        engine.search_many(["honey bees", text], k=k)
     # several queries at once (one encoder batch, padded): each one's hits as on its own
     queries = ["where is the hive of the honey bees", "magma", "saturn rings planet", "a loaf of bread"]
     together = engine.search_many(queries, k=3)
