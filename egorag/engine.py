@@ -120,12 +120,15 @@ class Engine:
         policy = on_bad_media or self.config.on_bad_media
         t0 = time.perf_counter()
         files = find_videos(paths)
+        report = IndexReport()
+        if not files:  # nothing to load models for (find_videos said why)
+            self._finish(report, StageTimes(), t0)
+            return report
         if policy == "error":
             for f in files:
                 if not f.exists():
                     raise MediaError(str(f), "no such file")
         times = StageTimes()
-        report = IndexReport()
         if self.config.low_memory:
             from egorag.models import ModelSet
 

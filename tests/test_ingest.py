@@ -169,5 +169,19 @@ def test_content_hash_and_find_videos(tmp_path, cut_video, silent_video):
     (tmp_path / "sub" / "a.mp4").write_bytes(b"x")
     (tmp_path / "b.MKV").write_bytes(b"x")
     (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "camcorder.MTS").write_bytes(b"x")
     found = find_videos([tmp_path, tmp_path / "explicit.txt"])
-    assert [p.name for p in found] == ["b.MKV", "a.mp4", "explicit.txt"]
+    assert [p.name for p in found] == ["b.MKV", "camcorder.MTS", "a.mp4", "explicit.txt"]
+
+
+def test_a_folder_without_videos_says_so_and_loads_nothing(tmp_path, caplog):
+    from egorag.engine import Engine
+
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.jpg").write_bytes(b"x")
+    engine = Engine(tmp_path / "db")
+    with caplog.at_level("WARNING", logger="egorag"):
+        report = engine.index([tmp_path / "photos"])
+    assert not report.indexed and not report.failed and report.scenes == 0
+    assert "photos: no video files in this folder (looked for .3g2" in caplog.text
+    assert engine._index_models is None and not (tmp_path / "db").exists()  # no model loaded, no store made

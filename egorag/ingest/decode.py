@@ -19,7 +19,8 @@ from egorag.schema import VideoInfo
 logger = logging.getLogger("egorag")
 
 VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp"}
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".flv", ".f4v",
+     ".wmv", ".asf", ".3gp", ".3g2", ".ogv", ".vob", ".mxf", ".dv"}
 )
 
 #: A decoded duration shorter than this fraction of the declared one means the file is truncated.
@@ -185,7 +186,10 @@ def find_videos(paths: Iterable[str | Path]) -> list[Path]:
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
+            inside = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
+            if not inside:
+                logger.warning("%s: no video files in this folder (looked for %s)", p, " ".join(sorted(VIDEO_EXTENSIONS)))
+            found += inside
         else:
             found.append(p)
     return found
