@@ -22,7 +22,7 @@ import re
 import shutil
 import threading
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -119,6 +119,7 @@ class Postings:
     rows: np.ndarray  # (postings,) uint32
     tfs: np.ndarray  # (postings,) uint16
     lengths: np.ndarray  # (rows,) uint32
+    _norms: tuple[float, np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def n_rows(self) -> int:
@@ -131,11 +132,9 @@ class Postings:
     def norms(self, avgdl: float) -> np.ndarray:
         """Each row's BM25 length normalisation ``k1 (1 - b + b len / avgdl)``, float32, kept
         for the last ``avgdl`` (a query gathers it instead of converting lengths per posting)."""
-        kept = self.__dict__.get("_norms")
-        if kept is None or kept[0] != avgdl:
-            norm = np.float32(K1 * (1 - B)) + np.float32(K1 * B / avgdl) * self.lengths.astype(np.float32)
-            self.__dict__["_norms"] = kept = (avgdl, norm)
-        return kept[1]
+        if self._norms is None or self._norms[0] != avgdl:
+            self._norms = (avgdl, np.float32(K1 * (1 - B)) + np.float32(K1 * B / avgdl) * self.lengths.astype(np.float32))
+        return self._norms[1]
 
     @classmethod
     def build(cls, texts: pa.Array) -> Postings:
