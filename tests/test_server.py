@@ -73,6 +73,15 @@ def test_search_answers_what_the_library_answers(served, db, cut_video):
     assert top["video"] == str(cut_video.resolve()) and top["scene"] == 2 and "honey" in top["transcript"]
 
 
+def test_many_queries_in_one_request(served, db):
+    library = Engine(db, config(), models=models())
+    status, got = request(served, "/search", {"queries": QUERIES[:3], "k": 2})
+    assert status == 200 and got == json.loads(json.dumps({"results": [r.to_dict() for r in library.search_many(QUERIES[:3], k=2)]}))
+    for bad in ([], ["bees", "  "], "bees", [3]):
+        status, got = request(served, "/search", {"queries": bad})
+        assert status == 400 and "'queries' must be a non-empty list" in got["error"]
+
+
 def test_filters_and_listing(served, cut_video):
     status, videos = request(served, "/videos")
     assert status == 200 and [v["path"] for v in videos] == [str(cut_video.resolve())] and videos[0]["scenes"] == 4

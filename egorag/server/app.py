@@ -6,7 +6,9 @@ Routes (GET takes query-string parameters, POST a JSON object with the same name
 - ``GET /videos``: the indexed videos, as ``egorag videos --json`` lists them
 - ``GET|POST /search``: ``q`` (or ``query``/``text``), ``k`` (10), ``video`` (an id, or a list),
   ``path`` (glob), ``from``/``to`` (seconds, mm:ss or hh:mm:ss); POST also takes ``image``, a
-  base64-encoded image file. Answers what ``egorag search --json`` prints.
+  base64-encoded image file. Answers what ``egorag search --json`` prints. POST ``queries``
+  (a list of texts, with ``k`` and the filters) answers ``{"results": [...]}``, one each, as
+  ``Engine.search_many`` does.
 - ``GET|POST /ask``: ``q`` (or ``question``), ``k``, ``no_llm``, and the filters above: what
   ``egorag ask --json`` prints.
 
@@ -223,6 +225,13 @@ def _image(params: dict):
 
 
 def search(server: EgoragServer, params: dict) -> dict:
+    if "queries" in params:  # several text queries in one request: Engine.search_many
+        texts = params["queries"]
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise BadRequest("'queries' must be a non-empty list of non-blank strings")
+        k, where = _k(params, 10), _where(params)
+        results = server.worker.call(lambda: server.engine.search_many(texts, k=k, where=where))
+        return {"results": [r.to_dict() for r in results]}
     text, image = _text(params, "q", "query", "text"), _image(params)
     if text is None and image is None:
         raise BadRequest("search needs a text query ('q') or an image ('image', POST)")
