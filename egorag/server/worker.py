@@ -110,12 +110,10 @@ class EngineWorker:
             elif job.search.image is None and job.search.text:
                 groups.setdefault((job.search.k, job.search.where), []).append(job)
             else:  # image queries go one by one
-                r = job.search
-                _settle(job.future, lambda r=r: self.engine.search(r.text, image=r.image, k=r.k, where=r.where))
+                self._search_one(job)
         for (k, where), group in groups.items():
             if len(group) == 1:
-                r = group[0].search
-                _settle(group[0].future, lambda r=r: self.engine.search(r.text, k=r.k, where=r.where))
+                self._search_one(group[0])
                 continue
             self.batches.append(len(group))
             try:
@@ -123,11 +121,14 @@ class EngineWorker:
             except Exception:  # one bad query must not fail the others: answer them one by one
                 logger.debug("batch of %d failed; answering its queries one by one", len(group), exc_info=True)
                 for job in group:
-                    r = job.search
-                    _settle(job.future, lambda r=r: self.engine.search(r.text, k=r.k, where=r.where))
+                    self._search_one(job)
                 continue
             for job, result in zip(group, results):
                 job.future.set_result(result)
+
+    def _search_one(self, job: _Job) -> None:
+        r = job.search
+        _settle(job.future, lambda: self.engine.search(r.text, image=r.image, k=r.k, where=r.where))
 
 
 def _settle(future: Future, fn: Callable[[], Any]) -> None:
