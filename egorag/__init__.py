@@ -21,6 +21,7 @@ _EXPORTS = {
     "ConfigError": "egorag.errors",
     "MediaError": "egorag.errors",
     "LLMError": "egorag.errors",
+    "QueryError": "egorag.errors",
     "ModelLoadError": "egorag.errors",
     "ModalityUnavailableError": "egorag.errors",
     "IndexMismatchError": "egorag.errors",

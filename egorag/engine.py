@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from egorag.config import BadMediaPolicy, EngineConfig
-from egorag.errors import EgoragError, IndexMismatchError, MediaError, ModalityUnavailableError
+from egorag.errors import EgoragError, IndexMismatchError, MediaError, ModalityUnavailableError, QueryError
 from egorag.schema import EncoderFingerprint, Video
 
 logger = logging.getLogger("egorag")
@@ -286,13 +286,14 @@ class Engine:
         from retrieval.hierarchical import Query
         from retrieval.hits import SearchResult
 
-        _check_query(text, image, k)
+        _check_k(k)
         if isinstance(image, (str, Path)):
             image = load_image(image)
+        query = Query(text=text, image=image)  # a blank query raises QueryError
         retriever = self.retriever()
         if image is not None and "visual" not in retriever.encoders:
             raise ModalityUnavailableError(self._no_image_queries())
-        hits = retriever.search(Query(text=text, image=image), k=k, where=where)
+        hits = retriever.search(query, k=k, where=where)
         return SearchResult(query=text or "<image>", hits=hits)
 
     def _no_image_queries(self) -> str:
@@ -309,8 +310,7 @@ class Engine:
         from retrieval.hierarchical import Query
         from retrieval.hits import SearchResult
 
-        for t in texts:
-            _check_query(t, None, k)
+        _check_k(k)
         results = self.retriever().search_many([Query(text=t) for t in texts], k=k, where=where)
         return [SearchResult(query=t, hits=hits) for t, hits in zip(texts, results)]
 
@@ -418,12 +418,10 @@ class Engine:
         return found
 
 
-def _check_query(text: str | None, image: Any, k: int) -> None:
-    """Raise an :class:`EgoragError` saying what is wrong with a search, if anything is."""
+def _check_k(k: int) -> None:
+    """A blank query is refused by :class:`~retrieval.hierarchical.Query` itself; this is ``k``."""
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise EgoragError(f"k must be a whole number of at least 1, got {k!r}")
-    if image is None and not (text and text.strip()):
-        raise EgoragError(f"a search needs a text query or an image, got the text {text!r}")
+        raise QueryError(f"k must be a whole number of at least 1, got {k!r}")
 
 
 def load_image(path: str | Path):

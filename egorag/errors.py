@@ -27,6 +27,10 @@ class IndexMismatchError(EgoragError):
     """A store was opened with encoders that differ from the ones that built it."""
 
 
+class QueryError(EgoragError, ValueError):
+    """A search is malformed: no text and no image, or ``k`` below 1."""
+
+
 class LLMError(EgoragError):
     """The LLM endpoint could not be reached, refused the request or answered something else."""
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from egorag.config import RetrievalConfig
+from egorag.errors import QueryError
 from index.base import SceneFilter
 from retrieval.fusion import Calibration, Moments, Span, bm25_scale, merge_adjacent, rrf_fusion, weighted_fusion
 from retrieval.hits import Hit
@@ -45,7 +46,7 @@ class Query:
 
     def __post_init__(self):
         if not (self.text and self.text.strip()) and self.image is None:
-            raise ValueError("a query needs text or an image")
+            raise QueryError(f"a search needs a text query or an image, got the text {self.text!r}")
 
 
 class HierarchicalRetriever:
