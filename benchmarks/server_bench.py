@@ -57,13 +57,16 @@ def text_fingerprint() -> EncoderFingerprint:
 def start_server(db: Path, max_batch: int) -> tuple[subprocess.Popen, str, float]:
     """A server process, its URL, and the seconds from its launch to listening (the interpreter,
     imports, the query encoder and the store opened)."""
+    log = tempfile.TemporaryFile("w+")  # not a pipe: nobody reads it while the server runs
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "egorag.cli", "serve", "--db", str(db), "--port", "0", "--max-batch", str(max_batch)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=log, text=True)
     line = proc.stdout.readline()
     if "serving" not in line:
         proc.kill()
-        raise RuntimeError(f"server did not start: {line}{proc.stderr.read()}")
+        proc.wait()
+        log.seek(0)
+        raise RuntimeError(f"server did not start: {line}{log.read()}")
     return proc, line.split(" on ")[1].split()[0], time.perf_counter() - t0
 
 
