@@ -68,6 +68,9 @@ class Transcriber:
             vad_filter=self.config.vad,
             word_timestamps=True,
             condition_on_previous_text=False,
+            # greedy/beam decoding only: whisper's fallback to higher temperatures samples at
+            # random, and the same video must give the same transcript every time
+            temperature=0.0,
         )
         words: list[Word] = []
         for segment in segments:

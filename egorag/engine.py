@@ -140,7 +140,7 @@ class Engine:
             if results:
                 store = self._open_for_write(self._fingerprints({m: e for m, e in swap.encoders.items() if e is not None}))
                 for job, (video, scenes) in zip(jobs, results):
-                    self._write(store, video, scenes, report)
+                    self._write(store, video, scenes, report, reindex)
         else:
             models = self.index_models()
             report.modalities = list(models.status.values())
@@ -150,7 +150,7 @@ class Engine:
                 for job in self._plan([f], store, reindex, policy, report):
                     result = self._guarded(lambda: encode_videos([job], self.config, models, times), [job], policy, report)
                     for video, scenes in result:
-                        self._write(store, video, scenes, report)
+                        self._write(store, video, scenes, report, reindex)
         self._finish(report, times, t0)
         return report
 
@@ -175,6 +175,8 @@ class Engine:
         from egorag.ingest.decode import content_hash, probe
         from egorag.ingest.pipeline import VideoJob
 
+        if store is not None:
+            store.refresh()  # another process may have indexed some of them meanwhile
         jobs = []
         for f in files:
             try:
@@ -212,14 +214,21 @@ class Engine:
         logger.warning("skipped %s", exc)
         report.failed.append((exc.path, exc.reason))
 
-    def _write(self, store, video: Video, scenes, report: IndexReport) -> None:
-        existing = store.get_video(video.video_id)
-        previous = store.video_by_path(video.path)
-        if existing is not None:
-            store.delete_video(existing.video_id)
-        store.add_video(video, scenes)
-        if previous is not None and previous.video_id != video.video_id:
-            store.delete_video(previous.video_id)
+    def _write(self, store, video: Video, scenes, report: IndexReport, reindex: bool) -> None:
+        """Commit one encoded video, under the store's write lock: what it replaces is decided
+        on the latest version, so another writer's work is neither duplicated nor lost."""
+        with store.writing():
+            existing = store.get_video(video.video_id)
+            if existing is not None and not reindex:  # another process indexed it while this one encoded
+                logger.info("%s: indexed meanwhile by another process; kept theirs", video.path)
+                report.unchanged.append(video.path)
+                return
+            previous = store.video_by_path(video.path)
+            if existing is not None:
+                store.delete_video(existing.video_id)
+            store.add_video(video, scenes)
+            if previous is not None and previous.video_id != video.video_id:
+                store.delete_video(previous.video_id)
         (report.replaced if (existing or previous) else report.indexed).append(video.path)
         report.scenes += len(scenes)
         report.video_seconds += video.info.duration
@@ -328,7 +337,6 @@ class Engine:
     def evaluate(self, queries_path: str | Path, ablation: bool = False, k: int = 10) -> dict:
         """Temporal hit@1/5/10 and MRR for a JSONL query set; with ``ablation``, also each
         modality alone, fusion without the video prior, and RRF."""
-        from dataclasses import replace
 
         from retrieval.evaluate import ablation_configs, evaluate, load_queries
         from retrieval.hierarchical import HierarchicalRetriever, Query
@@ -401,16 +409,21 @@ class Engine:
 
     def delete(self, refs: Sequence[str] | str) -> list[Video]:
         """Delete videos by id or path; raises :class:`EgoragError` for one that is not indexed."""
-        store = self.store()
+        from index.lance import LanceSceneStore
+
+        store = LanceSceneStore(self.db)  # the system of record, whatever queries read
+        self._store, self._accelerator = store, None
         refs = [refs] if isinstance(refs, str) else list(refs)
         found = []
-        for ref in refs:
-            video = store.get_video(ref) or store.video_by_path(str(Path(ref).resolve()))
-            if video is None:
-                raise EgoragError(f"{ref}: no such video in {self.db} (see `egorag videos`)")
-            found.append(video)
-        for video in found:
-            store.delete_video(video.video_id)
+        with store.writing():
+            for ref in refs:
+                video = store.get_video(ref) or store.video_by_path(str(Path(ref).resolve()))
+                if video is None:
+                    raise EgoragError(f"{ref}: no such video in {self.db} (see `egorag videos`)")
+                found.append(video)
+            for video in found:
+                store.delete_video(video.video_id)
+            store.build_text_index()  # BM25's statistics must not count the deleted scenes
         self._snapshot()
         if self.config.retrieval.backend == "faiss":
             self.accelerator().sync()

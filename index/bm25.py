@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 import threading
 import unicodedata
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -125,10 +122,6 @@ class Postings:
     def n_rows(self) -> int:
         return len(self.lengths)
 
-    @cached_property
-    def total_length(self) -> float:
-        return float(np.sum(self.lengths, dtype=np.float64))
-
     def norms(self, avgdl: float) -> np.ndarray:
         """Each row's BM25 length normalisation ``k1 (1 - b + b len / avgdl)``, float32, kept
         for the last ``avgdl`` (a query gathers it instead of converting lengths per posting)."""
@@ -174,13 +167,13 @@ class Postings:
 
     def save(self, path: Path) -> None:
         """Write as ``.npy`` files in the folder ``path`` (replaced atomically)."""
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.mkdir(parents=True, exist_ok=True)
-        for name in ARRAYS:
-            np.save(tmp / f"{name}.npy", np.ascontiguousarray(getattr(self, name)))
-        (tmp / "postings.json").write_text(json.dumps({"tokenizer": TOKENIZER}))
-        shutil.rmtree(path, ignore_errors=True)
-        tmp.replace(path)
+        from index.files import atomic_path
+
+        with atomic_path(path) as tmp:
+            tmp.mkdir(parents=True)
+            for name in ARRAYS:
+                np.save(tmp / f"{name}.npy", np.ascontiguousarray(getattr(self, name)))
+            (tmp / "postings.json").write_text(json.dumps({"tokenizer": TOKENIZER}))
 
     @classmethod
     def load(cls, path: Path, n_rows: int) -> Postings | None:
@@ -197,35 +190,51 @@ class Postings:
         return out if out.n_rows == n_rows and len(out.starts) == len(out.hashes) + 1 else None
 
 
-def search(segments: list[tuple[int, Postings]], text: str, k: int, allowed: np.ndarray) -> list[tuple[int, float]]:
+@dataclass(frozen=True)
+class Live:
+    """Which rows are live (``alive``, a boolean mask over all rows), how many, and their mean
+    length: BM25's collection statistics count these only, so a store's scores depend on its
+    content, not on what was deleted or re-indexed before."""
+
+    alive: np.ndarray
+    n_docs: int
+    avgdl: float
+
+    @classmethod
+    def of(cls, segments: list[tuple[int, Postings]], alive: np.ndarray) -> Live:
+        n_docs = int(np.count_nonzero(alive))
+        total = sum(float(np.sum(p.lengths[alive[first : first + p.n_rows]], dtype=np.float64)) for first, p in segments)
+        return cls(alive, n_docs, max(total / max(n_docs, 1), 1e-9))
+
+
+def search(segments: list[tuple[int, Postings]], text: str, k: int, allowed: np.ndarray, live: Live) -> list[tuple[int, float]]:
     """The ``k`` best rows by BM25 among those ``allowed`` (a boolean mask over all rows), best
-    first; ``segments`` are (first row, postings) in row order."""
+    first, scored against the ``live`` rows' statistics; ``segments`` are (first row, postings)
+    in row order."""
     hashes, repeats = query_terms(text)
-    n_docs = sum(p.n_rows for _, p in segments)
-    if not len(hashes) or not n_docs or k <= 0:
+    n_rows = len(live.alive)
+    if not len(hashes) or not live.n_docs or k <= 0:
         return []
-    avgdl = max(sum(p.total_length for _, p in segments) / n_docs, 1e-9)
-    found = []  # per segment: (term index per query term, or -1)
-    df = np.zeros(len(hashes), np.int64)
-    for _, p in segments:
-        at = np.minimum(np.searchsorted(p.hashes, hashes), max(len(p.hashes) - 1, 0))
-        hit = (p.hashes[at] == hashes) if len(p.hashes) else np.zeros(len(hashes), bool)
-        found.append(np.where(hit, at, -1))
-        df += np.where(hit, p.starts[at + 1] - p.starts[at], 0) if len(p.hashes) else 0
-    idf = repeats * np.log1p((n_docs - df + 0.5) / (df + 0.5))
-    lists = [(first, p, int(t), q) for (first, p), terms in zip(segments, found) for q, t in enumerate(terms) if t >= 0]
+    lists = []  # (first row, postings, term index, query term) of each query term found
+    for first, p in segments:
+        if not len(p.hashes):
+            continue
+        at = np.minimum(np.searchsorted(p.hashes, hashes), len(p.hashes) - 1)
+        lists += [(first, p, int(at[q]), q) for q in np.flatnonzero(p.hashes[at] == hashes)]
     if not lists:
         return []
-    n_postings = sum(int(p.starts[t + 1] - p.starts[t]) for _, p, t, _ in lists)
-    rows, scores = [], []
-    for first, p, t, q in lists:
-        local = np.asarray(p.rows[p.starts[t] : p.starts[t + 1]], np.int64)
+    rows = [np.asarray(p.rows[p.starts[t] : p.starts[t + 1]], np.int64) + first for first, p, t, _ in lists]
+    df = np.zeros(len(hashes), np.int64)
+    for (_, _, _, q), at in zip(lists, rows):
+        df[q] += np.count_nonzero(live.alive[at])
+    idf = repeats * np.log1p((live.n_docs - df + 0.5) / (df + 0.5))
+    n_postings = sum(len(at) for at in rows)
+    scores = []
+    for (first, p, t, q), at in zip(lists, rows):
         tf = np.asarray(p.tfs[p.starts[t] : p.starts[t + 1]], np.float32)
-        score = np.float32(idf[q] * (K1 + 1)) * tf / (tf + p.norms(avgdl)[local])
-        rows.append(local + first)
-        scores.append(score)
-    if n_postings > n_docs // DENSE_FRACTION:  # common terms: one score per row, then the matches
-        dense = np.bincount(np.concatenate(rows), weights=np.concatenate(scores), minlength=n_docs)
+        scores.append(np.float32(idf[q] * (K1 + 1)) * tf / (tf + p.norms(live.avgdl)[at - first]))
+    if n_postings > n_rows // DENSE_FRACTION:  # common terms: one score per row, then the matches
+        dense = np.bincount(np.concatenate(rows), weights=np.concatenate(scores), minlength=n_rows)
         unique = np.flatnonzero(dense)  # every BM25 score of a matching row is > 0
         total = dense[unique]
     else:  # merge the terms' row lists, each sorted: a stable sort (timsort) merges sorted runs

@@ -5,6 +5,7 @@ no per-query dictionaries. Scenes of a video are stored contiguously in scene or
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import pyarrow.parquet as pq
 
 from index.base import SceneFilter, glob_to_like
 
+META_KEY = b"egorag.catalog"
 SCALARS = ("scene_id", "video_id", "video_path", "scene_index", "start", "end")
 
 
@@ -149,17 +151,31 @@ class SceneCatalog:
 
     # -- persistence --------------------------------------------------------------------------
 
-    def save(self, path: Path, version: int) -> None:
+    def save(self, path: Path, version: int) -> str:
+        """Write the catalog with a new generation (returned): the token by which a process
+        tells whether the files on disk are still the ones it loaded or wrote."""
+        from index.files import atomic_path
+
+        generation = uuid.uuid4().hex
         table = self.table.append_column("alive", pa.array(self.alive))
-        meta = {b"egorag.catalog": json.dumps({"version": version, "stamps": self.stamps, "modalities": self.modalities}).encode()}
-        tmp = path.with_suffix(".tmp")
-        pq.write_table(table.replace_schema_metadata(meta), tmp)
-        tmp.replace(path)
+        info = {"version": version, "generation": generation, "stamps": self.stamps, "modalities": self.modalities}
+        with atomic_path(path) as tmp:
+            pq.write_table(table.replace_schema_metadata({META_KEY: json.dumps(info).encode()}), tmp)
+        return generation
+
+    @staticmethod
+    def generation(path: Path) -> str | None:
+        """The generation of the catalog at ``path`` (its footer only); None without one."""
+        try:
+            return json.loads(pq.read_schema(path).metadata[META_KEY]).get("generation")
+        except (OSError, KeyError, TypeError, ValueError):
+            return None
 
     @classmethod
-    def load(cls, path: Path) -> tuple[SceneCatalog, int]:
+    def load(cls, path: Path) -> tuple[SceneCatalog, str | None]:
+        """The catalog at ``path`` and its generation."""
         table = pq.read_table(path)
-        info = json.loads(table.schema.metadata[b"egorag.catalog"])
+        info = json.loads(table.schema.metadata[META_KEY])
         alive = table.column("alive").to_numpy(zero_copy_only=False)
         table = table.drop_columns(["alive"]).replace_schema_metadata(None).combine_chunks()  # one chunk: fast takes
-        return cls(table, alive, info["stamps"], info["modalities"]), info["version"]
+        return cls(table, alive, info["stamps"], info["modalities"]), info.get("generation")

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ from index.base import UNREADABLE
 from index.catalog import SceneCatalog
 from index.faiss_index import ColumnIndex, FaissOptions, build_index, ivf_lists
 from index.faiss_queries import FaissQueries
+from index.files import atomic_path, store_lock
 from index.mapped import lance_stamp, read_facts, write_facts
 from index.prefault import warm
 from index.rowvectors import RowVectors
@@ -35,6 +38,8 @@ from index.sketch import TRAIN_ROWS, FusedSketch
 from index.texts import SceneTexts
 
 logger = logging.getLogger("egorag")
+
+CATALOG = "catalog.parquet"
 
 
 class FaissAccelerator(FaissQueries):
@@ -55,6 +60,7 @@ class FaissAccelerator(FaissQueries):
         self._synced: int | None = None
         self._synced_at = -1e9  # time.monotonic() of the last sync
         self._stamp: dict | None = None  # the stamp of the store facts on disk
+        self._generation: str | None = None  # the catalog generation this process loaded or wrote
         self.warming = None  # the thread mapping the files' pages (index.prefault), if any
         self._warm_due = False  # an open or a change since the last warm-up
 
@@ -65,15 +71,44 @@ class FaissAccelerator(FaissQueries):
     # -- keeping in step with the store -------------------------------------------------------
 
     def sync(self) -> None:
-        """Load the persisted state, then apply the videos added, re-indexed or deleted since
-        (by this process or another). Then records the store's query-side facts
-        (:mod:`index.mapped`) when they have changed."""
-        stamp = lance_stamp(self.store.uri)  # before anything is read: see index.mapped
+        """Follow the store: apply the videos added, re-indexed or deleted since the last sync
+        (by this process or another) and persist the result, holding the store's write lock
+        (:mod:`index.files`), so one process at a time rewrites the files. Files that another
+        process rewrote since this one read them are loaded again first."""
         self._synced_at = time.monotonic()
         self.store.refresh()
-        version = self.store.version
-        if self._synced == version:
+        if self._synced == self.store.version:
             return
+        with self._persisting():
+            stamp = lance_stamp(self.store.uri)  # before anything is read: see index.mapped
+            self.store.refresh()
+            if self.persist and self.catalog is not None and SceneCatalog.generation(self.root / CATALOG) != self._generation:
+                logger.debug("faiss: %s was rewritten by another process; loading it again", self.root)
+                self._forget()
+            self._apply(stamp)
+
+    @contextmanager
+    def _persisting(self) -> Iterator[None]:
+        """The store's write lock while this accelerator persists; a store this process may not
+        write (read-only) is followed in memory only, from then on."""
+        with ExitStack() as stack:
+            if self.persist:
+                try:
+                    stack.enter_context(store_lock(self.store.uri))
+                except OSError as exc:
+                    logger.warning("%s: cannot write its search files (%s); searching from memory", self.store.uri, exc)
+                    self.persist = False
+                    self._forget()
+            yield
+
+    def _forget(self) -> None:
+        """Drop the loaded state (the next :meth:`_apply` loads it again)."""
+        self.catalog, self.columns, self.rows, self.sketch = None, {}, {}, None
+        self.texts = SceneTexts(self.root if self.persist else None)
+        self._generation = None
+
+    def _apply(self, stamp: dict | None) -> None:
+        version = self.store.version
         modalities = self.store.modalities
         loaded = self.catalog is None
         if loaded:
@@ -95,14 +130,11 @@ class FaissAccelerator(FaissQueries):
         changed |= self._sync_sketch(modalities)
         for m, column in self.columns.items():
             self._place(m, column)
-        if self.persist and (changed or not self.root.exists()):
+        if self.persist and (changed or not (self.root / CATALOG).exists()):
             self._save(version)
         if self.persist and stamp is not None and stamp != self._facts_stamp():
-            try:
-                write_facts(self.root, self.store, version, stamp)
-                self._stamp = stamp
-            except OSError as exc:  # a read-only store still answers, through LanceDB
-                logger.debug("no store facts in %s: %s", self.root, exc)
+            write_facts(self.root, self.store, version, stamp)
+            self._stamp = stamp
         self._warm_due |= self.options.warm and (loaded or changed)
         self._synced = version
 
@@ -289,13 +321,13 @@ class FaissAccelerator(FaissQueries):
     def _load(self, modalities) -> None:
         import faiss
 
-        path = self.root / "catalog.parquet"
+        path = self.root / CATALOG
         if not path.exists():
             self.catalog = SceneCatalog.empty(modalities)
             self.texts.clear()  # whatever an earlier, unfinished build left
             return
         try:
-            self.catalog, _ = SceneCatalog.load(path)
+            self.catalog, self._generation = SceneCatalog.load(path)
         except UNREADABLE as exc:  # a torn copy, a bad disk: nothing is lost
             logger.warning("%s cannot be read (%s): rebuilding the search index from the store", path, exc)
             self.catalog = SceneCatalog.empty(modalities)
@@ -328,12 +360,11 @@ class FaissAccelerator(FaissQueries):
         written = [m for m, column in self.columns.items() if column.dirty or not (self.root / f"{m}.faiss").exists()]
         for m in written:
             column = self.columns[m]
-            faiss.write_index(column.index, str(self.root / f"{m}.faiss.tmp"))
-            (self.root / f"{m}.json.tmp").write_text(json.dumps({"kind": column.kind, "dead": sorted(column.dead)}))
-        for m in written:
-            (self.root / f"{m}.faiss.tmp").replace(self.root / f"{m}.faiss")
-            (self.root / f"{m}.json.tmp").replace(self.root / f"{m}.json")
-            self.columns[m].dirty = False
+            with atomic_path(self.root / f"{m}.faiss") as tmp:
+                faiss.write_index(column.index, str(tmp))
+            with atomic_path(self.root / f"{m}.json") as tmp:
+                tmp.write_text(json.dumps({"kind": column.kind, "dead": sorted(column.dead)}))
+            column.dirty = False
         if self.sketch is not None:
             self.sketch.save(self.root)
-        self.catalog.save(self.root / "catalog.parquet", version)  # last: it names the state
+        self._generation = self.catalog.save(self.root / CATALOG, version)  # last: it names the state

@@ -159,7 +159,7 @@ class FaissQueries:
         if self.catalog is None:
             self.sync()
         allowed = self.catalog.mask(where) if where is not None and not where.is_empty() else self.catalog.alive
-        return self.texts.search(query, k, allowed)
+        return self.texts.search(query, k, allowed, self.catalog.alive)
 
     def scenes(self, keys, with_vectors: bool = False) -> list:
         """Scenes with their texts, from the catalog and the mapped text segments (vectors, when

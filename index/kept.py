@@ -15,13 +15,13 @@ Any other key, or an unreadable file, means derive again.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from index.base import UNREADABLE
+from index.files import atomic_path
 
 logger = logging.getLogger("egorag")
 
@@ -44,11 +44,8 @@ def load(path: Path, key: np.ndarray) -> dict[str, np.ndarray] | None:
 
 def save(path: Path, key: np.ndarray, arrays: Mapping[str, np.ndarray]) -> None:
     """Keep ``arrays`` for ``key`` (atomically; a read-only store keeps nothing)."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, key=key, **arrays)
-        tmp.replace(path)
     except OSError as exc:  # the next process derives them again
         logger.debug("%s: cannot keep %s: %s", path, path.stem, exc)
-        tmp.unlink(missing_ok=True)

@@ -4,9 +4,13 @@ fingerprint lives in both tables' schema metadata."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -22,17 +26,22 @@ from egorag.schema import (
     Video,
     decode_fingerprints,
     rows_to_table,
-    videos_from_table,
     scene_schema,
     vector_column,
     vector_matrix,
     video_schema,
+    videos_from_table,
 )
 from index.base import ColumnHits, SceneFilter, sql_quote
+from index.files import store_lock
 
 logger = logging.getLogger("egorag")
 
 SCENES, VIDEOS = "scenes", "videos"
+#: What LanceDB says of a commit that lost a race with another writer and may be tried again.
+RETRYABLE = ("Retryable commit conflict", "Commit conflict", "too much write contention")
+COMMIT_ATTEMPTS = 8
+T = TypeVar("T")
 SCENE_TEXT_COLUMNS = ["scene_id", "video_id", "video_path", "scene_index", "start", "end", "transcript", "caption"]
 
 
@@ -80,25 +89,39 @@ class LanceSceneStore:
     def modalities(self) -> tuple[str, ...]:
         return tuple(m for m in MODALITIES if m in self._fingerprints)
 
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the store's write lock (:mod:`index.files`) and see the latest version: what is
+        checked inside the block (is this video indexed?) stays true until it ends."""
+        with store_lock(self.uri):
+            self.refresh()
+            yield
+
     def add_video(self, video: Video, scenes: Sequence[Scene]) -> None:
         """Scenes first, then the video row that makes them visible (see :meth:`complete_ids`)."""
-        self._scenes.delete(f"video_id = {sql_quote(video.video_id)}")  # leftovers of a crash
-        if scenes:
-            self._scenes.add(rows_to_table([s.to_row() for s in scenes], self._scenes.schema))
-        self._videos.add(rows_to_table([self._video_row(video)], self._videos.schema))
+        with self.writing():
+            _commit(lambda: self._scenes.delete(f"video_id = {sql_quote(video.video_id)}"))  # leftovers of a crash
+            if scenes:
+                table = rows_to_table([s.to_row() for s in scenes], self._scenes.schema)
+                _commit(lambda: self._scenes.add(table))
+            row = rows_to_table([self._video_row(video)], self._videos.schema)
+            _commit(lambda: self._videos.add(row))
 
     def add_arrow(self, videos: pa.Table, scenes: pa.Table) -> None:
         """Bulk ingest of already-encoded records (e.g. from another machine or a cluster job):
         every scene first, then the video rows that make them visible. Tables must match this
         store's schemas (nullable columns may be left out: they are null); ids must be new."""
-        self._scenes.add(_conform(scenes, self._scenes.schema, "scenes"))
-        self._videos.add(_conform(videos, self._videos.schema, "videos"))
+        scenes, videos = _conform(scenes, self._scenes.schema, "scenes"), _conform(videos, self._videos.schema, "videos")
+        with self.writing():
+            _commit(lambda: self._scenes.add(scenes))
+            _commit(lambda: self._videos.add(videos))
 
     def delete_video(self, video_id: str) -> bool:
         """Hide the video first (its row), then drop its scenes."""
-        existed = self.get_video(video_id) is not None
-        self._videos.delete(f"video_id = {sql_quote(video_id)}")
-        self._scenes.delete(f"video_id = {sql_quote(video_id)}")
+        with self.writing():
+            existed = self.get_video(video_id) is not None
+            _commit(lambda: self._videos.delete(f"video_id = {sql_quote(video_id)}"))
+            _commit(lambda: self._scenes.delete(f"video_id = {sql_quote(video_id)}"))
         return existed
 
     def get_video(self, video_id: str) -> Video | None:
@@ -122,12 +145,14 @@ class LanceSceneStore:
         return set(table.column("video_id").to_pylist())
 
     def purge_incomplete(self) -> int:
-        """Delete scenes whose video never completed (an interrupted run). Returns how many."""
-        complete = self.complete_ids()
-        found = self._scenes.search().select(["video_id"]).limit(None).to_arrow().column("video_id").to_pylist()
-        orphans = sorted(set(found) - complete)
-        for video_id in orphans:
-            self._scenes.delete(f"video_id = {sql_quote(video_id)}")
+        """Delete scenes whose video never completed (an interrupted run). Returns how many. A
+        video another writer is adding is not touched: its scenes and row go in under the lock."""
+        with self.writing():
+            complete = self.complete_ids()
+            found = self._scenes.search().select(["video_id"]).limit(None).to_arrow().column("video_id").to_pylist()
+            orphans = sorted(set(found) - complete)
+            for video_id in orphans:
+                _commit(lambda v=video_id: self._scenes.delete(f"video_id = {sql_quote(v)}"))
         if orphans:
             logger.info("removed scenes of %d incompletely indexed video(s)", len(orphans))
         return len(orphans)
@@ -326,11 +351,12 @@ class LanceSceneStore:
         is needed once per batch of additions, not per add."""
         from lancedb.index import FTS, BTree
 
-        if self.count_scenes():
-            self._scenes.create_index("search_text", config=FTS(), replace=True)
-            # point lookups of hits and per-video reads use these instead of scanning
-            self._scenes.create_index("scene_id", config=BTree(), replace=True)
-            self._scenes.create_index("video_id", config=BTree(), replace=True)
+        with self.writing():
+            if self.count_scenes():
+                _commit(lambda: self._scenes.create_index("search_text", config=FTS(), replace=True))
+                # point lookups of hits and per-video reads use these instead of scanning
+                _commit(lambda: self._scenes.create_index("scene_id", config=BTree(), replace=True))
+                _commit(lambda: self._scenes.create_index("video_id", config=BTree(), replace=True))
 
     def _scene_columns(self, with_vectors: bool) -> list[str]:
         if not with_vectors:
@@ -388,6 +414,27 @@ class LanceSceneStore:
         for modality, vec in video.global_vectors.items():
             row[vector_column(modality)] = None if vec is None else np.asarray(vec, np.float32)
         return row
+
+
+def _commit(action: Callable[[], T], attempts: int = COMMIT_ATTEMPTS) -> T:
+    """Run one LanceDB commit, retrying its retryable conflicts with a growing pause (another
+    program committing to the same table); a conflict that persists is an :class:`EgoragError`."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except (RuntimeError, OSError) as exc:
+            if not any(s in str(exc) for s in RETRYABLE):
+                raise
+            if attempt + 1 == attempts:
+                raise EgoragError(
+                    f"another process kept writing the store at the same time ({_first_line(exc)}); run the command again"
+                ) from exc
+            time.sleep(0.05 * 2**attempt * (1 + random.random()))
+    raise ValueError(f"attempts must be at least 1, got {attempts}")
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _conform(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:

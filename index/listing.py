@@ -11,10 +11,10 @@ by anyone) it reads LanceDB and the snapshot is rewritten. Stale data is never s
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from egorag.schema import Video, videos_from_table
+from index.files import atomic_path
 from index.mapped import table_versions
 
 SNAPSHOT = "videos.snapshot.parquet"
@@ -47,8 +47,8 @@ def write_snapshot(db: str | Path, store) -> None:
     stamp = table_versions(db, "videos")  # before reading: a commit in between makes the snapshot stale, not wrong
     if stamp is None:
         return
+    store.refresh()  # the handle may be older than the stamp
     table = store.video_scalars()
     table = table.replace_schema_metadata({STAMP_KEY: json.dumps(stamp).encode()})
-    tmp = db / f"{SNAPSHOT}.{os.getpid()}.tmp"
-    pq.write_table(table, tmp)
-    tmp.replace(db / SNAPSHOT)
+    with atomic_path(db / SNAPSHOT) as tmp:
+        pq.write_table(table, tmp)

@@ -26,7 +26,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from egorag.schema import MODALITIES, EncoderFingerprint, decode_fingerprints, encode_fingerprints, vector_column
+from egorag.schema import (
+    MODALITIES,
+    EncoderFingerprint,
+    decode_fingerprints,
+    encode_fingerprints,
+    vector_column,
+)
+from index.files import atomic_path
 
 logger = logging.getLogger("egorag")
 
@@ -68,19 +75,16 @@ def write_facts(root: Path, store, version: int, stamp: dict[str, list[str]]) ->
         columns[vector_column(m)] = pa.FixedSizeListArray.from_arrays(pa.array(full.reshape(-1)), dim, mask=pa.array(~present))
     table = pa.table(columns)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f"{VIDEOS}.{os.getpid()}.tmp"
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+    with atomic_path(root / VIDEOS) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
-    tmp.replace(root / VIDEOS)
     facts = {
         "stamp": stamp,
         "version": int(version),
         "fingerprints": json.loads(encode_fingerprints(fingerprints)),
         "has_keyframes": bool(store.has_keyframes()),
     }
-    tmp = root / f"{FACTS}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(facts))
-    tmp.replace(root / FACTS)  # last: it names the videos file it goes with
+    with atomic_path(root / FACTS) as tmp:  # last: it names the videos file it goes with
+        tmp.write_text(json.dumps(facts))
 
 
 def read_facts(root: Path) -> dict | None:

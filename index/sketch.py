@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from index.base import UNREADABLE
+from index.files import atomic_path
 from index.rowvectors import RowVectors
 
 logger = logging.getLogger("egorag")
@@ -218,14 +219,14 @@ class FusedSketch:
         arrays = {"rotation": self.rotation, "lo": self.lo, "step": self.step}
         for m in self.modalities:
             arrays[f"mean_{m}"], arrays[f"basis_{m}"] = self.means[m], self.bases[m]
-        with open(root / "sketch.npz.tmp", "wb") as f:
+        with atomic_path(root / "sketch.npz") as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        faiss.write_index(self.pq, str(root / "sketch.faiss.tmp"))
+        with atomic_path(root / "sketch.faiss") as tmp:
+            faiss.write_index(self.pq, str(tmp))
         codes = self.codes.path.name if self.codes.path is not None else None
         info = {"modalities": list(self.modalities), "rows": len(self), "trained_rows": self.trained_rows, "codes": codes}
-        (root / "sketch.json.tmp").write_text(json.dumps(info))
-        for name in FILES:
-            (root / f"{name}.tmp").replace(root / name)
+        with atomic_path(root / "sketch.json") as tmp:  # last: it names the codes
+            tmp.write_text(json.dumps(info))
         for old in root.glob("sketch-*.u8"):  # codes of earlier trainings
             if old.name != codes:
                 old.unlink(missing_ok=True)

@@ -11,7 +11,6 @@ Segments are immutable; past ``MAX_SEGMENTS`` they are merged into one.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pyarrow.compute as pc
 from index import bm25
 from index.base import UNREADABLE
 from index.bm25 import Postings
+from index.files import atomic_path
 
 COLUMNS = ("transcript", "caption")
 MAX_SEGMENTS = 16
@@ -43,6 +43,7 @@ class SceneTexts:
         self.starts: list[int] = []
         self.tables: list[pa.Table] = []
         self.postings: list[Postings] = []
+        self._live: tuple[tuple[int, int], bm25.Live] | None = None  # BM25's statistics, and for which rows
 
     def __len__(self) -> int:
         return self.starts[-1] + self.tables[-1].num_rows if self.tables else 0
@@ -127,17 +128,20 @@ class SceneTexts:
                 out[i] = (t or "", c or "")
         return out
 
-    def search(self, text: str, k: int, allowed: np.ndarray) -> list[tuple[int, float]]:
-        """The ``k`` best rows for ``text`` by BM25 among the ``allowed`` ones (a boolean mask)."""
-        return bm25.search(list(zip(self.starts, self.postings)), text, k, allowed)
+    def search(self, text: str, k: int, allowed: np.ndarray, alive: np.ndarray) -> list[tuple[int, float]]:
+        """The ``k`` best rows for ``text`` by BM25 among the ``allowed`` ones, scored against
+        the ``alive`` rows (both boolean masks over all rows)."""
+        segments = list(zip(self.starts, self.postings))
+        key = (len(alive), int(np.count_nonzero(alive)))  # changes with every append and delete
+        if self._live is None or self._live[0] != key:
+            self._live = (key, bm25.Live.of(segments, alive))
+        return bm25.search(segments, text, k, allowed, self._live[1])
 
     def _write(self, first_row: int, table: pa.Table, postings: Postings) -> pa.Table:
         """Write a segment's postings, then its texts (the texts file is what marks it present)."""
         self.root.mkdir(parents=True, exist_ok=True)
         postings.save(self.root / f"bm25-{first_row}")
         path = self.root / f"texts-{first_row}.arrow"
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as writer:
+        with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as writer:
             writer.write_table(table, max_chunksize=65536)
-        tmp.replace(path)
         return pa.ipc.open_file(pa.memory_map(str(path))).read_all()

@@ -7,7 +7,7 @@ import pytest
 
 from egorag.schema import EncoderFingerprint, Scene, Video, VideoInfo, scene_id
 from index.base import SceneFilter
-from index.bm25 import K1, Postings, query_tokens, search, stems, tokenize
+from index.bm25 import K1, Live, Postings, query_tokens, search, stems, tokenize
 from index.faiss import FaissAccelerator
 from index.lance import LanceSceneStore
 from index.texts import SceneTexts
@@ -54,14 +54,34 @@ def test_query_tokens_match_the_indexing_tokens():
 def test_scores_are_bm25():
     texts = ["apple banana", "apple apple cherry cherry cherry", "banana"]
     p = Postings.build(pa.array(texts))
-    got = dict(search([(0, p)], "apple", 10, np.ones(3, bool)))
+    got = dict(search([(0, p)], "apple", 10, np.ones(3, bool), everyone([(0, p)], 3)))
     n, df, avgdl = 3, 2, (2 + 5 + 1) / 3
     idf = np.log1p((n - df + 0.5) / (df + 0.5))
     for row, tf, dl in ((0, 1, 2), (1, 2, 5)):
         want = idf * tf * (K1 + 1) / (tf + K1 * (1 - 0.75 + 0.75 * dl / avgdl))
         assert got[row] == pytest.approx(want)
     assert 2 not in got
-    assert search([(0, p)], "the and", 10, np.ones(3, bool)) == []  # stop words only
+    assert search([(0, p)], "the and", 10, np.ones(3, bool), everyone([(0, p)], 3)) == []  # stop words only
+
+
+def everyone(segments, n):
+    return Live.of(segments, np.ones(n, bool))
+
+
+def test_deleted_rows_do_not_count():
+    """A store's scores depend on its content only: the same texts score the same whether or not
+    deleted (or re-indexed) rows sit beside them."""
+    texts = sentences(120, seed=5)
+    clean = Postings.build(pa.array(texts))
+    history = Postings.build(pa.array(texts[:40] + sentences(30, seed=9) + texts[40:]))  # 30 rows deleted since
+    alive = np.ones(150, bool)
+    alive[40:70] = False
+    for query in ("onion chopping", "espresso guitar", "running dog in the park"):
+        want = search([(0, clean)], query, 15, np.ones(120, bool), everyone([(0, clean)], 120))
+        got = search([(0, history)], query, 15, alive, Live.of([(0, history)], alive))
+        assert want
+        assert [r if r < 40 else r - 30 for r, _ in got] == [r for r, _ in want]
+        np.testing.assert_allclose([s for _, s in got], [s for _, s in want], rtol=1e-6)
 
 
 def test_segments_and_merge_give_the_same_ranking():
@@ -71,10 +91,10 @@ def test_segments_and_merge_give_the_same_ranking():
     merged = Postings.merge(parts)
     allowed = np.ones(300, bool)
     for query in ("onion chopping", "running dog in the park", "espresso"):
-        want = search([(0, whole)], query, 20, allowed)
+        want = search([(0, whole)], query, 20, allowed, everyone([(0, whole)], 300))
         assert want
         for segments in ([(0, merged)], [(0, parts[0]), (100, parts[1]), (220, parts[2])]):
-            got = search(segments, query, 20, allowed)
+            got = search(segments, query, 20, allowed, everyone(segments, 300))
             assert [r for r, _ in got] == [r for r, _ in want]
             np.testing.assert_allclose([s for _, s in got], [s for _, s in want])
 
@@ -90,9 +110,9 @@ def test_merged_and_dense_accumulation_give_the_same_scores(monkeypatch):
     allowed[::7] = False
     for query in ("kitchen knife onion", "espresso guitar painting song", "the dog and the dog", "running runner"):
         monkeypatch.setattr(bm25, "DENSE_FRACTION", 10**9)  # always dense
-        dense = search(segments, query, 50, allowed)
+        dense = search(segments, query, 50, allowed, everyone(segments, 400))
         monkeypatch.setattr(bm25, "DENSE_FRACTION", 1)  # merged unless every row is touched
-        merged = search(segments, query, 50, allowed)
+        merged = search(segments, query, 50, allowed, everyone(segments, 400))
         assert dense and merged == dense
 
 
@@ -105,21 +125,21 @@ def test_scene_texts_persist_merge_and_rebuild_missing_postings(tmp_path, monkey
     for a in range(0, 200, 40):  # 5 segments: merged into one past 3
         st.append(a, pa.table({"transcript": texts[a : a + 40], "caption": [""] * len(texts[a : a + 40])}))
     assert st.starts == [0, 160] and sorted(p.name for p in tmp_path.glob("bm25-*")) == ["bm25-0", "bm25-160"]
-    want = st.search("guitar song", 10, np.ones(200, bool))
+    want = st.search("guitar song", 10, np.ones(200, bool), np.ones(200, bool))
     rows = np.random.default_rng(0).permutation(200)[:100]  # across segments, in no order
     assert st.get(rows[:5]) == st.get(rows)[:5] == [(texts[r], "") for r in rows[:5]]  # scalar reads = takes
     assert st.get(rows) == [(texts[r], "") for r in rows]
     reopened = SceneTexts.open(tmp_path, 200)
-    assert reopened.search("guitar song", 10, np.ones(200, bool)) == want
+    assert reopened.search("guitar song", 10, np.ones(200, bool), np.ones(200, bool)) == want
     import shutil
 
     shutil.rmtree(tmp_path / "bm25-160")  # a store indexed before the postings existed
     rebuilt = SceneTexts.open(tmp_path, 200)
     assert (tmp_path / "bm25-160" / "hashes.npy").exists()
-    assert rebuilt.search("guitar song", 10, np.ones(200, bool)) == want
+    assert rebuilt.search("guitar song", 10, np.ones(200, bool), np.ones(200, bool)) == want
     (tmp_path / "bm25-0" / "postings.json").write_text('{"tokenizer": "another"}')  # made by another tokenizer
     assert Postings.load(tmp_path / "bm25-0", 160) is None
-    assert SceneTexts.open(tmp_path, 200).search("guitar song", 10, np.ones(200, bool)) == want
+    assert SceneTexts.open(tmp_path, 200).search("guitar song", 10, np.ones(200, bool), np.ones(200, bool)) == want
     assert Postings.load(tmp_path / "bm25-0", 160) is not None
     shutil.rmtree(tmp_path / "bm25-160")  # and a store that cannot be written to still searches
 
@@ -127,7 +147,7 @@ def test_scene_texts_persist_merge_and_rebuild_missing_postings(tmp_path, monkey
         raise PermissionError(f"{path}: read-only file system")
 
     monkeypatch.setattr(Postings, "save", read_only)
-    assert SceneTexts.open(tmp_path, 200).search("guitar song", 10, np.ones(200, bool)) == want
+    assert SceneTexts.open(tmp_path, 200).search("guitar song", 10, np.ones(200, bool), np.ones(200, bool)) == want
     assert not (tmp_path / "bm25-160").exists()
 
 
