@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except EgoragError as exc:
-        print(f"egorag: error: {exc}", file=sys.stderr)
+        print(f"egorag: error: {printable(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("egorag: interrupted; indexed videos are intact, run again to resume", file=sys.stderr)
@@ -130,6 +130,8 @@ def cmd_index(args) -> int:
         overrides["low_memory"] = True
     engine = _engine(args, **overrides)
     report = engine.index(args.paths, reindex=args.reindex, on_bad_media="skip" if args.skip_bad else "error", progress=not args.quiet)
+    if not (report.indexed or report.replaced or report.unchanged or report.failed):
+        raise EgoragError(f"no video files found in {', '.join(map(str, args.paths))}")
     if args.json:
         from dataclasses import asdict
 
@@ -142,8 +144,14 @@ def cmd_index(args) -> int:
             f"{report.video_seconds:.1f}s of video in {report.wall_seconds:.1f}s"
         )
     for path, reason in report.failed:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+        print(f"skipped {printable(path)}: {reason}", file=sys.stderr)
     return 0
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (a newline in a file name) shown as escapes, so one
+    record stays one line."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
 def print_modalities(statuses) -> None:
@@ -179,7 +187,7 @@ def print_hits(result) -> None:
         sources = " ".join(f"{m}={v:.2f}" for m, v in h.scores.items())
         text = (h.transcript or h.caption or "").strip()
         snippet = text if len(text) <= 100 else text[:97] + "..."
-        print(f"{rank:3d}. {Path(h.video).name} [{mmss(h.start)}-{mmss(h.end)}] score={h.score:.2f} ({sources})")
+        print(f"{rank:3d}. {printable(Path(h.video).name)} [{mmss(h.start)}-{mmss(h.end)}] score={h.score:.2f} ({sources})")
         if snippet:
             print(f"     \"{snippet}\"")
 
@@ -194,13 +202,13 @@ def cmd_videos(args) -> int:
     if not videos:
         print("no videos indexed")
     for v in videos:
-        print(f"{v.video_id}  {mmss(v.info.duration):>8s}  {v.n_scenes:4d} scenes  {v.path}")
+        print(f"{v.video_id}  {mmss(v.info.duration):>8s}  {v.n_scenes:4d} scenes  {printable(v.path)}")
     return 0
 
 
 def cmd_delete(args) -> int:
     for v in _engine(args).delete(args.refs):
-        print(f"deleted {v.video_id} {v.path}")
+        print(f"deleted {v.video_id} {printable(v.path)}")
     return 0
 
 

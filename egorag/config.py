@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
+
+import tomllib
 
 from egorag.errors import ConfigError
 
 BadMediaPolicy = Literal["error", "skip"]
+
+
+def _at_least(obj: Any, minimum: float, *names: str) -> None:
+    """Each named field of ``obj`` must be a finite number >= ``minimum`` (NaN never is)."""
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (minimum <= value < math.inf):
+            raise ConfigError(f"[{obj.section}] {name} = {value!r}; it must be a number of at least {minimum}")
+
+
+def _above(obj: Any, minimum: float, *names: str) -> None:
+    """Each named field of ``obj`` must be a finite number > ``minimum``."""
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (minimum < value < math.inf):
+            raise ConfigError(f"[{obj.section}] {name} = {value!r}; it must be a number above {minimum}")
 
 
 @dataclass(frozen=True)
@@ -24,6 +42,14 @@ class SceneConfig:
     min_scene_s: float = 1.0  # shorter scenes merge into a neighbour
     max_scene_s: float = 30.0  # longer scenes are split into equal windows
     analysis_width: int = 256  # frames are decoded at this width for shot detection
+    section: ClassVar[str] = "scenes"
+
+    def __post_init__(self):
+        _above(self, 0, "threshold", "max_scene_s")
+        _at_least(self, 0, "min_scene_s")
+        _at_least(self, 16, "analysis_width")
+        if self.min_scene_s > self.max_scene_s:
+            raise ConfigError(f"[scenes] min_scene_s = {self.min_scene_s} is above max_scene_s = {self.max_scene_s}")
 
 
 @dataclass(frozen=True)
@@ -37,6 +63,11 @@ class AsrConfig:
     beam_size: int = 5
     vad: bool = True
     window_s: float = 300.0  # a long track is transcribed this many seconds at a time: memory stays flat
+    section: ClassVar[str] = "asr"
+
+    def __post_init__(self):
+        _at_least(self, 1, "beam_size")
+        _at_least(self, 30, "window_s")  # windows overlap by 10 s (egorag.asr.OVERLAP_S)
 
 
 @dataclass(frozen=True)
@@ -50,6 +81,10 @@ class TextConfig:
     # single queries: "auto" uses ONNX Runtime on the CPU when the model can be exported (faster,
     # and a search process needs no torch); "torch" keeps them on PyTorch; "onnx" requires it
     query_runtime: Literal["auto", "torch", "onnx"] = "auto"
+    section: ClassVar[str] = "text"
+
+    def __post_init__(self):
+        _at_least(self, 1, "batch_size")
 
 
 @dataclass(frozen=True)
@@ -65,6 +100,12 @@ class VisualConfig:
     reducer: Literal["kmeans", "bipartite"] = "kmeans"
     thumbnail_px: int = 160
     batch_size: int = 64
+    section: ClassVar[str] = "visual"
+
+    def __post_init__(self):
+        _above(self, 0, "fps")
+        _at_least(self, 1, "max_frames", "max_keyframes", "batch_size")
+        _at_least(self, 16, "thumbnail_px")
 
 
 @dataclass(frozen=True)
@@ -74,6 +115,10 @@ class AudioConfig:
     model: str = "laion/clap-htsat-unfused"  # hub id or local directory
     device: str = "auto"
     max_seconds: float = 10.0  # audio window fed to CLAP per scene (centre of the scene)
+    section: ClassVar[str] = "audio"
+
+    def __post_init__(self):
+        _above(self, 0, "max_seconds")
 
 
 @dataclass(frozen=True)
@@ -85,6 +130,10 @@ class CaptionConfig:
     device: str = "auto"
     frames: int = 4
     max_new_tokens: int = 40
+    section: ClassVar[str] = "caption"
+
+    def __post_init__(self):
+        _at_least(self, 1, "frames", "max_new_tokens")
 
 
 @dataclass(frozen=True)
@@ -106,6 +155,14 @@ class RetrievalConfig:
     rrf_k: int = 60
     backend: Literal["faiss", "lance"] = "faiss"  # per-column vector search
     faiss_index: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
+    section: ClassVar[str] = "retrieval"
+
+    def __post_init__(self):
+        _at_least(self, 0, "prior_weight")
+        _at_least(self, 1, "top_videos", "candidates", "fused_pool", "fused_candidates", "rrf_k")
+        for name, weight in self.weights.items():
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (0 <= weight < math.inf):
+                raise ConfigError(f"[retrieval.weights] {name} = {weight!r}; it must be a number of at least 0")
 
 
 @dataclass(frozen=True)
@@ -122,6 +179,12 @@ class AnswerConfig:
     max_answer_tokens: int = 400
     temperature: float = 0.0
     timeout_s: float = 120.0
+    section: ClassVar[str] = "answer"
+
+    def __post_init__(self):
+        _at_least(self, 1, "k", "context_tokens", "max_answer_tokens")
+        _at_least(self, 0, "temperature")
+        _above(self, 0, "timeout_s")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from egorag.config import BadMediaPolicy, EngineConfig
-from egorag.errors import EgoragError, IndexMismatchError, MediaError, ModalityUnavailableError, QueryError
+from egorag.errors import (
+    EgoragError,
+    IndexMismatchError,
+    MediaError,
+    ModalityUnavailableError,
+    QueryError,
+)
 from egorag.schema import EncoderFingerprint, Video
 
 logger = logging.getLogger("egorag")
@@ -172,7 +178,7 @@ class Engine:
 
     def _plan(self, files, store, reindex: bool, policy: BadMediaPolicy, report: IndexReport) -> list:
         """Probe and hash each file; keep those that need encoding (new, changed or forced)."""
-        from egorag.ingest.decode import content_hash, probe
+        from egorag.ingest.decode import check_name, content_hash, probe
         from egorag.ingest.pipeline import VideoJob
 
         if store is not None:
@@ -180,6 +186,7 @@ class Engine:
         jobs = []
         for f in files:
             try:
+                check_name(f)
                 path = f.resolve()
                 info = probe(path)
                 digest = content_hash(path)
@@ -210,6 +217,10 @@ class Engine:
     @staticmethod
     def _bad(exc: MediaError, policy: BadMediaPolicy, report: IndexReport) -> None:
         if policy == "error":
+            done = len(report.indexed) + len(report.replaced)
+            if done:  # say what this run already committed: it stays indexed
+                raise MediaError(exc.path, f"{exc.reason} (the {done} video(s) indexed before it are kept; "
+                                 "--skip-bad indexes the rest past bad files)") from exc
             raise exc
         logger.warning("skipped %s", exc)
         report.failed.append((exc.path, exc.reason))
@@ -296,14 +307,20 @@ class Engine:
         from retrieval.hits import SearchResult
 
         _check_k(k)
+        if image is not None:
+            self.check_image_queries()  # before an image file is decoded
         if isinstance(image, (str, Path)):
             image = load_image(image)
         query = Query(text=text, image=image)  # a blank query raises QueryError
         retriever = self.retriever()
-        if image is not None and "visual" not in retriever.encoders:
-            raise ModalityUnavailableError(self._no_image_queries())
         hits = retriever.search(query, k=k, where=where)
         return SearchResult(query=text or "<image>", hits=hits)
+
+    def check_image_queries(self) -> None:
+        """Raise :class:`ModalityUnavailableError`, saying why, unless this store and machine
+        answer image queries (the visual modality is in the store and its encoder loads)."""
+        if "visual" not in self.retriever().encoders:
+            raise ModalityUnavailableError(self._no_image_queries())
 
     def _no_image_queries(self) -> str:
         if "visual" not in self.store().fingerprints:
@@ -437,13 +454,24 @@ def _check_k(k: int) -> None:
         raise QueryError(f"k must be a whole number of at least 1, got {k!r}")
 
 
-def load_image(path: str | Path):
+#: An image query larger than this is refused before it is decoded (a 150 Mpx PNG decodes
+#: to 450 MB; the visual encoders look at a few hundred pixels a side).
+MAX_IMAGE_PIXELS = 40_000_000
+
+
+def load_image(path):
+    """An RGB PIL image from a path or a binary file object; :class:`MediaError` for a file that
+    is missing, not an image, or over :data:`MAX_IMAGE_PIXELS` (checked from its header)."""
     from PIL import Image, UnidentifiedImageError
 
+    name = str(path) if isinstance(path, (str, Path)) else "image"
     try:
         with Image.open(path) as im:
+            if im.width * im.height > MAX_IMAGE_PIXELS:
+                raise MediaError(name, f"image of {im.width}x{im.height} pixels is over the limit of "
+                                 f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels; scale it down")
             return im.convert("RGB")
     except FileNotFoundError:
-        raise MediaError(str(path), "no such file") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise MediaError(str(path), f"not a readable image ({exc})") from None
+        raise MediaError(name, "no such file") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
+        raise MediaError(name, f"not a readable image ({exc})") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from egorag.errors import QueryError
 from egorag.schema import EncoderFingerprint, Scene, Video
 
 #: What reading a missing, torn or damaged index file raises (FAISS raises RuntimeError; Arrow's
@@ -29,6 +31,12 @@ class SceneFilter:
     path_glob: str | None = None
     time_from: float | None = None
     time_to: float | None = None
+
+    def __post_init__(self):
+        for name in ("time_from", "time_to"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+                raise QueryError(f"a time filter must be a finite number of seconds, got {name} = {value!r}")
 
     def is_empty(self) -> bool:
         return not self.video_ids and self.path_glob is None and self.time_from is None and self.time_to is None

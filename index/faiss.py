@@ -336,14 +336,15 @@ class FaissAccelerator(FaissQueries):
         for m in modalities:
             meta_path, index_path = self.root / f"{m}.json", self.root / f"{m}.faiss"
             if meta_path.exists() and index_path.exists():
+                reading = meta_path
                 try:
                     meta = json.loads(meta_path.read_text())
-                    # IVF lists and flat vectors stay in the file (opening a 100k store read
-                    # 0.7 GB of flat vectors before); an HNSW graph is read
+                    # IVF lists and flat vectors stay in the file, mapped; an HNSW graph is read
                     flags = faiss.IO_FLAG_MMAP | (faiss.IO_FLAG_MMAP_IFC if meta["kind"] == "flat" else 0)
+                    reading = index_path
                     index = faiss.read_index(str(index_path), flags)
                 except UNREADABLE as exc:
-                    logger.warning("%s cannot be read (%s)", index_path, exc)  # rebuilt from the row copies
+                    logger.warning("%s cannot be read (%s); rebuilding the %s index", reading, exc, m)  # from the row copies
                 else:
                     mapped = str(index_path) if meta["kind"] in ("ivf", "flat") else None
                     self.columns[m] = ColumnIndex(index, meta["kind"], set(meta.get("dead", [])), mapped, dirty=False)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
 @dataclass(frozen=True)
 class Calibration:
     """Mean and spread of one query's similarity to a modality's whole collection."""

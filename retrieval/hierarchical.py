@@ -24,7 +24,15 @@ import numpy as np
 from egorag.config import RetrievalConfig
 from egorag.errors import QueryError
 from index.base import SceneFilter
-from retrieval.fusion import Calibration, Moments, Span, bm25_scale, merge_adjacent, rrf_fusion, weighted_fusion
+from retrieval.fusion import (
+    Calibration,
+    Moments,
+    Span,
+    bm25_scale,
+    merge_adjacent,
+    rrf_fusion,
+    weighted_fusion,
+)
 from retrieval.hits import Hit
 from retrieval.video_prior import VideoPrior
 
@@ -45,8 +53,17 @@ class Query:
     image: Any = None
 
     def __post_init__(self):
+        if self.text is not None and not isinstance(self.text, str):
+            raise QueryError(f"a text query must be a string, got {type(self.text).__name__}")
         if not (self.text and self.text.strip()) and self.image is None:
             raise QueryError(f"a search needs a text query or an image, got the text {self.text!r}")
+        if self.text is not None:
+            try:
+                self.text.encode("utf-8")
+            except UnicodeEncodeError as exc:  # bytes that were not UTF-8, passed through as surrogates
+                raw = self.text.encode("utf-8", "surrogateescape")[exc.start : exc.start + 1]
+                raise QueryError(f"the query is not UTF-8 text (byte {raw.hex()} at position {exc.start}); "
+                                 "set the terminal or client to UTF-8") from None
 
 
 class HierarchicalRetriever:

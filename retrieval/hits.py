@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 
@@ -45,14 +46,17 @@ class SearchResult:
 def parse_time(value: str | float) -> float:
     """Seconds from ``12.5``, ``mm:ss`` or ``hh:mm:ss`` (the form :func:`mmss` writes)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    try:
-        parts = [float(p) for p in str(value).split(":")]
-    except ValueError:
-        raise ValueError(f"not a time: {value!r} (use seconds, mm:ss or hh:mm:ss)") from None
-    seconds = 0.0
-    for p in parts:
-        seconds = seconds * 60 + p
+        seconds = float(value)
+    else:
+        try:
+            parts = [float(p) for p in str(value).split(":")]
+        except ValueError:
+            raise ValueError(f"not a time: {value!r} (use seconds, mm:ss or hh:mm:ss)") from None
+        seconds = 0.0
+        for p in parts:
+            seconds = seconds * 60 + p
+    if not math.isfinite(seconds):
+        raise ValueError(f"not a time: {value!r} (a time must be a finite number of seconds)")
     return seconds
 
 

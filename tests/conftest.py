@@ -259,7 +259,12 @@ def tiny_clap():
 @pytest.fixture(scope="session")
 def tiny_blip():
     import torch
-    from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+    from transformers import (
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
 
     from egorag.captioners.blip import BlipCaptioner
 

@@ -5,14 +5,22 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-
 from conftest import word_tokenizer
+from test_engine import config, models
+
 from egorag.config import AnswerConfig
 from egorag.engine import Engine
 from egorag.errors import EgoragError
-from retrieval.answer import OpenAIChatClient, TransformersChatClient, answer, build_prompt, cited_hits, estimate_tokens, scene_tag
+from retrieval.answer import (
+    OpenAIChatClient,
+    TransformersChatClient,
+    answer,
+    build_prompt,
+    cited_hits,
+    estimate_tokens,
+    scene_tag,
+)
 from retrieval.hits import Hit
-from test_engine import config, models
 
 
 def hit(i, text="some words " * 20):

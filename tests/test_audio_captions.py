@@ -2,12 +2,18 @@
 
 import numpy as np
 import pytest
+from conftest import HashEncoder, ScriptedTranscriber
 from PIL import Image
 
-from conftest import HashEncoder, ScriptedTranscriber
 from egorag.captioners import create_captioner
 from egorag.captioners.base import release_shared, shared_model
-from egorag.config import AudioConfig, CaptionConfig, EngineConfig, TextConfig, VisualConfig
+from egorag.config import (
+    AudioConfig,
+    CaptionConfig,
+    EngineConfig,
+    TextConfig,
+    VisualConfig,
+)
 from egorag.encoders.clap import ClapEncoder
 from egorag.engine import Engine
 from egorag.errors import ConfigError, ModalityUnavailableError, ModelLoadError

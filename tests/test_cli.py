@@ -6,11 +6,11 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, SAMPLE
+from test_engine import config, models
+
 from egorag.cli import main, parse_time
 from egorag.engine import Engine
-from test_engine import config, models
 
 
 @pytest.fixture
@@ -122,6 +122,7 @@ def test_cli_status_reports_modalities(capsys):
 @pytest.fixture
 def visual_built(tmp_path, cut_video, tiny_clip, tiny_clip_checkpoint):
     from conftest import HashEncoder, ScriptedTranscriber
+
     from egorag.config import EngineConfig, TextConfig
     from egorag.models import ModelSet
 

@@ -4,8 +4,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import HashEncoder, ScriptedTranscriber, make_video, words_at
+
 from egorag.config import EngineConfig, TextConfig
 from egorag.engine import Engine
 from egorag.errors import EgoragError, IndexMismatchError, MediaError

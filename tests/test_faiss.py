@@ -7,8 +7,8 @@ import index.faiss as faiss_mod
 from egorag.schema import EncoderFingerprint, Scene, Video, VideoInfo, scene_id
 from index.base import SceneFilter
 from index.faiss import FaissAccelerator, FaissOptions
-from index.torch_exact import TorchExactIndex
 from index.lance import LanceSceneStore
+from index.torch_exact import TorchExactIndex
 
 DIM = 32
 

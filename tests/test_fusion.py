@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from retrieval.fusion import Calibration, Moments, Span, bm25_scale, merge_adjacent, rrf_fusion, weighted_fusion
+from retrieval.fusion import (
+    Calibration,
+    Moments,
+    Span,
+    bm25_scale,
+    merge_adjacent,
+    rrf_fusion,
+    weighted_fusion,
+)
 from retrieval.hits import mmss
 
 

@@ -3,10 +3,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from egorag.asr import join_windows
 from egorag.config import SceneConfig
 from egorag.errors import MediaError
-from egorag.asr import join_windows
-from egorag.ingest.decode import content_hash, decode_audio, decode_audio_windows, decode_frames, find_videos, probe
+from egorag.ingest.decode import (
+    content_hash,
+    decode_audio,
+    decode_audio_windows,
+    decode_frames,
+    find_videos,
+    probe,
+)
 from egorag.ingest.scenes import ShotDetector, assign_words, build_scenes, join_words
 from egorag.schema import SceneSpan, Word
 

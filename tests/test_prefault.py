@@ -69,8 +69,8 @@ def test_mapped_keeps_each_memory_mapped_array_once(tmp_path):
 
 def test_accelerator_warms_what_queries_read_once_per_change(tmp_path, monkeypatch):
     import index.faiss as faiss_mod
-    from tests.test_faiss import DIM, clustered, fill
     from egorag.schema import EncoderFingerprint
+    from tests.test_faiss import DIM, clustered, fill
 
     store = LanceSceneStore(tmp_path / "db", {"text": EncoderFingerprint("text", "test-hash", "h", DIM)})
     fill(store, clustered(400))

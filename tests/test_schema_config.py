@@ -2,7 +2,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from egorag.config import EngineConfig, RetrievalConfig, SceneConfig, from_dict, load_config
+from egorag.config import (
+    EngineConfig,
+    RetrievalConfig,
+    SceneConfig,
+    from_dict,
+    load_config,
+)
 from egorag.errors import ConfigError
 from egorag.schema import (
     EncoderFingerprint,

@@ -5,7 +5,14 @@ import pyarrow as pa
 import pytest
 
 from egorag.errors import IndexMismatchError
-from egorag.schema import rows_to_table, EncoderFingerprint, Scene, Video, VideoInfo, scene_id
+from egorag.schema import (
+    EncoderFingerprint,
+    Scene,
+    Video,
+    VideoInfo,
+    rows_to_table,
+    scene_id,
+)
 from index.base import SceneFilter
 from index.lance import LanceSceneStore, StoreNotFoundError
 

@@ -6,9 +6,9 @@ import logging
 import av
 import numpy as np
 import pytest
+from conftest import HashEncoder, ScriptedTranscriber
 from PIL import Image
 
-from conftest import HashEncoder, ScriptedTranscriber
 from egorag.classify import TEMPLATES, classify, label_embeddings, zero_shot
 from egorag.config import EngineConfig, TextConfig, VisualConfig
 from egorag.encoders.clip import OpenClipEncoder

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -46,16 +47,39 @@ def _open(path: str | Path):
     import av
 
     path = Path(path)
-    if not path.exists():
-        raise MediaError(str(path), "no such file")
-    if path.is_dir():
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise MediaError(str(path), "no such file") from None
+    except OSError as exc:  # a symlink loop, a name too long, no permission on a folder
+        raise MediaError(str(path), f"cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(info.st_mode):
         raise MediaError(str(path), "is a directory, not a video file")
-    if path.stat().st_size == 0:
+    if not stat.S_ISREG(info.st_mode):
+        raise MediaError(str(path), f"is not a regular file (a {_file_kind(info.st_mode)}); index the video file itself")
+    if info.st_size == 0:
         raise MediaError(str(path), "file is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise MediaError(str(path), "cannot be read (permission denied)")
     try:
         return av.open(str(path))
     except av.FFmpegError as exc:
         raise MediaError(str(path), f"not a readable media file ({_reason(exc)})") from None
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def check_name(path: Path) -> None:
+    """Store paths are UTF-8 text: a file name that is not (raw bytes from another system) is
+    refused before any work, with the name shown as readable as it can be."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise MediaError(shown, "the file name is not valid UTF-8; rename the file") from None
 
 
 def _reason(exc: BaseException) -> str:
@@ -177,6 +201,23 @@ def decode_audio_windows(path: str | Path, sample_rate: int, window_s: float, ov
         yield start / sample_rate, np.concatenate(chunks)
 
 
+def _walk(folder: Path) -> Iterator[Path]:
+    """Every regular file under ``folder``; folders are followed once each (a symlink loop ends)
+    and an unreadable one is skipped with a warning."""
+    seen: set[tuple[int, int]] = set()
+    for root, dirs, files in os.walk(folder, followlinks=True, onerror=lambda e: logger.warning("%s: skipped (%s)", e.filename, e.strerror)):
+        st = os.stat(root)
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs.sort()
+        for name in files:
+            f = Path(root) / name
+            if f.is_file():
+                yield f
+
+
 def find_videos(paths: Iterable[str | Path]) -> list[Path]:
     """Expand files and folders (recursively) into a sorted list of video files.
 
@@ -186,7 +227,7 @@ def find_videos(paths: Iterable[str | Path]) -> list[Path]:
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            inside = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
+            inside = sorted(f for f in _walk(p) if f.suffix.lower() in VIDEO_EXTENSIONS)
             if not inside:
                 logger.warning("%s: no video files in this folder (looked for %s)", p, " ".join(sorted(VIDEO_EXTENSIONS)))
             found += inside

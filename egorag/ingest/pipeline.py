@@ -23,7 +23,12 @@ from egorag.asr import SAMPLE_RATE, join_windows
 from egorag.config import AsrConfig, EngineConfig
 from egorag.encoders.base import l2_normalize
 from egorag.errors import MediaError
-from egorag.ingest.decode import content_hash, decode_audio_windows, decode_frames, probe
+from egorag.ingest.decode import (
+    content_hash,
+    decode_audio_windows,
+    decode_frames,
+    probe,
+)
 from egorag.ingest.scenes import ShotDetector, assign_words, build_scenes, join_words
 from egorag.models import ModelSet
 from egorag.schema import Keyframes, Scene, SceneSpan, Video, VideoInfo, Word, scene_id

@@ -26,6 +26,7 @@ import binascii
 import io
 import json
 import logging
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -40,6 +41,8 @@ logger = logging.getLogger("egorag.server")
 
 MAX_BODY = 32 << 20  # bytes: a base64 image query, with room to spare
 MAX_K = 1000
+MAX_QUERIES = 256  # texts in one POST /search: a batch holds the engine thread for all of them
+REQUEST_TIMEOUT_S = 30.0
 
 
 class BadRequest(ValueError):
@@ -78,6 +81,15 @@ class EgoragServer(ThreadingHTTPServer):
         super().server_close()
         self.worker.close()
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that left or stalled (a broken pipe, a reset, a timeout) is not an error of
+        the server's: logged at debug, without a traceback. Anything else is logged in full."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            logger.debug("%s: connection ended (%s)", client_address, type(exc).__name__)
+            return
+        logger.exception("request from %s failed", client_address)
+
     def chat_model(self):
         """The configured LLM client, made once (a local model loads once per server)."""
         from retrieval.answer import OpenAIChatClient, create_chat_model
@@ -107,6 +119,12 @@ class Handler(BaseHTTPRequestHandler):
     # the headers and the body go out in two writes: with Nagle's algorithm on, the body waits
     # for the client's delayed ACK of the headers (40 ms a request on Linux)
     disable_nagle_algorithm = True
+    timeout = REQUEST_TIMEOUT_S  # a socket that sends nothing for this long is closed
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The base class's own errors (a malformed request line or headers) as JSON too."""
+        self.close_connection = True
+        self._reply(code, {"error": message or explain or "bad request"})
 
     def do_GET(self) -> None:
         self._route("GET")
@@ -123,22 +141,26 @@ class Handler(BaseHTTPRequestHandler):
         try:
             params = self._params(method, url.query)
             if route is None:
-                self._reply(404, {"error": f"no such route: {url.path} (try /search, /ask, /videos, /health)"})
-                return
-            self._reply(200, route(self.server, params))
+                status, payload = 404, {"error": f"no such route: {url.path} (try /search, /ask, /videos, /health)"}
+            else:
+                status, payload = 200, route(self.server, params)
         except LLMError as exc:  # the answerer's upstream failed, not the request
-            self._reply(502, {"error": str(exc)})
+            status, payload = 502, {"error": str(exc)}
         except BadRequest as exc:
-            self._reply(exc.status, {"error": str(exc)})
+            status, payload = exc.status, {"error": str(exc)}
         except EgoragError as exc:
-            self._reply(400, {"error": str(exc)})
+            status, payload = 400, {"error": str(exc)}
         except Exception as exc:
             logger.exception("%s %s failed", method, self.path)
-            self._reply(500, {"error": f"internal error: {type(exc).__name__}: {exc}"})
+            status, payload = 500, {"error": f"internal error ({type(exc).__name__}); the server's log has the details"}
+        self._reply(status, payload)
 
     def _params(self, method: str, query: str) -> dict[str, Any]:
         params: dict[str, Any] = {k: v if k == "video" else v[-1] for k, v in parse_qs(query).items()}
         if method == "POST":
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                self.close_connection = True  # the chunks are not read: they must not pass for a request
+                raise BadRequest("send the body with a Content-Length (chunked transfer encoding is not supported)", status=411)
             declared = self.headers.get("Content-Length") or "0"
             length = int(declared) if declared.isdigit() else -1
             if not 0 <= length <= MAX_BODY:
@@ -146,7 +168,14 @@ class Handler(BaseHTTPRequestHandler):
                 if length < 0:
                     raise BadRequest(f"bad Content-Length: {declared!r}")
                 raise BadRequest(f"request body of {length} bytes is over the limit of {MAX_BODY}", status=413)
-            body = self.rfile.read(length) if length else b""
+            try:
+                body = self.rfile.read(length) if length else b""
+            except TimeoutError:
+                self.close_connection = True
+                raise BadRequest(f"the request body did not arrive within {self.timeout:.0f} s", status=408) from None
+            if len(body) < length:
+                self.close_connection = True
+                raise BadRequest(f"the request body ended after {len(body)} of its {length} bytes")
             if body.strip():
                 try:
                     data = json.loads(body)
@@ -180,7 +209,7 @@ def _k(params: dict, default: int) -> int:
     value = params.get("k", default)
     try:
         k = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadRequest(f"'k' must be an integer, got {value!r}") from None
     if isinstance(value, (bool, float)) or not 1 <= k <= MAX_K:
         raise BadRequest(f"'k' must be an integer from 1 to {MAX_K}, got {value!r}")
@@ -206,7 +235,7 @@ def _where(params: dict) -> SceneFilter | None:
     return None if where.is_empty() else where
 
 
-def _image(params: dict):
+def _image(server: EgoragServer, params: dict):
     data = params.get("image")
     if data is None:
         return None
@@ -218,6 +247,7 @@ def _image(params: dict):
         raise BadRequest("'image' is not valid base64") from None
     from egorag.engine import load_image
 
+    server.worker.call(server.engine.check_image_queries)  # before the image is decoded
     try:
         return load_image(io.BytesIO(raw))
     except MediaError as exc:
@@ -229,10 +259,12 @@ def search(server: EgoragServer, params: dict) -> dict:
         texts = params["queries"]
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t.strip() for t in texts):
             raise BadRequest("'queries' must be a non-empty list of non-blank strings")
+        if len(texts) > MAX_QUERIES:
+            raise BadRequest(f"'queries' holds {len(texts)} texts; send at most {MAX_QUERIES} in one request", status=413)
         k, where = _k(params, 10), _where(params)
         results = server.worker.call(lambda: server.engine.search_many(texts, k=k, where=where))
         return {"results": [r.to_dict() for r in results]}
-    text, image = _text(params, "q", "query", "text"), _image(params)
+    text, image = _text(params, "q", "query", "text"), _image(server, params)
     if text is None and image is None:
         raise BadRequest("search needs a text query ('q') or an image ('image', POST)")
     result = server.worker.search(SearchRequest(text, image, _k(params, 10), _where(params)))
