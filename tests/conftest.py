@@ -151,6 +151,24 @@ def cut_video(media_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def library(tmp_path_factory) -> Path:
+    """Four short videos with distinct transcripts (tests/writer_proc.py), for the writer tests."""
+    from writer_proc import make_library
+
+    return make_library(tmp_path_factory.mktemp("library"))
+
+
+@pytest.fixture(scope="session")
+def clean(library, tmp_path_factory) -> dict:
+    """What one writer alone makes of :func:`library`: the state the writer tests compare with."""
+    from writer_proc import engine, state
+
+    db = tmp_path_factory.mktemp("clean") / "db"
+    engine(str(db)).index([library])
+    return state(db)
+
+
+@pytest.fixture(scope="session")
 def silent_video(media_dir) -> Path:
     """3 s, no cut, no audio track."""
     return make_video(media_dir / "silent.mp4", [], 75, seed=1)

@@ -5,72 +5,12 @@ their LanceDB commits (tests/writer_proc.py)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import make_video
-from writer_proc import engine
-
-HELPER = Path(__file__).resolve().parent / "writer_proc.py"
-QUERIES = ["lava from a volcano", "a hive of honey bees", "rings of saturn", "melting glacier ice", "bread in the oven"]
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory) -> Path:
-    """Four short videos (3-6 s, distinct transcripts by length) in one folder."""
-    d = tmp_path_factory.mktemp("library")
-    for seconds, cuts in ((3, [40]), (4, [50]), (5, [60]), (6, [70, 110])):
-        make_video(d / f"v{seconds}.mp4", cuts, 25 * seconds, audio_seconds=float(seconds), seed=seconds)
-    return d
-
-
-@pytest.fixture(scope="module")
-def clean(library, tmp_path_factory) -> dict:
-    """What one writer alone makes of the library: videos, scene rows and top hits."""
-    db = tmp_path_factory.mktemp("clean") / "db"
-    engine(str(db)).index([library])
-    return state(db)
-
-
-def start(spec: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(HELPER), json.dumps(spec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 180) -> dict:
-    out, err = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, err[-3000:]
-    return json.loads(out.strip().splitlines()[-1])
-
-
-def state(db: Path) -> dict:
-    """The store as a reader in a fresh process sees it, and as LanceDB holds it."""
-    from index.lance import LanceSceneStore
-
-    store = LanceSceneStore(db)
-    table = store._videos.to_arrow()
-    scenes = store._scenes.to_arrow()
-    listed = finish(start({"db": str(db), "op": "search", "queries": QUERIES}))
-    return {
-        "videos": sorted(table.column("path").to_pylist()),
-        "scene_rows": sorted(zip(scenes.column("video_path").to_pylist(), scenes.column("scene_index").to_pylist())),
-        "listed": sorted(v.path for v in engine(str(db)).videos()),
-        "hits": listed["hits"],
-    }
-
-
-def assert_same(got: dict, want: dict) -> None:
-    assert got["videos"] == want["videos"], "every video exactly once"
-    assert got["scene_rows"] == want["scene_rows"], "every scene row exactly once"
-    assert got["listed"] == got["videos"], "egorag videos lists the videos table"
-    for mine, theirs in zip(got["hits"], want["hits"]):
-        assert [h[0] for h in mine] == [h[0] for h in theirs]
-        assert [h[1] for h in mine] == pytest.approx([h[1] for h in theirs], abs=1e-4)
-
+from writer_proc import QUERIES, assert_same, engine, finish, start, state
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_two_indexers_on_one_folder(library, clean, tmp_path, seed):

@@ -77,8 +77,71 @@ def main(spec: dict) -> dict:
     if spec["op"] == "delete":
         return {"deleted": [v.video_id for v in e.delete(spec["refs"])]}
     if spec["op"] == "search":
-        return {"hits": [[[h.scene_id, h.score] for h in e.search(q, k=5).hits] for q in spec["queries"]]}
+        return {"hits": [[[h.scene_id, h.score] for h in e.search(q, k=10).hits] for q in spec["queries"]]}
     raise ValueError(f"unknown op {spec['op']!r}")
+
+
+# -- the harness the tests drive these processes with ------------------------------------------
+
+HELPER = Path(__file__).resolve()
+QUERIES = ["lava from a volcano", "a hive of honey bees", "rings of saturn", "melting glacier ice", "bread in the oven"]
+
+
+def make_library(folder: Path) -> Path:
+    """Four short videos (3-6 s, distinct transcripts by length) in ``folder``."""
+    from conftest import make_video
+
+    for seconds, cuts in ((3, [40]), (4, [50]), (5, [60]), (6, [70, 110])):
+        make_video(folder / f"v{seconds}.mp4", cuts, 25 * seconds, audio_seconds=float(seconds), seed=seconds)
+    return folder
+
+
+def start(spec: dict):
+    import subprocess
+
+    return subprocess.Popen([sys.executable, str(HELPER), json.dumps(spec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc, timeout: float = 180) -> dict:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def state(db: Path) -> dict:
+    """The store as LanceDB holds it (videos, scene rows, their text vectors), as ``egorag
+    videos`` lists it, and the top 10 hits of :data:`QUERIES` from a fresh process."""
+    import numpy as np
+
+    from index.lance import LanceSceneStore
+
+    store = LanceSceneStore(db)
+    table = store._videos.to_arrow()
+    scenes = store._scenes.to_arrow()
+    keys = list(zip(scenes.column("video_path").to_pylist(), scenes.column("scene_index").to_pylist()))
+    vectors = scenes.column("text_vec").to_pylist()
+    listed = finish(start({"db": str(db), "op": "search", "queries": QUERIES}))
+    return {
+        "videos": sorted(table.column("path").to_pylist()),
+        "scene_rows": sorted(keys),
+        "vectors": {k: np.asarray(v if v is not None else [], np.float32) for k, v in zip(keys, vectors)},
+        "listed": sorted(v.path for v in engine(str(db)).videos()),
+        "hits": listed["hits"],
+    }
+
+
+def assert_same(got: dict, want: dict) -> None:
+    import numpy as np
+    import pytest
+
+    assert got["videos"] == want["videos"], "every video exactly once"
+    assert got["scene_rows"] == want["scene_rows"], "every scene row exactly once"
+    for key, vector in want["vectors"].items():
+        np.testing.assert_allclose(got["vectors"][key], vector, atol=1e-6)
+    assert got["listed"] == got["videos"], "egorag videos lists the videos table"
+    for mine, theirs in zip(got["hits"], want["hits"], strict=True):
+        assert [h[0] for h in mine] == [h[0] for h in theirs]
+        assert [h[1] for h in mine] == pytest.approx([h[1] for h in theirs], abs=1e-4)
 
 
 if __name__ == "__main__":
