@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8765)
     s.add_argument("--max-batch", type=int, default=32, help="most concurrent text queries answered in one batch")
 
+    s = sub.add_parser("check", parents=[common], help="verify a store (every row and search file); rebuild damaged search files")
+    s.add_argument("--json", action="store_true")
+
     s = sub.add_parser("status", parents=[common], help="which modalities load here, and why not")
     s.add_argument("--json", action="store_true")
     return p
@@ -206,6 +209,22 @@ def cmd_videos(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    report = _engine(args).check()
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps({**asdict(report), "ok": report.ok}, indent=2))
+        return 0 if report.ok else 1
+    for line in report.repaired:
+        print(f"repaired: {printable(line)}")
+    for line in report.problems:
+        print(f"damaged: {printable(line)}", file=sys.stderr)
+    if report.ok:
+        print(f"ok: {report.videos} video(s), {report.scenes} scene rows read; {report.search_files} search file(s) verified")
+    return 0 if report.ok else 1
+
+
 def cmd_delete(args) -> int:
     for v in _engine(args).delete(args.refs):
         print(f"deleted {v.video_id} {printable(v.path)}")
@@ -303,6 +322,7 @@ def cmd_status(args) -> int:
 
 
 COMMANDS = {
+    "check": cmd_check,
     "index": cmd_index,
     "search": cmd_search,
     "videos": cmd_videos,

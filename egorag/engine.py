@@ -43,6 +43,22 @@ class IndexReport:
     modalities: list[Any] = field(default_factory=list)  # ModalityStatus
 
 
+@dataclass
+class CheckReport:
+    """What ``Engine.check`` found: the store's own damage (``problems``, each with what to do)
+    and the derived search files it found damaged and rebuilt (``repaired``)."""
+
+    videos: int = 0
+    scenes: int = 0
+    search_files: int = 0
+    repaired: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
 class Engine:
     """A video retrieval engine over one store directory.
 
@@ -446,6 +462,37 @@ class Engine:
             self.accelerator().sync()
         self._retriever = None  # its per-version caches describe the store before the delete
         return found
+
+
+    def check(self) -> CheckReport:
+        """Verify the store: read every row of its tables (LanceDB), check each video's scene
+        rows, and re-hash every search file against its manifest. Damaged search files and
+        listing are rebuilt from the store; damage to the tables is reported with what to do."""
+        from index.files import MANIFEST, check_manifest, read_manifest
+        from index.lance import LanceSceneStore
+        from index.listing import SNAPSHOT, read_snapshot
+
+        report = CheckReport()
+        store = LanceSceneStore(self.db)
+        report.videos, report.scenes, damage = store.verify()
+        if damage:
+            report.problems += [f"{d}; restore {self.db} from a backup, or index the videos again into a new --db" for d in damage]
+            return report
+        root = Path(self.db) / "faiss"
+        manifest = read_manifest(root)
+        if manifest is not None:
+            report.search_files = len(manifest["files"])
+            problem = check_manifest(root, manifest, full=True)
+            if problem is not None:
+                report.repaired.append(f"{problem}: search files rebuilt from the store")
+                (root / MANIFEST).unlink()  # untrusted from now on: the next sync rebuilds them
+        if (Path(self.db) / SNAPSHOT).exists() and read_snapshot(self.db) is None:
+            report.repaired.append(f"{Path(self.db) / SNAPSHOT}: listing rewritten from the store")
+        self._store, self._accelerator, self._retriever = store, None, None
+        self._snapshot()
+        if self.config.retrieval.backend == "faiss":
+            self.accelerator().sync()
+        return report
 
 
 def _check_k(k: int) -> None:

@@ -27,6 +27,11 @@ class IndexMismatchError(EgoragError):
     """A store was opened with encoders that differ from the ones that built it."""
 
 
+class StoreDamagedError(EgoragError):
+    """LanceDB could not read or write the store's tables; the message names the store and says
+    how to recover (``egorag check``)."""
+
+
 class QueryError(EgoragError, ValueError):
     """A search is malformed: no text and no image, or ``k`` below 1."""
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -30,8 +31,16 @@ from index.base import UNREADABLE
 from index.catalog import SceneCatalog
 from index.faiss_index import ColumnIndex, FaissOptions, build_index, ivf_lists
 from index.faiss_queries import FaissQueries
-from index.files import atomic_path, store_lock
-from index.mapped import lance_stamp, read_facts, write_facts
+from index.files import (
+    LOCK_NAME,
+    MANIFEST,
+    atomic_path,
+    check_manifest,
+    read_manifest,
+    store_lock,
+    write_manifest,
+)
+from index.mapped import lance_stamp, lance_versions, read_facts, write_facts
 from index.prefault import warm
 from index.rowvectors import RowVectors
 from index.sketch import TRAIN_ROWS, FusedSketch
@@ -61,6 +70,7 @@ class FaissAccelerator(FaissQueries):
         self._synced_at = -1e9  # time.monotonic() of the last sync
         self._stamp: dict | None = None  # the stamp of the store facts on disk
         self._generation: str | None = None  # the catalog generation this process loaded or wrote
+        self._manifest: dict | None = None  # the manifest this process loaded or wrote
         self.warming = None  # the thread mapping the files' pages (index.prefault), if any
         self._warm_due = False  # an open or a change since the last warm-up
 
@@ -105,7 +115,7 @@ class FaissAccelerator(FaissQueries):
         """Drop the loaded state (the next :meth:`_apply` loads it again)."""
         self.catalog, self.columns, self.rows, self.sketch = None, {}, {}, None
         self.texts = SceneTexts(self.root if self.persist else None)
-        self._generation = None
+        self._generation = self._manifest = None
 
     def _apply(self, stamp: dict | None) -> None:
         version = self.store.version
@@ -130,11 +140,15 @@ class FaissAccelerator(FaissQueries):
         changed |= self._sync_sketch(modalities)
         for m, column in self.columns.items():
             self._place(m, column)
-        if self.persist and (changed or not (self.root / CATALOG).exists()):
+        wrote = self.persist and (changed or not (self.root / MANIFEST).exists())
+        if wrote:
             self._save(version)
         if self.persist and stamp is not None and stamp != self._facts_stamp():
             write_facts(self.root, self.store, version, stamp)
             self._stamp = stamp
+            wrote = True
+        if wrote:  # last: it names every file just written, and the store versions they describe
+            self._manifest = write_manifest(self.root, lance_versions(stamp) if stamp else {}, self._manifest)
         self._warm_due |= self.options.warm and (loaded or changed)
         self._synced = version
 
@@ -318,21 +332,42 @@ class FaissAccelerator(FaissQueries):
         if device.startswith("cuda"):
             logger.info("faiss %s: GPU mirror %s", modality, column.attach_gpu(device))
 
+    def _trusted(self) -> bool:
+        """Whether the search files on disk may be loaded: their manifest lists them as they are
+        (:func:`index.files.check_manifest`) and they describe the store's current versions or
+        older ones. Otherwise says why, and they are rebuilt from the store."""
+        manifest = read_manifest(self.root)
+        if manifest is None and not (self.root / CATALOG).exists():
+            return False  # none yet
+        problem = f"{self.root / MANIFEST} is missing or unreadable" if manifest is None else check_manifest(self.root, manifest)
+        if problem is None:
+            now = lance_versions(lance_stamp(self.store.uri) or {})
+            behind = {t: (v, now.get(t, 0)) for t, v in manifest.get("versions", {}).items() if now.get(t, 0) < v}
+            if behind:
+                problem = "the store went back to an older version (" + ", ".join(
+                    f"{t} {old} -> {new}" for t, (old, new) in sorted(behind.items())) + "): its newest commits are lost"
+        if problem is None:
+            self._manifest = manifest
+            return True
+        logger.warning("%s: search files not used (%s); rebuilding them from the store", self.root, problem)
+        return False
+
     def _load(self, modalities) -> None:
         import faiss
 
         path = self.root / CATALOG
-        if not path.exists():
+        if not self.persist or not self._trusted():
+            lost = self._catalog_videos(path)
+            self._clear_files()
             self.catalog = SceneCatalog.empty(modalities)
-            self.texts.clear()  # whatever an earlier, unfinished build left
+            if lost is not None and (gone := sorted(lost - set(self.store.video_stamps()))):
+                logger.warning("%d video(s) in the old search files are not in the store: %s; index them again",
+                               len(gone), ", ".join(gone[:10]))
             return
         try:
             self.catalog, self._generation = SceneCatalog.load(path)
-        except UNREADABLE as exc:  # a torn copy, a bad disk: nothing is lost
-            logger.warning("%s cannot be read (%s): rebuilding the search index from the store", path, exc)
-            self.catalog = SceneCatalog.empty(modalities)
-            self.texts.clear()
-            return
+        except UNREADABLE as exc:  # listed and unchanged, yet unreadable: a bug, not a bad disk
+            raise RuntimeError(f"{path} passed its checksum but cannot be read") from exc
         for m in modalities:
             meta_path, index_path = self.root / f"{m}.json", self.root / f"{m}.faiss"
             if meta_path.exists() and index_path.exists():
@@ -353,6 +388,27 @@ class FaissAccelerator(FaissQueries):
                 self.rows[m] = rows
         self.texts = SceneTexts.open(self.root, len(self.catalog))  # None: refilled
         self.sketch = FusedSketch.load(self.root)  # None: rebuilt when wanted
+
+    def _catalog_videos(self, path: Path) -> set[str] | None:
+        """The videos an old catalog names (to say which ones the store lost), if it reads."""
+        try:
+            return set(SceneCatalog.load(path)[0].stamps) if path.exists() else None
+        except UNREADABLE:
+            return None
+
+    def _clear_files(self) -> None:
+        """Remove the search files (not the readers' kept files): they are written anew."""
+        if not self.persist or not self.root.exists():
+            return
+        for path in self.root.iterdir():
+            if path.name in ("kept", LOCK_NAME):
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        self.texts = SceneTexts(self.root)
+        self._manifest = None
 
     def _save(self, version: int) -> None:
         import faiss

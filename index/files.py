@@ -1,15 +1,25 @@
-"""How index/ writes files: each one atomically, and one writer at a time per store.
+"""How index/ writes files: each one atomically, one writer at a time per store, and the search
+files under a manifest that says what each one must be.
 
 Two processes writing one store is normal use: two ``egorag index`` runs, an indexer beside a
 server that keeps its search files in step. Every section that commits to the store or rewrites
 its search files holds :func:`store_lock`: an exclusive ``fcntl.flock`` on ``<db>/write.lock``.
 The kernel drops it when its holder dies, so a killed writer never leaves a store locked. Within
 one process it is reentrant (a thread holding it may take it again), and threads queue on it.
+
+The search files (``<db>/faiss/``) are derived from the store; :func:`write_manifest`, called
+last by their writer, records each one's size, modification time and blake2b checksum, with the
+store versions they were built from. :func:`check_manifest` is what a reader trusts: a file
+missing, of another size, or changed since (its time differs) whose checksum no longer matches
+makes the whole set invalid, and it is rebuilt from the store; checksums decide, not the
+exceptions a damaged file would raise. ``full`` re-hashes every file (``egorag check``).
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -97,3 +107,63 @@ def atomic_path(path: Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+
+
+MANIFEST = "manifest.json"
+UNLISTED = ("kept", LOCK_NAME, MANIFEST)  # written outside the manifest (see index.kept)
+
+
+def digest(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _listed(root: Path) -> list[Path]:
+    return sorted(
+        p for p in root.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.relative_to(root).parts[0] not in UNLISTED
+    )
+
+
+def write_manifest(root: Path, versions: dict[str, int], previous: dict | None) -> dict:
+    """Record every search file under ``root`` (a file unchanged since ``previous``, by size and
+    time, keeps its checksum) and the store ``versions`` they describe. Returns the manifest."""
+    known = (previous or {}).get("files", {})
+    files = {}
+    for path in _listed(root):
+        st = path.stat()
+        name = path.relative_to(root).as_posix()
+        old = known.get(name)
+        same = old is not None and old["size"] == st.st_size and old["mtime_ns"] == st.st_mtime_ns
+        files[name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "blake2b": old["blake2b"] if same else digest(path)}
+    manifest = {"versions": versions, "files": files}
+    with atomic_path(root / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest))
+    return manifest
+
+
+def read_manifest(root: Path) -> dict | None:
+    try:
+        manifest = json.loads((root / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict) else None
+
+
+def check_manifest(root: Path, manifest: dict, full: bool = False) -> str | None:
+    """What is wrong with the search files under ``root`` against ``manifest`` (one line
+    naming the file), or None when every listed file is as recorded."""
+    for name, want in sorted(manifest["files"].items()):
+        path = root / name
+        try:
+            st = path.stat()
+        except OSError:
+            return f"{path} is missing"
+        if st.st_size != want["size"]:
+            return f"{path} has {st.st_size} bytes, not the {want['size']} written"
+        if (full or st.st_mtime_ns != want["mtime_ns"]) and digest(path) != want["blake2b"]:
+            return f"{path} has changed since it was written (checksum mismatch)"
+    return None

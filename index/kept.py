@@ -1,5 +1,5 @@
 """What the retriever derives from a store state, kept beside the FAISS indexes for the next
-process: ``<db>/faiss/<name>.npz``, arrays with the key of the store state they were derived
+process: ``<db>/faiss/kept/<name>.npz``, arrays with the key of the store state they were derived
 from (``np.savez``, no pickle).
 
 - ``background-<modality>``: the calibration moments (mean and covariance of a fixed sample of
@@ -27,7 +27,9 @@ logger = logging.getLogger("egorag")
 
 
 def path_for(root: Path, name: str) -> Path:
-    return root / f"{name}.npz"
+    """Kept files live in their own folder: readers write them without the store's lock, so
+    they are not among the search files of the manifest (the zip's CRC-32 checks each array)."""
+    return root / "kept" / f"{name}.npz"
 
 
 def load(path: Path, key: np.ndarray) -> dict[str, np.ndarray] | None:
@@ -37,14 +39,17 @@ def load(path: Path, key: np.ndarray) -> dict[str, np.ndarray] | None:
             if np.array_equal(z["key"], key):
                 return {name: z[name] for name in z.files if name != "key"}
             logger.debug("%s: derived from another store state", path)
-    except UNREADABLE as exc:  # none yet, or damaged
-        logger.debug("%s: not kept (%s)", path, exc)
+    except FileNotFoundError:
+        logger.debug("%s: none kept yet", path)
+    except (*UNREADABLE, KeyError) as exc:  # damaged (the zip's CRC-32 catches a changed byte)
+        logger.warning("%s cannot be read (%s); deriving it again", path, exc)
     return None
 
 
 def save(path: Path, key: np.ndarray, arrays: Mapping[str, np.ndarray]) -> None:
     """Keep ``arrays`` for ``key`` (atomically; a read-only store keeps nothing)."""
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, key=key, **arrays)
     except OSError as exc:  # the next process derives them again

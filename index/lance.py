@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 
-from egorag.errors import EgoragError, IndexMismatchError
+from egorag.errors import EgoragError, IndexMismatchError, StoreDamagedError
 from egorag.schema import (
     FINGERPRINT_KEY,
     MODALITIES,
@@ -66,9 +66,14 @@ class LanceSceneStore:
         self._db = lancedb.connect(self.uri)
         names = set(self._db.list_tables().tables)
         if SCENES in names and VIDEOS in names:
-            self._scenes = self._db.open_table(SCENES)
-            self._videos = self._db.open_table(VIDEOS)
-            stored = decode_fingerprints(self._scenes.schema.metadata.get(FINGERPRINT_KEY))
+            try:
+                self._scenes = self._db.open_table(SCENES)
+                self._videos = self._db.open_table(VIDEOS)
+                metadata = self._scenes.schema.metadata or {}
+            except (RuntimeError, OSError, ValueError, RecursionError) as exc:
+                raise StoreDamagedError(f"{self.uri}: LanceDB cannot open the store's tables ({_first_line(exc)}); "
+                                        "run `egorag check` on it") from exc
+            stored = decode_fingerprints(metadata.get(FINGERPRINT_KEY))
             if fingerprints is not None and dict(fingerprints) != stored:
                 raise IndexMismatchError(_mismatch_message(self.uri, stored, fingerprints))
             self._fingerprints = stored
@@ -100,12 +105,12 @@ class LanceSceneStore:
     def add_video(self, video: Video, scenes: Sequence[Scene]) -> None:
         """Scenes first, then the video row that makes them visible (see :meth:`complete_ids`)."""
         with self.writing():
-            _commit(lambda: self._scenes.delete(f"video_id = {sql_quote(video.video_id)}"))  # leftovers of a crash
+            _commit(self.uri, lambda: self._scenes.delete(f"video_id = {sql_quote(video.video_id)}"))  # leftovers of a crash
             if scenes:
                 table = rows_to_table([s.to_row() for s in scenes], self._scenes.schema)
-                _commit(lambda: self._scenes.add(table))
+                _commit(self.uri, lambda: self._scenes.add(table))
             row = rows_to_table([self._video_row(video)], self._videos.schema)
-            _commit(lambda: self._videos.add(row))
+            _commit(self.uri, lambda: self._videos.add(row))
 
     def add_arrow(self, videos: pa.Table, scenes: pa.Table) -> None:
         """Bulk ingest of already-encoded records (e.g. from another machine or a cluster job):
@@ -113,15 +118,15 @@ class LanceSceneStore:
         store's schemas (nullable columns may be left out: they are null); ids must be new."""
         scenes, videos = _conform(scenes, self._scenes.schema, "scenes"), _conform(videos, self._videos.schema, "videos")
         with self.writing():
-            _commit(lambda: self._scenes.add(scenes))
-            _commit(lambda: self._videos.add(videos))
+            _commit(self.uri, lambda: self._scenes.add(scenes))
+            _commit(self.uri, lambda: self._videos.add(videos))
 
     def delete_video(self, video_id: str) -> bool:
         """Hide the video first (its row), then drop its scenes."""
         with self.writing():
             existed = self.get_video(video_id) is not None
-            _commit(lambda: self._videos.delete(f"video_id = {sql_quote(video_id)}"))
-            _commit(lambda: self._scenes.delete(f"video_id = {sql_quote(video_id)}"))
+            _commit(self.uri, lambda: self._videos.delete(f"video_id = {sql_quote(video_id)}"))
+            _commit(self.uri, lambda: self._scenes.delete(f"video_id = {sql_quote(video_id)}"))
         return existed
 
     def get_video(self, video_id: str) -> Video | None:
@@ -152,7 +157,7 @@ class LanceSceneStore:
             found = self._scenes.search().select(["video_id"]).limit(None).to_arrow().column("video_id").to_pylist()
             orphans = sorted(set(found) - complete)
             for video_id in orphans:
-                _commit(lambda v=video_id: self._scenes.delete(f"video_id = {sql_quote(v)}"))
+                _commit(self.uri, lambda v=video_id: self._scenes.delete(f"video_id = {sql_quote(v)}"))
         if orphans:
             logger.info("removed scenes of %d incompletely indexed video(s)", len(orphans))
         return len(orphans)
@@ -268,6 +273,24 @@ class LanceSceneStore:
         complete = self.complete_ids() if video_ids is None else set(video_ids)
         return table.filter(pa.compute.is_in(table.column("video_id"), value_set=pa.array(sorted(complete), pa.string())))
 
+    def verify(self) -> tuple[int, int, list[str]]:
+        """Read every row of both tables (vectors included, a batch at a time) and check that each
+        video has the scene rows it says. Returns (videos, scene rows, problems found)."""
+        problems, counts = [], {}
+        try:
+            videos = self._videos.search().select(["video_id", "path", "n_scenes"]).limit(None).to_arrow()
+            for _ in self._videos.search().limit(None).to_batches(65536):
+                pass
+            for batch in self._scenes.search().limit(None).to_batches(4096):
+                for v in batch.column("video_id").to_pylist():
+                    counts[v] = counts.get(v, 0) + 1
+        except (RuntimeError, OSError, ValueError, RecursionError) as exc:
+            return 0, 0, [f"{self.uri}: LanceDB cannot read the tables ({_first_line(exc)})"]
+        for video_id, path, n in zip(*(videos.column(c).to_pylist() for c in ("video_id", "path", "n_scenes"))):
+            if counts.get(video_id, 0) != n:
+                problems.append(f"{path}: {counts.get(video_id, 0)} scene rows in the store, not the {n} indexed")
+        return videos.num_rows, sum(counts.values()), problems
+
     # -- the retriever's backend protocol (keys are scene ids here) ---------------------------
 
     def search_keys(self, modality: str, query: np.ndarray, k: int, where: SceneFilter | None = None) -> list[tuple[str, float]]:
@@ -353,10 +376,10 @@ class LanceSceneStore:
 
         with self.writing():
             if self.count_scenes():
-                _commit(lambda: self._scenes.create_index("search_text", config=FTS(), replace=True))
+                _commit(self.uri, lambda: self._scenes.create_index("search_text", config=FTS(), replace=True))
                 # point lookups of hits and per-video reads use these instead of scanning
-                _commit(lambda: self._scenes.create_index("scene_id", config=BTree(), replace=True))
-                _commit(lambda: self._scenes.create_index("video_id", config=BTree(), replace=True))
+                _commit(self.uri, lambda: self._scenes.create_index("scene_id", config=BTree(), replace=True))
+                _commit(self.uri, lambda: self._scenes.create_index("video_id", config=BTree(), replace=True))
 
     def _scene_columns(self, with_vectors: bool) -> list[str]:
         if not with_vectors:
@@ -416,18 +439,20 @@ class LanceSceneStore:
         return row
 
 
-def _commit(action: Callable[[], T], attempts: int = COMMIT_ATTEMPTS) -> T:
+def _commit(uri: str, action: Callable[[], T], attempts: int = COMMIT_ATTEMPTS) -> T:
     """Run one LanceDB commit, retrying its retryable conflicts with a growing pause (another
-    program committing to the same table); a conflict that persists is an :class:`EgoragError`."""
+    program committing to the same table); a conflict that persists is an :class:`EgoragError`,
+    and any other failure of LanceDB a :class:`StoreDamagedError` (damaged or missing files)."""
     for attempt in range(attempts):
         try:
             return action()
-        except (RuntimeError, OSError) as exc:
+        except (RuntimeError, OSError, ValueError, RecursionError) as exc:
             if not any(s in str(exc) for s in RETRYABLE):
-                raise
+                raise StoreDamagedError(f"{uri}: LanceDB could not write the store ({_first_line(exc)}); "
+                                        "run `egorag check` on it") from exc
             if attempt + 1 == attempts:
                 raise EgoragError(
-                    f"another process kept writing the store at the same time ({_first_line(exc)}); run the command again"
+                    f"{uri}: another process kept writing the store at the same time ({_first_line(exc)}); run the command again"
                 ) from exc
             time.sleep(0.05 * 2**attempt * (1 + random.random()))
     raise ValueError(f"attempts must be at least 1, got {attempts}")

@@ -10,7 +10,9 @@ by anyone) it reads LanceDB and the snapshot is rewritten. Stale data is never s
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from pathlib import Path
 
 from egorag.schema import Video, videos_from_table
@@ -19,6 +21,14 @@ from index.mapped import table_versions
 
 SNAPSHOT = "videos.snapshot.parquet"
 STAMP_KEY = b"egorag.versions"
+CHECKSUM_KEY = b"egorag.blake2b"  # of the rows' values: a changed byte is caught whatever it hit
+
+logger = logging.getLogger("egorag")
+
+
+def _checksum(table) -> str:
+    rows = json.dumps(table.to_pylist(), default=str, sort_keys=True).encode()
+    return hashlib.blake2b(rows, digest_size=16).hexdigest()
 
 
 def read_snapshot(db: str | Path) -> list[Video] | None:
@@ -32,9 +42,14 @@ def read_snapshot(db: str | Path) -> list[Video] | None:
     try:
         table = pq.read_table(path)
         stamp = json.loads(table.schema.metadata[STAMP_KEY])
-    except (OSError, KeyError, ValueError, TypeError):
-        return None  # unreadable or foreign: fall back to the store
+        checksum = table.schema.metadata[CHECKSUM_KEY].decode()
+    except (OSError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        logger.warning("%s cannot be read (%s); listing from the store", path, exc)
+        return None
     if stamp != table_versions(db, "videos"):
+        return None
+    if _checksum(table.replace_schema_metadata(None)) != checksum:
+        logger.warning("%s has changed since it was written (checksum mismatch); listing from the store", path)
         return None
     return sorted(videos_from_table(table), key=lambda v: v.path)
 
@@ -48,7 +63,7 @@ def write_snapshot(db: str | Path, store) -> None:
     if stamp is None:
         return
     store.refresh()  # the handle may be older than the stamp
-    table = store.video_scalars()
-    table = table.replace_schema_metadata({STAMP_KEY: json.dumps(stamp).encode()})
+    table = store.video_scalars().replace_schema_metadata(None)
+    table = table.replace_schema_metadata({STAMP_KEY: json.dumps(stamp).encode(), CHECKSUM_KEY: _checksum(table).encode()})
     with atomic_path(db / SNAPSHOT) as tmp:
         pq.write_table(table, tmp)

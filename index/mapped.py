@@ -51,6 +51,16 @@ def table_versions(db: str | Path, table: str) -> list[str] | None:
         return None
 
 
+def lance_versions(stamp: dict[str, list[str]]) -> dict[str, int]:
+    """Each table's newest version from its manifest names (LanceDB names a version ``v`` either
+    ``v.manifest`` or, inverted so that the newest sorts first, ``(2**64 - 1 - v).manifest``)."""
+    def version(name: str) -> int:
+        n = int(name.partition(".")[0])
+        return 2**64 - 1 - n if n > 2**63 else n
+
+    return {table: max((version(n) for n in names if n.endswith(".manifest")), default=0) for table, names in stamp.items()}
+
+
 def lance_stamp(db: str | Path) -> dict[str, list[str]] | None:
     """The manifest names of both LanceDB tables (None when a table is missing)."""
     stamp = {table: table_versions(db, table) for table in TABLES}

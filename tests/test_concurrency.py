@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from writer_proc import QUERIES, assert_same, engine, finish, start, state
 
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_two_indexers_on_one_folder(library, clean, tmp_path, seed):
     db = str(tmp_path / "db")

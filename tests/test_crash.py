@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from writer_proc import assert_same, engine, finish, start, state
 
 pytestmark = pytest.mark.slow

@@ -10,12 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_video
-from egorag.config import AsrConfig, EngineConfig, RetrievalConfig, SceneConfig, load_config
+from writer_proc import engine
+
+from egorag.config import (
+    AsrConfig,
+    EngineConfig,
+    RetrievalConfig,
+    SceneConfig,
+    load_config,
+)
 from egorag.errors import ConfigError, EgoragError, MediaError, QueryError
 from index.base import SceneFilter
-from writer_proc import engine
 
 GOOD_NAMES = ["plain.mp4", "new\nline.mp4", "ünïcødé 視頻.mp4", "with spaces .mp4", "-rf.mp4", "it's; DROP TABLE videos.mp4",
               "100%_done.mp4", "back\\slash.mp4", ".hidden.mp4", "UPPER.MP4", "x" * 200 + ".mp4"]

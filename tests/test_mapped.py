@@ -131,7 +131,7 @@ def test_the_video_level_is_kept_for_the_next_process_until_the_store_changes(db
     store = open_for_query(db)
     first = HierarchicalRetriever(store, {}, RetrievalConfig(), backend=FaissAccelerator(store))
     want = first.search_vectors(q, "lighthouse", 5)
-    assert (db / "faiss" / "videos.npz").exists()
+    assert (db / "faiss" / "kept" / "videos.npz").exists()
 
     def no_deriving(*a, **k):
         raise AssertionError("derived again")

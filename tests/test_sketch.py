@@ -174,7 +174,7 @@ def test_an_unreadable_sketch_file_is_rebuilt_not_fatal(store, name, caplog):
     with caplog.at_level("WARNING", logger="egorag"):
         reopened = FaissAccelerator(LanceSceneStore(store.uri), options)
         reopened.sync()
-    assert "cannot be read" in caplog.text and len(reopened.sketch) == 600
+    assert "rebuilding them from the store" in caplog.text and len(reopened.sketch) == 600
     q = reopened.sketch_query({"text": 20 * x["text"][242], "visual": 20 * x["visual"][242]})
     assert reopened.sketch_search(q[None], 5)[0][0] == reopened.catalog.row_of(scene_id("v002", 42))
     assert FusedSketch.load(reopened.root) is not None  # rewritten

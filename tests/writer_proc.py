@@ -56,14 +56,14 @@ def pause_commits(seed: int | None, pause: float, hold: list | None) -> None:
     rng = random.Random(seed)
     count = [0]
 
-    def paused(action, attempts=lance.COMMIT_ATTEMPTS):
+    def paused(uri, action, attempts=lance.COMMIT_ATTEMPTS):
         if hold is not None and count[0] == hold[0]:
             Path(hold[2]).touch()
             time.sleep(hold[1])
         elif pause:
             time.sleep(rng.random() * pause)
         count[0] += 1
-        return real(action, attempts)
+        return real(uri, action, attempts)
 
     lance._commit = paused
 
