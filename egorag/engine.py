@@ -204,6 +204,7 @@ class Engine:
             try:
                 check_name(f)
                 path = f.resolve()
+                mtime_ns = os.stat(path).st_mtime_ns if path.exists() else None
                 info = probe(path)
                 digest = content_hash(path)
             except MediaError as exc:
@@ -215,13 +216,19 @@ class Engine:
                     logger.info("%s: same content as indexed %s; skipped", path, existing.path)
                 report.unchanged.append(str(path))
                 continue
-            jobs.append(VideoJob(path, info, digest))
+            jobs.append(VideoJob(path, info, digest, mtime_ns))
         return jobs
 
     def _guarded(self, encode, jobs, policy: BadMediaPolicy, report: IndexReport) -> list:
         try:
             return encode()
         except MediaError as exc:
+            for job in jobs:  # a file that changed under the decoder reads as damaged: say why
+                if str(job.path) == exc.path:
+                    try:
+                        job.check_unchanged()
+                    except MediaError as changed:
+                        exc = changed
             if len(jobs) > 1 and policy == "skip":  # a batch: retry without the bad file
                 good = [j for j in jobs if str(j.path) != exc.path]
                 self._bad(exc, policy, report)

@@ -197,3 +197,46 @@ def test_a_huge_image_query_is_refused_from_its_header(tmp_path, cut_video):
     e.index([cut_video])
     with pytest.raises(EgoragError, match="image queries need the visual modality"):
         e.search(image=path)  # said before the file is decoded
+
+
+def test_a_file_changed_while_indexed_is_said_and_not_stored(tmp_path, cut_video):
+    """A download still being written: the records would not match the content that was hashed."""
+    from egorag.models import ModelSet
+    from writer_proc import HashEncoder, config
+
+    growing = tmp_path / "growing.mp4"
+    shutil.copyfile(cut_video, growing)
+
+    class AppendingTranscriber:  # the file grows while its audio is transcribed
+        model_name = "appending"
+
+        def transcribe(self, audio):
+            with open(growing, "ab") as f:
+                f.write(b"\0" * 1000)
+            return []
+
+    from egorag.engine import Engine
+
+    e = Engine(tmp_path / "db", config(), models=ModelSet(transcriber=AppendingTranscriber(), text=HashEncoder(dim=64)))
+    with pytest.raises(MediaError, match="changed while it was being indexed"):
+        e.index([growing])
+    report = e.index([cut_video], on_bad_media="skip")
+    assert report.indexed == [str(cut_video.resolve())]
+    assert [v.path for v in e.videos()] == [str(cut_video.resolve())]
+
+
+def test_transcription_has_no_temperature_fallback():
+    """Whisper's fallback to higher temperatures samples at random: indexing the same video
+    twice must give the same transcript, so decoding runs at temperature 0 only."""
+    from egorag.asr import Transcriber
+    from egorag.config import AsrConfig
+
+    class Model:
+        def transcribe(self, audio, **kwargs):
+            self.kwargs = kwargs
+            return iter(()), None
+
+    t = Transcriber.__new__(Transcriber)
+    t.config, t._model = AsrConfig(), Model()
+    assert t.transcribe(np.zeros(16000, np.float32)) == []
+    assert t._model.kwargs["temperature"] == 0.0

@@ -154,3 +154,27 @@ def test_bulk_arrow_ingest(store):
         store.add_arrow(videos.drop_columns(["fps"]), scenes)
     with pytest.raises(ValueError, match="unknown columns"):
         store.add_arrow(videos.append_column("bogus", pa.array([1, 2])), scenes)
+
+
+def test_lance_backend_bm25_depends_on_content_not_history(tmp_path, library):
+    """After a delete, LanceDB's full-text index is rebuilt: BM25 scores equal a store that
+    never held the deleted video."""
+    from dataclasses import replace
+
+    from egorag.config import RetrievalConfig
+    from egorag.engine import Engine
+    from egorag.models import ModelSet
+    from writer_proc import HashEncoder, ScriptByLength, config
+
+    def lance_engine(db):
+        cfg = replace(config(), retrieval=RetrievalConfig(backend="lance"))
+        return Engine(db, cfg, models=ModelSet(transcriber=ScriptByLength(), text=HashEncoder(dim=64)))
+
+    history, fresh = lance_engine(tmp_path / "history"), lance_engine(tmp_path / "fresh")
+    history.index([library])
+    history.delete([str(library / "v6.mp4")])
+    fresh.index([library / f"v{n}.mp4" for n in (3, 4, 5)])
+    for query in ("volcano lava", "honey bees hive", "piano melody concert"):
+        a, b = history.search(query, k=5).hits, fresh.search(query, k=5).hits
+        assert [h.scene_id for h in a] == [h.scene_id for h in b] and a[0].scores.get("bm25")
+        assert [h.scores.get("bm25") for h in a] == pytest.approx([h.scores.get("bm25") for h in b])

@@ -8,6 +8,7 @@ or on other machines without change.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -198,6 +199,20 @@ class VideoJob:
     path: Path
     info: VideoInfo
     digest: str
+    mtime_ns: int | None = None  # when it was probed; None: not checked for changes
+
+    def check_unchanged(self) -> None:
+        """Raise :class:`MediaError` if the file changed since it was probed and hashed (a
+        download or copy still being written): its records would not match its content."""
+        if self.mtime_ns is None:
+            return
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            raise MediaError(str(self.path), "disappeared while it was being indexed") from None
+        if st.st_size != self.info.size_bytes or st.st_mtime_ns != self.mtime_ns:
+            raise MediaError(str(self.path), "changed while it was being indexed (still being written or copied?); "
+                             "index it again once it is complete")
 
 
 def encode_videos(
@@ -234,6 +249,7 @@ def encode_videos(
                 v["audio"] = timed("embed_audio", embed_audio, j.path, seg, models)
     out = []
     for j, seg, t, v in zip(jobs, segmented, texts, vectors):
+        j.check_unchanged()
         if seg.keyframes:
             v["visual"] = [None if k is None else l2_normalize(k.vectors.mean(axis=0)) for k in seg.keyframes]
         video_id = j.digest[:16]

@@ -122,8 +122,11 @@ class Handler(BaseHTTPRequestHandler):
     timeout = REQUEST_TIMEOUT_S  # a socket that sends nothing for this long is closed
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """The base class's own errors (a malformed request line or headers) as JSON too."""
+        """The base class's own errors (a malformed request line or headers) as JSON too, with
+        a status line even when the request line was too broken to name an HTTP version."""
         self.close_connection = True
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"
         self._reply(code, {"error": message or explain or "bad request"})
 
     def do_GET(self) -> None:
