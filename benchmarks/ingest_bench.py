@@ -21,10 +21,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import HERE, save  # noqa: E402
-
 import av  # noqa: E402
 import numpy as np  # noqa: E402
+from common import HERE, save  # noqa: E402
 
 import egorag  # noqa: E402
 from egorag.config import EngineConfig, VisualConfig  # noqa: E402

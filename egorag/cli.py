@@ -91,8 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("check", parents=[common], help="verify a store (every row and search file); rebuild damaged search files")
     s.add_argument("--json", action="store_true")
 
-    s = sub.add_parser("status", parents=[common], help="which modalities load here, and why not")
+    s = sub.add_parser("status", parents=[common], help="which modalities' weights are here, and how to enable the rest")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--load", action="store_true", help="load each model to check that it loads (seconds)")
     return p
 
 
@@ -187,7 +188,7 @@ def print_hits(result) -> None:
     if not result.hits:
         print("  (no matching scenes)")
     for rank, h in enumerate(result.hits, 1):
-        sources = " ".join(f"{m}={v:.2f}" for m, v in h.scores.items())
+        sources = " ".join(f"{m} {v:+.2f}" for m, v in h.scores.items())  # they add up to the score
         text = (h.transcript or h.caption or "").strip()
         snippet = text if len(text) <= 100 else text[:97] + "..."
         print(f"{rank:3d}. {printable(Path(h.video).name)} [{mmss(h.start)}-{mmss(h.end)}] score={h.score:.2f} ({sources})")
@@ -255,7 +256,12 @@ def cmd_ask(args) -> int:
     overrides = {k: v for k, v in (("llm", args.llm), ("endpoint", args.endpoint), ("model", args.model), ("k", args.k)) if v}
     if overrides:
         engine.config = replace(engine.config, answer=replace(engine.config.answer, **overrides))
-    result = engine.ask(args.question, use_llm=not args.no_llm)
+    from egorag.errors import LLMError
+
+    try:
+        result = engine.ask(args.question, use_llm=not args.no_llm)
+    except LLMError as exc:
+        raise LLMError(f"{exc}; or use --no-llm to see the prompt and evidence") from exc
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
@@ -267,9 +273,7 @@ def cmd_ask(args) -> int:
     if result.cited:
         print("\ncited:")
         for h in result.cited:
-            from retrieval.answer import scene_tag
-
-            print(f"  {scene_tag(h)} {h.video}")
+            print(f"  {printable(result.tag(h))} {printable(h.video)}")
     return 0
 
 
@@ -311,13 +315,14 @@ def cmd_serve(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from egorag.models import load_models
+    from egorag.models import load_models, probe_models
 
-    models = load_models(_engine(args).config)
+    config = _engine(args).config
+    statuses = load_models(config).status if args.load else probe_models(config)
     if args.json:
-        print(json.dumps([{"name": s.name, "enabled": s.enabled, "detail": s.detail} for s in models.status.values()], indent=2))
+        print(json.dumps([{"name": s.name, "enabled": s.enabled, "detail": s.detail} for s in statuses.values()], indent=2))
     else:
-        print_modalities(models.status.values())
+        print_modalities(statuses.values())
     return 0
 
 

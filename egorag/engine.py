@@ -130,9 +130,10 @@ class Engine:
         progress: bool = False,
     ) -> IndexReport:
         """Index files and folders. Unchanged videos (same content hash) are skipped unless
-        ``reindex``; a file whose content changed replaces its old entry. With
-        ``on_bad_media="error"`` the first bad file raises :class:`MediaError` (nothing indexed
-        before it is touched); with ``"skip"`` it is logged and listed in ``report.failed``.
+        ``reindex``; a file whose content changed replaces its old entry. Every file is probed and
+        hashed before any model loads, so bad input fails in seconds and a run with nothing to do
+        loads nothing. With ``on_bad_media="error"`` the first bad file raises :class:`MediaError`
+        (what is indexed stays); with ``"skip"`` it is logged and listed in ``report.failed``.
         With ``config.low_memory`` the videos are encoded stage by stage, one model at a time."""
         from tqdm.auto import tqdm
 
@@ -151,11 +152,16 @@ class Engine:
                 if not f.exists():
                     raise MediaError(str(f), "no such file")
         times = StageTimes()
+        existing = self._existing_store()
+        jobs = self._plan(files, existing, reindex, policy, report)
+        if not jobs:
+            if existing is not None and self._index_models is not None:
+                self.store(create=True)  # models at hand: a store built by others is refused as ever
+            self._finish(report, times, t0)
+            return report
         if self.config.low_memory:
             from egorag.models import ModelSet
 
-            existing = self._existing_store()
-            jobs = self._plan(files, existing, reindex, policy, report)
             swap = ModelSwap(self.config)
             results = self._guarded(lambda: encode_videos(jobs, self.config, ModelSet(), times, swap), jobs, policy, report)
             report.modalities = list(swap.status.values())
@@ -168,15 +174,31 @@ class Engine:
             report.modalities = list(models.status.values())
             store = self.store(create=True)
             store.purge_incomplete()
-            for f in tqdm(files, desc="indexing", unit="video", disable=not progress):
-                for job in self._plan([f], store, reindex, policy, report):
-                    result = self._guarded(lambda: encode_videos([job], self.config, models, times), [job], policy, report)
-                    for video, scenes in result:
-                        self._write(store, video, scenes, report, reindex)
+            for job in tqdm(jobs, desc="indexing", unit="video", disable=not progress):
+                if not reindex and self._indexed_meanwhile(store, job, report):
+                    continue
+                result = self._guarded(lambda: encode_videos([job], self.config, models, times), [job], policy, report)
+                for video, scenes in result:
+                    self._write(store, video, scenes, report, reindex)
         self._finish(report, times, t0)
         return report
 
+    @staticmethod
+    def _indexed_meanwhile(store, job, report: IndexReport) -> bool:
+        """Whether another process indexed ``job``'s content since it was planned (then it is
+        counted unchanged, and not encoded twice)."""
+        store.refresh()
+        if store.get_video(job.digest[:16]) is None:
+            return False
+        report.unchanged.append(str(job.path))
+        return True
+
     def _existing_store(self):
+        """The store as it is (None when there is none yet: then LanceDB is not even imported)."""
+        from index.lance import SCENES
+
+        if not (Path(self.db) / f"{SCENES}.lance").exists():
+            return None
         from index.lance import LanceSceneStore, StoreNotFoundError
 
         try:
@@ -245,7 +267,7 @@ class Engine:
                 raise MediaError(exc.path, f"{exc.reason} (the {done} video(s) indexed before it are kept; "
                                  "--skip-bad indexes the rest past bad files)") from exc
             raise exc
-        logger.warning("skipped %s", exc)
+        logger.info("skipped %s", exc)  # listed in the report (the CLI prints it)
         report.failed.append((exc.path, exc.reason))
 
     def _write(self, store, video: Video, scenes, report: IndexReport, reindex: bool) -> None:
@@ -330,6 +352,7 @@ class Engine:
         from retrieval.hits import SearchResult
 
         _check_k(k)
+        self._check_videos(where)
         if image is not None:
             self.check_image_queries()  # before an image file is decoded
         if isinstance(image, (str, Path)):
@@ -338,6 +361,25 @@ class Engine:
         retriever = self.retriever()
         hits = retriever.search(query, k=k, where=where)
         return SearchResult(query=text or "<image>", hits=hits)
+
+    def _check_videos(self, where) -> None:
+        """A filter naming a video id that is not indexed is a :class:`QueryError` listing
+        close matches (ids that start alike or are spelled alike, videos of that file name),
+        not an empty result that looks like "nothing matched"."""
+        import difflib
+
+        wanted = getattr(where, "video_ids", ())
+        if not wanted:
+            return
+        videos = self.videos()
+        ids = {v.video_id for v in videos}
+        for ref in wanted:
+            if ref in ids:
+                continue
+            close = [i for i in sorted(ids) if i.startswith(ref)] + difflib.get_close_matches(ref, sorted(ids), n=3)
+            close += [v.video_id for v in videos if Path(v.path).name == ref or v.path == ref]
+            hint = f"; did you mean {', '.join(dict.fromkeys(close))}?" if close else f" (the store holds {len(ids)} video(s))"
+            raise QueryError(f"no indexed video has the id {ref!r}{hint}")
 
     def check_image_queries(self) -> None:
         """Raise :class:`ModalityUnavailableError`, saying why, unless this store and machine
@@ -360,6 +402,7 @@ class Engine:
         from retrieval.hits import SearchResult
 
         _check_k(k)
+        self._check_videos(where)
         results = self.retriever().search_many([Query(text=t) for t in texts], k=k, where=where)
         return [SearchResult(query=t, hits=hits) for t, hits in zip(texts, results)]
 
@@ -398,8 +441,8 @@ class Engine:
         """Zero-shot classify image files with the visual model (required: an error if absent)."""
         from egorag.classify import classify
 
+        images = [load_image(p) for p in paths]  # a bad file fails before any model loads
         encoder = self._visual_encoder()
-        images = [load_image(p) for p in paths]
         return classify([str(p) for p in paths], encoder.encode_images(images), encoder, labels)
 
     def classify_scenes(self, labels: Sequence[str], where=None):

@@ -4,6 +4,7 @@ an explicitly listed modality that cannot load raises :class:`ModalityUnavailabl
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -105,6 +106,61 @@ _LOADERS: dict[str, tuple[str, Callable[[EngineConfig], Any]]] = {
     "audio": ("audio", _load_audio),
     "caption": ("captioner", _load_captioner),
 }
+
+
+def _weights_of(config: EngineConfig, name: str) -> tuple[str, Any, str]:
+    """(what, resolution record, how to enable) of component ``name``'s weights, found without
+    importing any model library."""
+    from egorag.weights import resolve_model
+
+    if name == "asr":
+        return "whisper model", resolve_model(config.asr.model), "pass a local CTranslate2 directory as asr.model"
+    if name == "text":
+        return "text model", resolve_model(config.text.model), "set [text] model to a local sentence-transformers directory"
+    if name == "visual":
+        from egorag.encoders.clip import HOW, _resolve
+
+        model, pretrained, resolved = _resolve(config.visual)
+        if pretrained is None and not model.startswith(("hf-hub:", "local-dir:")):
+            raise ModelLoadError(f"no pretrained weights configured for open_clip {model}. To enable: {HOW}")
+        return f"open_clip {model} weights", resolved, HOW
+    if name == "audio":
+        from egorag.encoders.clap import HOW
+
+        return "CLAP model", resolve_model(config.audio.model), HOW
+    if not config.caption.captioner:
+        _load_captioner(config)  # raises: says how to enable it
+    from egorag.captioners import CAPTIONERS
+
+    module, cls = CAPTIONERS[config.caption.captioner]
+    captioner = getattr(importlib.import_module(module), cls)
+    return f"{captioner.name} captioner", resolve_model(config.caption.model or captioner.default_model), captioner.how
+
+
+def probe_models(config: EngineConfig) -> dict[str, ModalityStatus]:
+    """Which components' weights are found here, in a fraction of a second: none is loaded. A
+    component is on with where its weights are, or off with why and how to enable it; whether
+    they also load is what :func:`load_models` tells (``egorag status --load``)."""
+    from egorag.weights import check_reachable
+
+    required = requested(config)
+    out = {}
+    for name in COMPONENTS:
+        if required is not None and name not in required:
+            out[name] = ModalityStatus(name, False, "not in the configured modalities")
+            continue
+        if name == "text" and config.text.encoder != "sentence-transformers":
+            out[name] = ModalityStatus(name, True, f"encoder {config.text.encoder!r} (not probed; --load loads it)")
+            continue
+        try:
+            what, resolved, how = _weights_of(config, name)
+            check_reachable(what, resolved, how)
+        except ModelLoadError as exc:
+            out[name] = ModalityStatus(name, False, str(exc))
+            continue
+        where = resolved.location if resolved.source != "hub" else f"hub id {resolved.location!r}, in the local cache"
+        out[name] = ModalityStatus(name, True, f"{resolved.name} (found: {where}; not loaded)")
+    return out
 
 
 def component_attribute(name: str) -> str:

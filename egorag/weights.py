@@ -66,6 +66,37 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
 
 
+def _hub_cache() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    return Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser() / "hub"
+
+
+def _letters(text: str) -> str:
+    return "".join(c for c in text.lower() if c.isalnum())
+
+
+def hub_cached(name: str) -> bool:
+    """Whether the Hugging Face cache holds a model whose repository name contains ``name``
+    (a repo id, or a pretrained tag such as open_clip's ``laion2b_s34b_b79k``; letters and
+    digits compared, case-insensitively). Reads the cache folder; imports nothing."""
+    try:
+        repos = [p.name for p in _hub_cache().iterdir() if p.name.startswith("models--")]
+    except OSError:
+        return False
+    wanted = _letters(name.replace("/", "--"))
+    return any(wanted in _letters(repo) for repo in repos)
+
+
+def check_reachable(what: str, resolved: ResolvedModel, how: str) -> None:
+    """Raise the :func:`load_error` now when the weights can only come from the hub, the hub
+    is off (``HF_HUB_OFFLINE``) and its cache has none: loading would import the ML stack (seconds)
+    only to fail the same way."""
+    repo = resolved.location.removeprefix("hf-hub:")
+    if resolved.source == "hub" and hub_offline() and repo and not hub_cached(repo):
+        raise load_error(what, resolved, FileNotFoundError("not in the local Hugging Face cache"), how)
+
+
 def load_error(what: str, resolved: ResolvedModel, exc: BaseException, how: str) -> ModelLoadError:
     """A :class:`ModelLoadError` naming everything that was tried and how to provide the weights."""
     offline = " (offline: HF_HUB_OFFLINE=1)" if resolved.source == "hub" and hub_offline() else ""

@@ -76,7 +76,8 @@ class FaissAccelerator(FaissQueries):
 
     @property
     def version(self) -> int:
-        return self.store.version
+        """The store version the loaded state describes (the store's own until the first sync)."""
+        return self._synced if self._synced is not None else self.store.version
 
     # -- keeping in step with the store -------------------------------------------------------
 
@@ -89,7 +90,9 @@ class FaissAccelerator(FaissQueries):
         self.store.refresh()
         if self._synced == self.store.version:
             return
-        with self._persisting():
+        with self._persisting() as held:
+            if not held:  # another process is writing: keep answering from what is loaded, follow later
+                return
             stamp = lance_stamp(self.store.uri)  # before anything is read: see index.mapped
             self.store.refresh()
             if self.persist and self.catalog is not None and SceneCatalog.generation(self.root / CATALOG) != self._generation:
@@ -98,18 +101,21 @@ class FaissAccelerator(FaissQueries):
             self._apply(stamp)
 
     @contextmanager
-    def _persisting(self) -> Iterator[None]:
-        """The store's write lock while this accelerator persists; a store this process may not
+    def _persisting(self) -> Iterator[bool]:
+        """The store's write lock while this accelerator persists; tells whether it may go on.
+        With a state loaded it does not wait for another writer (False: it answers from that
+        state and follows at its next sync); without one it waits. A store this process may not
         write (read-only) is followed in memory only, from then on."""
         with ExitStack() as stack:
+            held = True
             if self.persist:
                 try:
-                    stack.enter_context(store_lock(self.store.uri))
+                    held = stack.enter_context(store_lock(self.store.uri, wait=self.catalog is None))
                 except OSError as exc:
                     logger.warning("%s: cannot write its search files (%s); searching from memory", self.store.uri, exc)
                     self.persist = False
                     self._forget()
-            yield
+            yield held
 
     def _forget(self) -> None:
         """Drop the loaded state (the next :meth:`_apply` loads it again)."""

@@ -51,26 +51,37 @@ _holders_lock = threading.Lock()
 
 
 @contextmanager
-def store_lock(db: str | Path) -> Iterator[None]:
-    """Hold the store's write lock for the block (waiting for another writer if there is one)."""
+def store_lock(db: str | Path, wait: bool = True) -> Iterator[bool]:
+    """Hold the store's write lock for the block, waiting for another writer if there is one;
+    with ``wait=False`` the block runs at once and is told whether it holds the lock (False:
+    another thread or process does; the caller does without)."""
     path = os.path.abspath(Path(db) / LOCK_NAME)
     with _holders_lock:
         holder = _holders.setdefault(path, _Holder(threading.RLock()))
-    with holder.thread_lock:
+    if not holder.thread_lock.acquire(blocking=wait):
+        yield False
+        return
+    try:
         if holder.depth == 0:
-            holder.fd = _acquire(path)
+            holder.fd = _acquire(path, wait)
+            if holder.fd is None:
+                yield False
+                return
         holder.depth += 1
         try:
-            yield
+            yield True
         finally:
             holder.depth -= 1
             if holder.depth == 0:
                 fd, holder.fd = holder.fd, None
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 os.close(fd)
+    finally:
+        holder.thread_lock.release()
 
 
-def _acquire(path: str) -> int:
+def _acquire(path: str, wait: bool = True) -> int | None:
+    """The locked file's descriptor; None when ``wait`` is False and another process holds it."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + WAIT_LOG_S
@@ -80,6 +91,9 @@ def _acquire(path: str) -> int:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return fd
             except BlockingIOError:
+                if not wait:
+                    os.close(fd)
+                    return None
                 if time.monotonic() > deadline:
                     logger.info("waiting for another process writing %s", os.path.dirname(path))
                     fcntl.flock(fd, fcntl.LOCK_EX)

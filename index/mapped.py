@@ -183,7 +183,7 @@ class MappedStore:
             return [], np.zeros((0, 0), np.float32)
         column = self._videos.column(vector_column(modality)).combine_chunks()
         present = column.is_valid().to_numpy(zero_copy_only=False)
-        vectors = column.values.to_numpy().reshape(len(column), -1)[present]
+        vectors = column.values.to_numpy().reshape(len(column), column.type.list_size)[present]
         ids = np.asarray(self._videos.column("video_id").to_pylist(), dtype=object)[present]
         return ids.tolist(), vectors
 
@@ -198,7 +198,7 @@ class MappedStore:
             column = self._videos.column(vector_column(m))
             column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
             present = column.is_valid().to_numpy(zero_copy_only=False)
-            out[m] = (column.values.to_numpy().reshape(len(column), -1), present)
+            out[m] = (column.values.to_numpy().reshape(len(column), column.type.list_size), present)
         return self._videos.column("video_id").to_pylist(), out
 
     def has_keyframes(self) -> bool:

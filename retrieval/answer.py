@@ -10,6 +10,7 @@ import os
 import re
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +37,31 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
-def scene_tag(hit: Hit) -> str:
-    return f"[{Path(hit.video).name} @ {mmss(hit.start)}-{mmss(hit.end)}]"
+def video_labels(hits: Sequence[Hit]) -> dict[str, str]:
+    """A short label per video for the citation tags: its file name, or, for videos that share
+    a file name (two ``clip.mp4`` in different folders), the name and the start of the video's
+    id (``clip.mp4~3fa2c1``), long enough that every tag names one video."""
+    names: dict[str, str] = {}
+    for h in hits:
+        names.setdefault(h.video_id, Path(h.video).name)
+    shared = Counter(names.values())
+    labels = {}
+    for name in shared:
+        ids = [v for v, n in names.items() if n == name]
+        width = 6
+        while len({v[:width] for v in ids}) < len(ids):
+            width += 2
+        labels.update({v: name if len(ids) == 1 else f"{name}~{v[:width]}" for v in ids})
+    return labels
 
 
-def evidence_block(hit: Hit) -> str:
-    lines = [scene_tag(hit)]
+def scene_tag(hit: Hit, labels: dict[str, str] | None = None) -> str:
+    label = (labels or {}).get(hit.video_id) or Path(hit.video).name
+    return f"[{label} @ {mmss(hit.start)}-{mmss(hit.end)}]"
+
+
+def evidence_block(hit: Hit, labels: dict[str, str] | None = None) -> str:
+    lines = [scene_tag(hit, labels)]
     if hit.transcript:
         lines.append(f"transcript: {hit.transcript}")
     if hit.caption:
@@ -54,9 +74,21 @@ def evidence_block(hit: Hit) -> str:
 def build_prompt(question: str, hits: Sequence[Hit], budget_tokens: int) -> tuple[list[Message], list[Hit]]:
     """Chat messages with the best-ranked evidence that fits ``budget_tokens``; the last block
     that does not fit whole is cut at a word boundary. Returns the messages and the hits used."""
+    first = video_labels(hits)
+    blocks, used = _blocks(hits, first, budget_tokens)
+    labels = video_labels(used)  # what the answer's citations are read back with
+    if any(labels[h.video_id] != first[h.video_id] for h in used):
+        blocks, used = _blocks(used, labels, budget_tokens)  # a name was shared only with a video left out
+    evidence = "\n\n".join(blocks) if blocks else "(no matching scenes were found)"
+    user = f"Evidence:\n\n{evidence}\n\nQuestion: {question}\nAnswer with citations:"
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}], used
+
+
+def _blocks(hits: Sequence[Hit], labels: dict[str, str], budget_tokens: int) -> tuple[list[str], list[Hit]]:
+    """The evidence blocks of the best-ranked hits that fit ``budget_tokens``, and those hits."""
     blocks, used, left = [], [], budget_tokens
     for hit in hits:
-        block = evidence_block(hit)
+        block = evidence_block(hit, labels)
         cost = estimate_tokens(block) + 2
         if cost > left:
             if left > 40:  # room for a meaningful part of it
@@ -67,9 +99,7 @@ def build_prompt(question: str, hits: Sequence[Hit], budget_tokens: int) -> tupl
         blocks.append(block)
         used.append(hit)
         left -= cost
-    evidence = "\n\n".join(blocks) if blocks else "(no matching scenes were found)"
-    user = f"Evidence:\n\n{evidence}\n\nQuestion: {question}\nAnswer with citations:"
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}], used
+    return blocks, used
 
 
 class ChatModel(Protocol):
@@ -98,8 +128,8 @@ class OpenAIChatClient:
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise LLMError(
-                f"could not reach the LLM endpoint {self.url} ({reason}); start an OpenAI-compatible server, "
-                "set [answer] endpoint, or use --no-llm to see the prompt and evidence"
+                f"could not reach the LLM endpoint {self.url} ({reason}); start an OpenAI-compatible server "
+                "or set [answer] endpoint"
             ) from None
         try:
             return payload["choices"][0]["message"]["content"].strip()
@@ -162,19 +192,26 @@ class Answer:
     evidence: list[Hit] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
 
+    def tag(self, hit: Hit) -> str:
+        """``hit``'s citation tag, as the prompt wrote it."""
+        return scene_tag(hit, video_labels(self.evidence))
+
     def to_dict(self) -> dict:
+        labels = video_labels(self.evidence)
         return {
             "question": self.question,
             "answer": self.answer,
-            "cited": [dict(h.to_dict(), tag=scene_tag(h)) for h in self.cited],
-            "evidence": [dict(h.to_dict(), tag=scene_tag(h)) for h in self.evidence],
+            "cited": [dict(h.to_dict(), tag=scene_tag(h, labels)) for h in self.cited],
+            "evidence": [dict(h.to_dict(), tag=scene_tag(h, labels)) for h in self.evidence],
             "messages": self.messages,
         }
 
 
 def cited_hits(text: str, evidence: Sequence[Hit]) -> list[Hit]:
-    """The evidence hits whose tags the answer cites, in order of first citation."""
-    by_tag = {scene_tag(h): h for h in evidence}
+    """The evidence hits whose tags the answer cites, in order of first citation (tags as the
+    prompt wrote them: :func:`video_labels`)."""
+    labels = video_labels(evidence)
+    by_tag = {scene_tag(h, labels): h for h in evidence}
     out: list[Hit] = []
     for tag in re.findall(r"\[[^\[\]]+ @ [0-9:]+-[0-9:]+\]", text):
         hit = by_tag.get(tag)

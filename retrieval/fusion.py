@@ -74,30 +74,43 @@ def bm25_scale(scores: np.ndarray, z: float) -> np.ndarray:
     return z * scores / top if top > 0 else np.full_like(scores, np.nan)
 
 
-def weighted_fusion(calibrated: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
-    """Weighted mean of calibrated per-source score arrays (aligned over the same candidates).
-    NaN means "this candidate has no such score" and counts as 0, the collection average."""
+def weighted_contributions(calibrated: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Each source's share of the weighted mean of calibrated score arrays (aligned over the same
+    candidates): ``w_s * z_s / sum(w)``. NaN ("no such score") counts as 0, the collection
+    average. The shares add up to :func:`weighted_fusion`."""
     sources = [s for s in calibrated if weights.get(s, 0.0) > 0]
-    n = len(next(iter(calibrated.values()))) if calibrated else 0
-    fused = np.zeros(n)
-    for s in sources:
-        fused += weights[s] * np.nan_to_num(calibrated[s], nan=0.0)
-    return fused / (sum(weights[s] for s in sources) or 1.0)
+    total = sum(weights[s] for s in sources) or 1.0
+    return {s: weights[s] * np.nan_to_num(calibrated[s], nan=0.0) / total for s in sources}
 
 
-def rrf_fusion(scores: Mapping[str, np.ndarray], weights: Mapping[str, float], k: int = 60) -> np.ndarray:
-    """Weighted reciprocal-rank fusion over score arrays: rank 1 is the highest score of each
-    source; candidates without a score (NaN) get nothing from that source."""
-    n = len(next(iter(scores.values()))) if scores else 0
-    fused = np.zeros(n)
+def weighted_fusion(calibrated: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+    """Weighted mean of calibrated per-source score arrays: the sum of :func:`weighted_contributions`."""
+    return _total(weighted_contributions(calibrated, weights), calibrated)
+
+
+def rrf_contributions(scores: Mapping[str, np.ndarray], weights: Mapping[str, float], k: int = 60) -> dict[str, np.ndarray]:
+    """Each source's term of weighted reciprocal-rank fusion, ``w_s / (k + rank_s)``: rank 1 is
+    the source's highest score; a candidate without a score (NaN) gets 0 from that source."""
+    out = {}
     for s, values in scores.items():
         w = weights.get(s, 0.0)
         present = ~np.isnan(values)
         if w <= 0 or not present.any():
             continue
         order = np.flatnonzero(present)[np.argsort(-values[present], kind="stable")]
-        fused[order] += w / (k + np.arange(1, len(order) + 1))
-    return fused
+        out[s] = np.zeros(len(values))
+        out[s][order] = w / (k + np.arange(1, len(order) + 1))
+    return out
+
+
+def rrf_fusion(scores: Mapping[str, np.ndarray], weights: Mapping[str, float], k: int = 60) -> np.ndarray:
+    """Weighted reciprocal-rank fusion: the sum of :func:`rrf_contributions`."""
+    return _total(rrf_contributions(scores, weights, k), scores)
+
+
+def _total(parts: Mapping[str, np.ndarray], like: Mapping[str, np.ndarray]) -> np.ndarray:
+    n = len(next(iter(like.values()))) if like else 0
+    return np.sum(list(parts.values()), axis=0) if parts else np.zeros(n)
 
 
 @dataclass(frozen=True)
@@ -113,17 +126,28 @@ class Span:
 def merge_adjacent(ranked: Sequence[Span], keep: float = 0.8) -> list[list[Span]]:
     """Group each hit with adjacent scenes of the same video that also rank high.
 
-    Walks the ranking best first; a scene joins a group when it is next to it (index +-1 of the
-    group's ends) and scores at least ``keep`` times the group's best. Returns groups in rank order,
-    each sorted by index.
+    A scene's standing is its score in standard deviations above the mean of all ``ranked``
+    scores: the same rule whatever the fusion's scale (RRF's scores are compressed near each
+    other, weighted fusion's are z-scores that may be negative). Walking the ranking best first,
+    a scene joins a group when it is next to it (index +-1 of the group's ends) and its standing
+    is at least ``keep`` times the group best's, which stands above the mean. Returns groups in
+    rank order, each sorted by index.
     """
+    scores = np.array([s.score for s in ranked], np.float64)
+    spread = float(scores.std()) if len(scores) > 1 else 0.0
+    mean = float(scores.mean()) if len(scores) else 0.0
+
+    def standing(span: Span) -> float:
+        return (span.score - mean) / spread if spread > 0 else 0.0
+
     groups: list[list[Span]] = []
     where: dict[tuple[str, int], int] = {}
     for span in ranked:
         target = None
         for neighbour in (span.index - 1, span.index + 1):
             g = where.get((span.key, neighbour))
-            if g is not None and span.score >= keep * groups[g][0].score:
+            best = standing(groups[g][0]) if g is not None else 0.0
+            if g is not None and best > 0 and standing(span) >= keep * best:
                 target = g
                 break
         if target is None:

@@ -30,8 +30,8 @@ from retrieval.fusion import (
     Span,
     bm25_scale,
     merge_adjacent,
-    rrf_fusion,
-    weighted_fusion,
+    rrf_contributions,
+    weighted_contributions,
 )
 from retrieval.hits import Hit
 from retrieval.video_prior import VideoPrior
@@ -172,14 +172,14 @@ class HierarchicalRetriever:
         if video_cal:
             unique, inverse = np.unique(positions, return_inverse=True)
             priors = videos.prior(qv, weights, video_cal, unique)[inverse]
-        fused = self._fuse(raw, priors, calibration)
+        fused, parts = self._fuse(raw, priors, calibration)
         moments: dict[int, float] = {}
         if "visual" in qv and self._has_keyframes() and not np.isnan(raw["visual"]).all():
             best = [int(i) for i in np.argsort(-fused)[:MAXSIM_REFINE] if not np.isnan(raw["visual"][i])]
             moments = self._maxsim(qv["visual"], keys, best, raw["visual"])
-            fused = self._fuse(raw, priors, calibration)
+            fused, parts = self._fuse(raw, priors, calibration)
         logger.debug("fused %d candidates from %s", len(keys), sorted(raw))
-        return self._hits(keys, fused, raw, priors, moments, k)
+        return self._hits(keys, fused, parts, raw, priors, moments, k)
 
     def _refresh(self) -> None:
         """Follow store changes made by other processes, checking at most every
@@ -192,7 +192,7 @@ class HierarchicalRetriever:
             self.backend.sync()  # refreshes the store, then follows it
         elif hasattr(self.store, "refresh"):
             self.store.refresh()
-        version = self.store.version
+        version = self.backend.version  # what the search state describes (a sync may wait for a writer)
         if version != self._cache_version:
             self._clear_caches()
             self._cache_version = version
@@ -323,23 +323,31 @@ class HierarchicalRetriever:
             out[m] = Calibration.from_moments(self._background_for(m), q)
         return out
 
-    def _fuse(self, raw: Mapping[str, np.ndarray], priors: np.ndarray, calibration: Mapping[str, Calibration]) -> np.ndarray:
+    def _fuse(self, raw: Mapping[str, np.ndarray], priors: np.ndarray,
+              calibration: Mapping[str, Calibration]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The fused scores, and each source's (modality, ``bm25``, ``prior``) contribution
+        to them: the contributions add up to the fused score."""
         cfg = self.config
         if cfg.fusion == "rrf":
             scores = dict(raw)
             if priors.any():
                 scores["prior"] = priors
-            return rrf_fusion(scores, dict(cfg.weights, prior=cfg.prior_weight), cfg.rrf_k)
-        calibrated: dict[str, np.ndarray] = {}
-        for m, sims in raw.items():
-            if m == "bm25":
-                calibrated[m] = bm25_scale(sims, BM25_Z)
-                continue
-            cal = calibration[m]
-            calibrated[m] = (sims - cal.mean) / cal.std
-        return weighted_fusion(calibrated, cfg.weights) + cfg.prior_weight * priors
+            parts = rrf_contributions(scores, dict(cfg.weights, prior=cfg.prior_weight), cfg.rrf_k)
+        else:
+            calibrated: dict[str, np.ndarray] = {}
+            for m, sims in raw.items():
+                if m == "bm25":
+                    calibrated[m] = bm25_scale(sims, BM25_Z)
+                    continue
+                cal = calibration[m]
+                calibrated[m] = (sims - cal.mean) / cal.std
+            parts = weighted_contributions(calibrated, cfg.weights)
+            if cfg.prior_weight > 0 and priors.any():
+                parts["prior"] = cfg.prior_weight * priors
+        fused = np.sum(list(parts.values()), axis=0) if parts else np.zeros(len(priors))
+        return fused, parts
 
-    def _hits(self, keys, fused: np.ndarray, raw, priors: np.ndarray, moments, k) -> list[Hit]:
+    def _hits(self, keys, fused: np.ndarray, parts, raw, priors: np.ndarray, moments, k) -> list[Hit]:
         order = np.argsort(-fused, kind="stable")[: max(k * 8, 64)]  # merging needs a little more than k
         metas = {m.key: m for m in self.backend.meta([keys[i] for i in order])}
         spans = [Span(int(i), metas[keys[i]].video_id, metas[keys[i]].scene_index, float(fused[i])) for i in order if keys[i] in metas]
@@ -359,7 +367,8 @@ class HierarchicalRetriever:
                     start=members[0].start,
                     end=members[-1].end,
                     score=round(best.score, 6),
-                    scores={m: round(float(v[best.item]), 6) for m, v in raw.items() if not np.isnan(v[best.item])},
+                    scores={s: round(float(v[best.item]), 6) for s, v in parts.items() if v[best.item] != 0},
+                    similarities={m: round(float(v[best.item]), 6) for m, v in raw.items() if not np.isnan(v[best.item])},
                     prior=round(float(priors[best.item]), 6),
                     transcript=" ".join(s.transcript for s in scenes if s.transcript),
                     caption=" ".join(s.caption for s in scenes if s.caption),

@@ -10,8 +10,13 @@ from dataclasses import asdict, dataclass, field
 class Hit:
     """One retrieved time range (a scene, or adjacent scenes merged) of one video.
 
-    ``scores`` holds each modality's raw similarity (cosine; ``bm25`` its raw BM25 score),
-    ``prior`` the video's calibrated prior, ``score`` the fused score the ranking used.
+    ``score`` is the fused score the ranking used, and ``scores`` what each source added to it
+    (each modality, ``bm25``, and ``prior``, the video's share): they add up to ``score``.
+    Under weighted fusion (the default) a modality's share is its weight times how many standard
+    deviations the scene's similarity stands above the collection's for this query, over the sum
+    of the weights: 0 is an average scene, and a weak hit may be negative. Under RRF each share
+    is ``weight / (rrf_k + rank)``. ``similarities`` holds the raw values (cosine per modality,
+    ``bm25`` the raw BM25 score) and ``prior`` the video's calibrated prior.
     """
 
     scene_id: str
@@ -22,6 +27,7 @@ class Hit:
     end: float
     score: float
     scores: dict[str, float] = field(default_factory=dict)
+    similarities: dict[str, float] = field(default_factory=dict)
     prior: float = 0.0
     transcript: str = ""
     caption: str = ""

@@ -19,6 +19,7 @@ from retrieval.answer import (
     cited_hits,
     estimate_tokens,
     scene_tag,
+    video_labels,
 )
 from retrieval.hits import Hit
 
@@ -96,8 +97,32 @@ def test_ask_through_openai_compatible_server(tmp_path, cut_video, openai_server
 
 def test_unreachable_endpoint_is_a_clear_error():
     client = OpenAIChatClient("http://127.0.0.1:9/v1", "m", timeout_s=2)
-    with pytest.raises(EgoragError, match="could not reach the LLM endpoint.*--no-llm"):
+    with pytest.raises(EgoragError, match="could not reach the LLM endpoint") as caught:
         client.chat([{"role": "user", "content": "hi"}], 5, 0.0)
+    assert "--no-llm" not in str(caught.value)  # the surface in use adds its own way out
+
+
+def test_the_cli_says_its_own_way_out_of_an_unreachable_llm(tmp_path, cut_video, capsys, monkeypatch):
+    from egorag import cli
+
+    engine = Engine(tmp_path / "db", config(), models=models())
+    engine.index([cut_video])
+    monkeypatch.setattr(cli, "_engine", lambda args, **o: engine)
+    code = cli.main(["ask", "where do bees live", "--endpoint", "http://127.0.0.1:9/v1"])
+    assert code == 1 and "--no-llm" in capsys.readouterr().err
+
+
+def test_citations_of_two_videos_with_one_file_name_do_not_collide():
+    a = Hit("aaaaaa11:00001", "aaaaaa11", "/trips/2023/clip.mp4", 1, 10.0, 19.0, 1.0, transcript="the red car")
+    b = Hit("bbbbbb22:00001", "bbbbbb22", "/trips/2024/clip.mp4", 1, 10.0, 19.0, 0.9, transcript="the blue car")
+    c = Hit("cccccc33:00000", "cccccc33", "/home/kitchen.mp4", 0, 0.0, 9.0, 0.8, transcript="a kettle")
+    messages, used = build_prompt("which car?", [a, b, c], budget_tokens=400)
+    tags = [scene_tag(h, video_labels(used)) for h in used]
+    assert tags == ["[clip.mp4~aaaaaa @ 00:10-00:19]", "[clip.mp4~bbbbbb @ 00:10-00:19]", "[kitchen.mp4 @ 00:00-00:09]"]
+    assert all(t in messages[1]["content"] for t in tags)
+    assert cited_hits(f"The blue one {tags[1]}, then {tags[2]}", used) == [b, c]
+    alone, used = build_prompt("which car?", [b, c], budget_tokens=400)
+    assert "[clip.mp4 @ 00:10-00:19]" in alone[1]["content"]  # a name no other video has stays plain
 
 
 def test_local_transformers_chat_model_path():

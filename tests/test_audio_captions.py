@@ -72,7 +72,7 @@ def test_engine_indexes_audio_and_reports_it(tmp_path, tiny_clap, cut_video, sil
     assert all(s.vectors["audio"] is None for s in store.scenes_of(by_path["silent.mp4"].video_id, with_vectors=True))
     assert by_path["silent.mp4"].global_vectors["audio"] is None
     hit = engine.search("a dog barking", k=1).hits[0]
-    assert "audio" in hit.scores and hit.video.endswith("cuts.mp4")
+    assert "audio" in hit.similarities and hit.video.endswith("cuts.mp4")
 
 
 def frames(n=3):
@@ -101,7 +101,7 @@ def test_engine_stores_captions_and_caption_vectors(tmp_path, tiny_blip, cut_vid
     scenes = engine.store().scenes_of(engine.videos()[0].video_id, with_vectors=True)
     assert all(s.caption and s.vectors["caption"] is not None and s.vectors["text"] is not None for s in scenes)
     hit = engine.search(scenes[0].caption, k=1).hits[0]
-    assert hit.caption and "caption" in hit.scores
+    assert hit.caption and "caption" in hit.similarities
 
 
 def test_shared_model_loads_once():

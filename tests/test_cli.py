@@ -149,7 +149,7 @@ def test_search_by_image_and_classify(visual_built, capsys, cut_video, tmp_path)
                 break
     code, out, _ = run(capsys, "search", "--image", img, "--db", db, "--config", cfg, "--json", "--k", 1)
     top = json.loads(out)["hits"][0]
-    assert code == 0 and top["scene"] == 3 and top["scores"]["visual"] > 0.99 and 4.0 <= top["moment"] < 6.0
+    assert code == 0 and top["scene"] == 3 and top["similarities"]["visual"] > 0.99 and 4.0 <= top["moment"] < 6.0
     code, out, _ = run(capsys, "classify", img, "--labels", "a dog, a car,rain", "--db", db, "--config", cfg, "--json")
     [res] = json.loads(out)
     assert code == 0 and set(res["probabilities"]) == {"a dog", "a car", "rain"}

@@ -81,3 +81,13 @@ def test_two_threads_index_one_folder(library, clean, tmp_path):
         t.join(180)
     assert not errors
     assert_same(state(Path(db)), clean)
+
+
+def test_a_store_with_no_video_left_answers_nothing_in_a_fresh_process(library, tmp_path):
+    """Its search files describe zero videos (as while a first video is being written, or after
+    the last one is deleted): a reader answers no hits instead of failing."""
+    db = str(tmp_path / "db")
+    finish(start({"db": db, "op": "index", "paths": [str(library / "v6.mp4")]}))
+    finish(start({"db": db, "op": "delete", "refs": [str(library / "v6.mp4")]}))
+    assert finish(start({"db": db, "op": "search", "queries": QUERIES}))["hits"] == [[] for _ in QUERIES]
+    assert engine(db).videos() == []

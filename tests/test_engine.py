@@ -43,7 +43,7 @@ def test_index_and_search_finds_the_right_scene(engine, cut_video):
     top = result.hits[0]
     assert (top.start, top.end) == (pytest.approx(2.48), pytest.approx(4.0))
     assert "honey bees hive" in top.transcript
-    assert top.scores["text"] > result.hits[1].scores.get("text", -1)
+    assert top.similarities["text"] > result.hits[1].similarities.get("text", -1)
     d = result.to_dict()
     assert set(d["hits"][0]) >= {"video", "video_id", "scene", "start", "end", "score", "scores", "transcript", "caption"}
     assert d["hits"][0]["video"] == str(cut_video.resolve())
@@ -71,14 +71,15 @@ def test_a_bad_search_is_a_clear_error(engine, cut_video, text, k, message):
 def test_rare_word_found_through_bm25(engine, cut_video):
     engine.index([cut_video])
     hit = engine.search("magma", k=1).hits[0]
-    assert hit.scene == 0 and "bm25" in hit.scores
+    assert hit.scene == 0 and "bm25" in hit.similarities
 
 
 def test_filters_restrict_hits(engine, cut_video):
     engine.index([cut_video])
     hits = engine.search("saturn rings planet", k=5, where=SceneFilter(time_to=4.0)).hits
     assert hits and all(h.start < 4.0 for h in hits)
-    assert engine.search("saturn", k=5, where=SceneFilter(video_ids=("nope",))).hits == []
+    with pytest.raises(EgoragError, match="no indexed video has the id 'nope'"):  # not an empty answer
+        engine.search("saturn", k=5, where=SceneFilter(video_ids=("nope",)))
 
 
 def test_reindex_unchanged_is_noop_and_reindex_replaces(engine, cut_video):
@@ -296,3 +297,24 @@ def test_engine_opened_from_the_mapped_record_follows_writes_and_writes_itself(t
     reader.index([cut_video])
     assert "honey bees hive" in reader.search("honey bees hive", k=1).hits[0].transcript
     assert [v.path for v in reader.videos()] == sorted([str(cut_video.resolve()), str(silent_video.resolve())])
+
+
+@pytest.mark.parametrize("fusion", ["weighted", "rrf"])
+def test_hits_explain_their_score_and_topics_stay_single_scenes(tmp_path, cut_video, fusion):
+    """Each hit's ``scores`` are the contributions to its ``score`` (they add up to it), the raw
+    values sit in ``similarities``; under either fusion a query on one scene's topic is that
+    scene, not a range merged with neighbours about other things."""
+    from dataclasses import replace as with_
+
+    from egorag.config import RetrievalConfig
+
+    cfg = with_(config(), retrieval=RetrievalConfig(fusion=fusion))
+    engine = Engine(tmp_path / "db", cfg, models=models())
+    engine.index([cut_video])
+    for query, scene in [("volcano lava eruption", 0), ("bread dough flour oven", 1), ("honey bees hive queen", 2),
+                         ("saturn rings planet moons", 3)]:
+        hits = engine.search(query, k=4).hits
+        assert hits[0].scene == scene and all(len(h.scene_ids) == 1 for h in hits), (fusion, query, [h.scene_ids for h in hits])
+        for h in hits:
+            assert sum(h.scores.values()) == pytest.approx(h.score, abs=1e-5)
+            assert set(h.scores) <= {"text", "bm25", "prior"} and "text" in h.similarities

@@ -116,11 +116,24 @@ def test_each_bad_file_is_a_one_line_error_naming_it_and_loses_nothing(corpus, t
     assert e.search("honey bees hive", k=1).hits
 
 
-def test_an_error_after_good_files_says_they_are_kept(corpus, tmp_path):
+def test_bad_files_fail_before_any_model_loads_or_anything_is_encoded(corpus, tmp_path, monkeypatch):
+    import egorag.engine
+
+    folder, bad, good = corpus
+    e = egorag.engine.Engine(tmp_path / "db")  # the real models, which must not be loaded
+    monkeypatch.setattr(egorag.engine.Engine, "index_models", lambda self: pytest.fail("models loaded"))
+    with pytest.raises(MediaError, match="notes.mp4"):
+        e.index([good[0], bad["notes.mp4"], good[1]])
+    report = e.index([bad["notes.mp4"], bad["garbage.mp4"]], on_bad_media="skip")
+    assert len(report.failed) == 2 and not report.indexed and not (tmp_path / "db").exists()
+
+
+def test_an_error_found_while_encoding_says_what_is_kept(corpus, tmp_path, bad_files):
+    """A file whose header reads but whose frames are cut off fails only when decoded."""
     folder, bad, good = corpus
     e = engine(str(tmp_path / "db"))
-    with pytest.raises(MediaError, match=r"the 1 video\(s\) indexed before it are kept"):
-        e.index([good[0], bad["notes.mp4"], good[1]])
+    with pytest.raises(MediaError, match=r"truncated.*the 1 video\(s\) indexed before it are kept"):
+        e.index([good[0], bad_files["truncated_tail"], good[1]])
     assert [v.path for v in e.videos()] == [str(good[0].resolve())]
 
 
@@ -159,7 +172,8 @@ def test_odd_but_valid_queries_answer(tmp_path, cut_video):
     for query in ["the and of", "🐝🍯", "'; DROP TABLE scenes; --", "bees " * 2000, "100% _honey_ \\ bees"]:
         assert isinstance(e.search(query, k=3).hits, list)
     assert e.search("honey bees", k=10**6).hits
-    assert not e.search("honey bees", k=3, where=SceneFilter(video_ids=("no-such-video",))).hits
+    with pytest.raises(QueryError, match="no indexed video has the id 'no-such-video'"):
+        e.search("honey bees", k=3, where=SceneFilter(video_ids=("no-such-video",)))
 
 
 @pytest.mark.parametrize("make, message", [
@@ -201,8 +215,9 @@ def test_a_huge_image_query_is_refused_from_its_header(tmp_path, cut_video):
 
 def test_a_file_changed_while_indexed_is_said_and_not_stored(tmp_path, cut_video):
     """A download still being written: the records would not match the content that was hashed."""
-    from egorag.models import ModelSet
     from writer_proc import HashEncoder, config
+
+    from egorag.models import ModelSet
 
     growing = tmp_path / "growing.mp4"
     shutil.copyfile(cut_video, growing)

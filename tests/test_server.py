@@ -90,8 +90,10 @@ def test_filters_and_listing(served, cut_video):
     status, got = request(served, "/search", {"q": "saturn rings planet", "video": [video_id], "from": "00:02", "to": 3.5})
     assert status == 200 and got["hits"] and all(h["end"] > 2.0 and h["start"] < 3.5 for h in got["hits"])
     assert all(h["scene"] != 3 for h in got["hits"])  # saturn's scene starts at 4 s: filtered out
-    status, got = request(served, f"/search?q=saturn&video={video_id}&video=other")
+    status, got = request(served, f"/search?q=saturn&video={video_id}")
     assert status == 200 and got["hits"][0]["scene"] == 3
+    status, got = request(served, f"/search?q=saturn&video={video_id}&video=other")  # one id is wrong: said
+    assert status == 400 and "no indexed video has the id 'other'" in got["error"]
     assert request(served, "/search?q=saturn&path=*/elsewhere/*")[1]["hits"] == []
 
 
@@ -289,7 +291,7 @@ def test_an_image_query_through_the_server(visual_built, cut_video, tmp_path):  
     try:
         status, got = request(server, "/search", {"image": base64.b64encode(buf.getvalue()).decode(), "k": 1})
         assert status == 200 and got["query"] == "<image>" and got["hits"][0]["scene"] == 3
-        assert got["hits"][0]["scores"]["visual"] > 0.99
+        assert got["hits"][0]["similarities"]["visual"] > 0.99
     finally:
         server.shutdown()
         server.server_close()

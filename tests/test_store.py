@@ -161,10 +161,11 @@ def test_lance_backend_bm25_depends_on_content_not_history(tmp_path, library):
     never held the deleted video."""
     from dataclasses import replace
 
+    from writer_proc import HashEncoder, ScriptByLength, config
+
     from egorag.config import RetrievalConfig
     from egorag.engine import Engine
     from egorag.models import ModelSet
-    from writer_proc import HashEncoder, ScriptByLength, config
 
     def lance_engine(db):
         cfg = replace(config(), retrieval=RetrievalConfig(backend="lance"))
@@ -176,5 +177,5 @@ def test_lance_backend_bm25_depends_on_content_not_history(tmp_path, library):
     fresh.index([library / f"v{n}.mp4" for n in (3, 4, 5)])
     for query in ("volcano lava", "honey bees hive", "piano melody concert"):
         a, b = history.search(query, k=5).hits, fresh.search(query, k=5).hits
-        assert [h.scene_id for h in a] == [h.scene_id for h in b] and a[0].scores.get("bm25")
-        assert [h.scores.get("bm25") for h in a] == pytest.approx([h.scores.get("bm25") for h in b])
+        assert [h.scene_id for h in a] == [h.scene_id for h in b] and a[0].similarities.get("bm25")
+        assert [h.similarities.get("bm25") for h in a] == pytest.approx([h.similarities.get("bm25") for h in b])

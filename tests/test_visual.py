@@ -55,6 +55,7 @@ def test_a_failed_download_is_reported_once_by_egorag_not_as_an_open_clip_error(
         raise OSError("no route to the model hub")
 
     monkeypatch.setattr(open_clip.factory, "download_pretrained", unreachable)  # a tag open_clip downloads
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # online: egorag lets open_clip try (and fail)
     with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="egorag"), pytest.raises(ModelLoadError, match="To enable"):
         OpenClipEncoder(VisualConfig(model="ViT-B-32", pretrained="laion2b_s34b_b79k", device="cpu"))
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -135,14 +136,14 @@ def test_image_query_finds_the_scene_with_maxsim_and_moment(visual_engine, cut_v
     assert all(s.keyframes is not None and s.vectors["visual"] is not None for s in scenes)
     for t, expected in [(0.5, 0), (3.0, 2), (5.0, 3)]:
         hit = visual_engine.search(image=frame_at(cut_video, t), k=1).hits[0]
-        assert hit.scene == expected and hit.scores["visual"] > 0.99
+        assert hit.scene == expected and hit.similarities["visual"] > 0.99
         assert hit.start <= hit.moment < hit.end
 
 
 def test_text_query_reports_visual_score(visual_engine, cut_video):
     visual_engine.index([cut_video])
     hit = visual_engine.search("a green frame", k=1).hits[0]
-    assert "visual" in hit.scores
+    assert "visual" in hit.similarities
 
 
 def test_zero_shot_probabilities(tiny_clip):

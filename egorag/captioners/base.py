@@ -48,11 +48,12 @@ class TransformersCaptioner(abc.ABC):
 
     def __init__(self, config):
         from egorag.devices import resolve_device
-        from egorag.weights import load_error, resolve_model
+        from egorag.weights import check_reachable, load_error, resolve_model
 
+        resolved = resolve_model(config.model or self.default_model)
+        check_reachable(f"{self.name} captioner", resolved, self.how)  # before the model's libraries load
         self.config = config
         self.device = resolve_device(config.device)
-        resolved = resolve_model(config.model or self.default_model)
 
         def load():
             model, processor = self._load(resolved.location, resolved.is_local)

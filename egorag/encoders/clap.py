@@ -16,7 +16,7 @@ from egorag.devices import resolve_device
 from egorag.encoders.base import check_output, l2_normalize
 from egorag.encoders.registry import register_encoder
 from egorag.schema import SceneSpan
-from egorag.weights import load_error, resolve_model
+from egorag.weights import check_reachable, load_error, resolve_model
 
 logger = logging.getLogger("egorag")
 
@@ -37,11 +37,12 @@ class ClapEncoder:
     sample_rate = 48000
 
     def __init__(self, config: AudioConfig = AudioConfig()):
+        resolved = resolve_model(config.model)
+        check_reachable("CLAP model", resolved, HOW)  # before transformers is imported
         from transformers import ClapModel, ClapProcessor
 
         self.config = config
         self.device = resolve_device(config.device)
-        resolved = resolve_model(config.model)
         try:
             processor = ClapProcessor.from_pretrained(resolved.location, local_files_only=resolved.is_local)
             model = ClapModel.from_pretrained(resolved.location, local_files_only=resolved.is_local)

@@ -18,7 +18,7 @@ from egorag.config import VisualConfig
 from egorag.devices import resolve_device
 from egorag.encoders.base import check_output, l2_normalize
 from egorag.encoders.registry import register_encoder
-from egorag.weights import ResolvedModel, load_error, resolve_model
+from egorag.weights import ResolvedModel, check_reachable, load_error, resolve_model
 
 logger = logging.getLogger("egorag")
 
@@ -69,14 +69,15 @@ class OpenClipEncoder:
     modality = "visual"
 
     def __init__(self, config: VisualConfig = VisualConfig()):
+        model_name, pretrained, resolved = _resolve(config)
+        if pretrained is None and not model_name.startswith(("hf-hub:", "local-dir:")):
+            raise load_error("open_clip weights for", resolved, ValueError("no pretrained weights configured"), HOW)
+        check_reachable(f"open_clip {model_name} weights", resolved, HOW)  # before torch is imported
         import open_clip
         import torch
 
         self.config = config
         self.device = resolve_device(config.device)
-        model_name, pretrained, resolved = _resolve(config)
-        if pretrained is None and not model_name.startswith(("hf-hub:", "local-dir:")):
-            raise load_error("open_clip weights for", resolved, ValueError("no pretrained weights configured"), HOW)
         try:
             with _open_clip_logs_as_debug():
                 model, _, preprocess = open_clip.create_model_and_transforms(

@@ -148,7 +148,7 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 status, payload = 200, route(self.server, params)
         except LLMError as exc:  # the answerer's upstream failed, not the request
-            status, payload = 502, {"error": str(exc)}
+            status, payload = 502, {"error": f"{exc}; or send \"no_llm\": true for the prompt and evidence without an answer"}
         except BadRequest as exc:
             status, payload = exc.status, {"error": str(exc)}
         except EgoragError as exc:
