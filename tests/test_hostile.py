@@ -255,3 +255,26 @@ def test_transcription_has_no_temperature_fallback():
     t.config, t._model = AsrConfig(), Model()
     assert t.transcribe(np.zeros(16000, np.float32)) == []
     assert t._model.kwargs["temperature"] == 0.0
+
+
+def test_a_ten_hour_timestamp_jump_is_said(tmp_path, caplog):
+    """Decided: the video is indexed as its timestamps say (they are what a player shows), and
+    the gap without frames is said, naming the file and where."""
+    import logging
+
+    import av
+
+    path = tmp_path / "jump.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(50):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 5, np.uint8), format="rgb24")
+            frame.pts = i if i < 25 else i + 25 * 36000
+            for packet in s.encode(frame):
+                c.mux(packet)
+        for packet in s.encode(None):
+            c.mux(packet)
+    with caplog.at_level(logging.WARNING, "egorag"):
+        report = engine(str(tmp_path / "db")).index([path])
+    assert report.indexed and "jump.mp4: no frames from 1.0s to 36001.0s" in caplog.text

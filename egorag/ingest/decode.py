@@ -26,6 +26,8 @@ VIDEO_EXTENSIONS = frozenset(
 
 #: A decoded duration shorter than this fraction of the declared one means the file is truncated.
 TRUNCATION_TOLERANCE = 0.9
+#: Frames further apart than this are said (a timestamp jump, or a still picture held that long).
+GAP_WARN_S = 60.0
 
 
 class FrameConsumer(Protocol):
@@ -126,6 +128,7 @@ def decode_frames(path: str | Path, info: VideoInfo, consumers: Sequence[FrameCo
     import av
 
     last_time, n = 0.0, 0
+    gap = (0.0, 0.0)  # the longest stretch without frames
     frame_step = 1.0 / info.fps
     with _open(path) as container:
         stream = container.streams.video[0]
@@ -137,11 +140,16 @@ def decode_frames(path: str | Path, info: VideoInfo, consumers: Sequence[FrameCo
                 t = float(frame.pts * time_base) - start if frame.pts is not None else n * frame_step
                 for consumer in consumers:
                     consumer.consume(n, t, frame)
+                if t - last_time > gap[1] - gap[0]:
+                    gap = (last_time, t)
                 last_time, n = t, n + 1
         except av.FFmpegError as exc:
             raise MediaError(str(path), f"corrupt video stream near {last_time:.2f}s ({_reason(exc)})") from None
     if n == 0:
         raise MediaError(str(path), "no decodable video frames (corrupt or truncated)")
+    if gap[1] - gap[0] > GAP_WARN_S:
+        logger.warning("%s: no frames from %.1fs to %.1fs (%.0fs): a jump in its timestamps or a long still picture; "
+                       "the scenes there hold only what was heard", path, gap[0], gap[1], gap[1] - gap[0])
     decoded = last_time + frame_step
     if decoded < TRUNCATION_TOLERANCE * info.duration - frame_step:
         raise MediaError(
