@@ -9,7 +9,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Engine": "egorag.engine",
-    "IndexReport": "egorag.engine",
+    "IndexReport": "egorag.reports",
+    "CheckReport": "egorag.reports",
     "EngineConfig": "egorag.config",
     "load_config": "egorag.config",
     "Scene": "egorag.schema",

@@ -8,10 +8,10 @@ import numbers
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from egorag import indexing
 from egorag.config import BadMediaPolicy, EngineConfig
 from egorag.errors import (
     EgoragError,
@@ -20,43 +20,14 @@ from egorag.errors import (
     ModalityUnavailableError,
     QueryError,
 )
+from egorag.images import load_image
+from egorag.reports import CheckReport, IndexReport
 from egorag.schema import EncoderFingerprint, Video
 
 logger = logging.getLogger("egorag")
 
 DB_ENV = "EGORAG_DB"
 DEFAULT_DB = "egorag_db"
-
-
-@dataclass
-class IndexReport:
-    """What one ``index`` call did; skips and failures are counted, never silent."""
-
-    indexed: list[str] = field(default_factory=list)
-    replaced: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    scenes: int = 0
-    video_seconds: float = 0.0
-    wall_seconds: float = 0.0
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    modalities: list[Any] = field(default_factory=list)  # ModalityStatus
-
-
-@dataclass
-class CheckReport:
-    """What ``Engine.check`` found: the store's own damage (``problems``, each with what to do)
-    and the derived search files it found damaged and rebuilt (``repaired``)."""
-
-    videos: int = 0
-    scenes: int = 0
-    search_files: int = 0
-    repaired: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 class Engine:
@@ -153,7 +124,7 @@ class Engine:
                     raise MediaError(str(f), "no such file")
         times = StageTimes()
         existing = self._existing_store()
-        jobs = self._plan(files, existing, reindex, policy, report)
+        jobs = indexing.plan(files, existing, reindex, policy, report)
         if not jobs:
             if existing is not None and self._index_models is not None:
                 self.store(create=True)  # models at hand: a store built by others is refused as ever
@@ -163,35 +134,25 @@ class Engine:
             from egorag.models import ModelSet
 
             swap = ModelSwap(self.config)
-            results = self._guarded(lambda: encode_videos(jobs, self.config, ModelSet(), times, swap), jobs, policy, report)
+            results = indexing.guarded(lambda: encode_videos(jobs, self.config, ModelSet(), times, swap), jobs, policy, report)
             report.modalities = list(swap.status.values())
             if results:
                 store = self._open_for_write(self._fingerprints({m: e for m, e in swap.encoders.items() if e is not None}))
                 for job, (video, scenes) in zip(jobs, results):
-                    self._write(store, video, scenes, report, reindex)
+                    indexing.write(store, video, scenes, report, reindex)
         else:
             models = self.index_models()
             report.modalities = list(models.status.values())
             store = self.store(create=True)
             store.purge_incomplete()
             for job in tqdm(jobs, desc="indexing", unit="video", disable=not progress):
-                if not reindex and self._indexed_meanwhile(store, job, report):
+                if not reindex and indexing.indexed_meanwhile(store, job, report):
                     continue
-                result = self._guarded(lambda: encode_videos([job], self.config, models, times), [job], policy, report)
+                result = indexing.guarded(lambda: encode_videos([job], self.config, models, times), [job], policy, report)
                 for video, scenes in result:
-                    self._write(store, video, scenes, report, reindex)
+                    indexing.write(store, video, scenes, report, reindex)
         self._finish(report, times, t0)
         return report
-
-    @staticmethod
-    def _indexed_meanwhile(store, job, report: IndexReport) -> bool:
-        """Whether another process indexed ``job``'s content since it was planned (then it is
-        counted unchanged, and not encoded twice)."""
-        store.refresh()
-        if store.get_video(job.digest[:16]) is None:
-            return False
-        report.unchanged.append(str(job.path))
-        return True
 
     def _existing_store(self):
         """The store as it is (None when there is none yet: then LanceDB is not even imported)."""
@@ -213,81 +174,6 @@ class Engine:
         self._retriever = self._accelerator = None
         self._store.purge_incomplete()
         return self._store
-
-    def _plan(self, files, store, reindex: bool, policy: BadMediaPolicy, report: IndexReport) -> list:
-        """Probe and hash each file; keep those that need encoding (new, changed or forced)."""
-        from egorag.ingest.decode import check_name, content_hash, probe
-        from egorag.ingest.pipeline import VideoJob
-
-        if store is not None:
-            store.refresh()  # another process may have indexed some of them meanwhile
-        jobs = []
-        for f in files:
-            try:
-                check_name(f)
-                path = f.resolve()
-                mtime_ns = os.stat(path).st_mtime_ns if path.exists() else None
-                info = probe(path)
-                digest = content_hash(path)
-            except MediaError as exc:
-                self._bad(exc, policy, report)
-                continue
-            existing = store.get_video(digest[:16]) if store is not None else None
-            if existing is not None and not reindex:
-                if existing.path != str(path):
-                    logger.info("%s: same content as indexed %s; skipped", path, existing.path)
-                report.unchanged.append(str(path))
-                continue
-            jobs.append(VideoJob(path, info, digest, mtime_ns))
-        return jobs
-
-    def _guarded(self, encode, jobs, policy: BadMediaPolicy, report: IndexReport) -> list:
-        try:
-            return encode()
-        except MediaError as exc:
-            for job in jobs:  # a file that changed under the decoder reads as damaged: say why
-                if str(job.path) == exc.path:
-                    try:
-                        job.check_unchanged()
-                    except MediaError as changed:
-                        exc = changed
-            if len(jobs) > 1 and policy == "skip":  # a batch: retry without the bad file
-                good = [j for j in jobs if str(j.path) != exc.path]
-                self._bad(exc, policy, report)
-                jobs[:] = good
-                return self._guarded(encode, jobs, policy, report)
-            self._bad(exc, policy, report)
-            return []
-
-    @staticmethod
-    def _bad(exc: MediaError, policy: BadMediaPolicy, report: IndexReport) -> None:
-        if policy == "error":
-            done = len(report.indexed) + len(report.replaced)
-            if done:  # say what this run already committed: it stays indexed
-                raise MediaError(exc.path, f"{exc.reason} (the {done} video(s) indexed before it are kept; "
-                                 "--skip-bad indexes the rest past bad files)") from exc
-            raise exc
-        logger.info("skipped %s", exc)  # listed in the report (the CLI prints it)
-        report.failed.append((exc.path, exc.reason))
-
-    def _write(self, store, video: Video, scenes, report: IndexReport, reindex: bool) -> None:
-        """Commit one encoded video, under the store's write lock: what it replaces is decided
-        on the latest version, so another writer's work is neither duplicated nor lost."""
-        with store.writing():
-            existing = store.get_video(video.video_id)
-            if existing is not None and not reindex:  # another process indexed it while this one encoded
-                logger.info("%s: indexed meanwhile by another process; kept theirs", video.path)
-                report.unchanged.append(video.path)
-                return
-            previous = store.video_by_path(video.path)
-            if existing is not None:
-                store.delete_video(existing.video_id)
-            store.add_video(video, scenes)
-            if previous is not None and previous.video_id != video.video_id:
-                store.delete_video(previous.video_id)
-        (report.replaced if (existing or previous) else report.indexed).append(video.path)
-        report.scenes += len(scenes)
-        report.video_seconds += video.info.duration
 
     def _finish(self, report: IndexReport, times, t0: float) -> None:
         if self._store is not None and (report.indexed or report.replaced):
@@ -549,26 +435,3 @@ def _check_k(k: int) -> None:
     """A blank query is refused by :class:`~retrieval.hierarchical.Query` itself; this is ``k``."""
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise QueryError(f"k must be a whole number of at least 1, got {k!r}")
-
-
-#: An image query larger than this is refused before it is decoded (a 150 Mpx PNG decodes
-#: to 450 MB; the visual encoders look at a few hundred pixels a side).
-MAX_IMAGE_PIXELS = 40_000_000
-
-
-def load_image(path):
-    """An RGB PIL image from a path or a binary file object; :class:`MediaError` for a file that
-    is missing, not an image, or over :data:`MAX_IMAGE_PIXELS` (checked from its header)."""
-    from PIL import Image, UnidentifiedImageError
-
-    name = str(path) if isinstance(path, (str, Path)) else "image"
-    try:
-        with Image.open(path) as im:
-            if im.width * im.height > MAX_IMAGE_PIXELS:
-                raise MediaError(name, f"image of {im.width}x{im.height} pixels is over the limit of "
-                                 f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels; scale it down")
-            return im.convert("RGB")
-    except FileNotFoundError:
-        raise MediaError(name, "no such file") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
-        raise MediaError(name, f"not a readable image ({exc})") from None

@@ -201,7 +201,7 @@ def test_out_of_range_config_in_a_file_names_its_section(tmp_path):
 def test_a_huge_image_query_is_refused_from_its_header(tmp_path, cut_video):
     from PIL import Image
 
-    from egorag.engine import MAX_IMAGE_PIXELS, load_image
+    from egorag.images import MAX_IMAGE_PIXELS, load_image
 
     path = tmp_path / "huge.png"
     Image.new("1", (20_000, MAX_IMAGE_PIXELS // 20_000 + 1)).save(path)  # 1 bit a pixel: a small file

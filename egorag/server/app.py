@@ -248,7 +248,7 @@ def _image(server: EgoragServer, params: dict):
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise BadRequest("'image' is not valid base64") from None
-    from egorag.engine import load_image
+    from egorag.images import load_image
 
     server.worker.call(server.engine.check_image_queries)  # before the image is decoded
     try:
