@@ -256,6 +256,7 @@ def test_ask_through_the_server(db, openai_server):  # noqa: F811 - the fixture
     try:
         status, got = request(server, "/ask", {"q": "bees"})
         assert status == 502 and "could not reach the LLM endpoint" in got["error"]
+        assert '"no_llm": true' in got["error"] and "--no-llm" not in got["error"]  # the HTTP field, not the CLI flag
     finally:
         server.shutdown()
         server.server_close()
