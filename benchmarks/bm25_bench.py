@@ -17,10 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import save  # noqa: E402
-
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
+from common import save  # noqa: E402
 
 from index import bm25  # noqa: E402
 

@@ -189,7 +189,7 @@ def print_hits(result) -> None:
         print("  (no matching scenes)")
     for rank, h in enumerate(result.hits, 1):
         sources = " ".join(f"{m} {v:+.2f}" for m, v in h.scores.items())  # they add up to the score
-        text = (h.transcript or h.caption or "").strip()
+        text = (h.transcript or h.screen_text.replace("\n", " / ") or h.caption or "").strip()
         snippet = text if len(text) <= 100 else text[:97] + "..."
         print(f"{rank:3d}. {printable(Path(h.video).name)} [{mmss(h.start)}-{mmss(h.end)}] score={h.score:.2f} ({sources})")
         if snippet:

@@ -122,6 +122,22 @@ class AudioConfig:
 
 
 @dataclass(frozen=True)
+class OcrConfig:
+    """On-screen text (RapidOCR) over frames where the picture changed."""
+
+    period_s: float = 2.0  # at most one frame read every this many seconds
+    change: float = 0.04  # a frame is read when its mean grey difference to the last one read is above this (0-1)
+    max_side: int = 640  # the text detector sees frames this large at most
+    min_score: float = 0.6  # lines recognised with less confidence are dropped
+    section: ClassVar[str] = "ocr"
+
+    def __post_init__(self):
+        _above(self, 0, "period_s")
+        _at_least(self, 0, "change", "min_score")
+        _at_least(self, 64, "max_side")
+
+
+@dataclass(frozen=True)
 class CaptionConfig:
     """Scene captioning. ``captioner = ""`` disables it."""
 
@@ -201,6 +217,7 @@ class EngineConfig:
     text: TextConfig = field(default_factory=TextConfig)
     visual: VisualConfig = field(default_factory=VisualConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
+    ocr: OcrConfig = field(default_factory=OcrConfig)
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     answer: AnswerConfig = field(default_factory=AnswerConfig)

@@ -5,19 +5,23 @@ an explicitly listed modality that cannot load raises :class:`ModalityUnavailabl
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from egorag.config import EngineConfig
 from egorag.errors import ConfigError, ModalityUnavailableError, ModelLoadError
 from egorag.schema import MODALITIES
+from egorag.weights import ResolvedModel
 
 logger = logging.getLogger("egorag")
 
-#: Everything :func:`load_models` can enable: the vector modalities plus speech recognition.
-COMPONENTS = ("asr",) + MODALITIES
+#: Everything :func:`load_models` can enable: the vector modalities plus speech recognition and
+#: on-screen text (whose words join the scene text, so they need no vector column of their own).
+COMPONENTS = ("asr", "ocr") + MODALITIES
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class ModelSet:
     """The loaded models of one engine. ``None`` where a component is disabled."""
 
     transcriber: Any = None
+    ocr: Any = None  # reads on-screen text (egorag.ocr.TextReader)
     text: Any = None  # encodes both the ``text`` and the ``caption`` modality
     visual: Any = None
     audio: Any = None
@@ -68,6 +73,12 @@ def _load_transcriber(config: EngineConfig) -> Any:
     return Transcriber(config.asr)
 
 
+def _load_ocr(config: EngineConfig) -> Any:
+    from egorag.ocr import ScreenReader
+
+    return ScreenReader(config.ocr)
+
+
 def _load_text(config: EngineConfig) -> Any:
     from egorag.encoders.registry import create_encoder
 
@@ -101,6 +112,7 @@ def _load_captioner(config: EngineConfig) -> Any:
 _LOADERS: dict[str, tuple[str, Callable[[EngineConfig], Any]]] = {
     # component: (ModelSet attribute, loader); each loader's ModelLoadError says how to enable it
     "asr": ("transcriber", _load_transcriber),
+    "ocr": ("ocr", _load_ocr),
     "text": ("text", _load_text),
     "visual": ("visual", _load_visual),
     "audio": ("audio", _load_audio),
@@ -117,6 +129,13 @@ def _weights_of(config: EngineConfig, name: str) -> tuple[str, Any, str]:
         return "whisper model", resolve_model(config.asr.model), "pass a local CTranslate2 directory as asr.model"
     if name == "text":
         return "text model", resolve_model(config.text.model), "set [text] model to a local sentence-transformers directory"
+    if name == "ocr":
+        from egorag.ocr import HOW
+
+        if importlib.util.find_spec("rapidocr") is None:
+            raise ModelLoadError(f"rapidocr is not installed. To enable: {HOW}")
+        spec = importlib.util.find_spec("rapidocr")
+        return "RapidOCR models", ResolvedModel("rapidocr", str(Path(spec.origin).parent / "models"), "package", ()), HOW
     if name == "visual":
         from egorag.encoders.clip import HOW, _resolve
 

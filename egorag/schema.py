@@ -86,7 +86,8 @@ def scene_schema(fingerprints: Mapping[str, EncoderFingerprint]) -> pa.Schema:
         pa.field("end", pa.float64(), nullable=False),
         pa.field("transcript", pa.string(), nullable=False),
         pa.field("caption", pa.string(), nullable=False),
-        pa.field("search_text", pa.string(), nullable=False),  # transcript + caption, for BM25
+        pa.field("screen_text", pa.string(), nullable=True),  # on-screen text (OCR), one line per line
+        pa.field("search_text", pa.string(), nullable=False),  # transcript + caption + screen text, for BM25
     ]
     for modality in MODALITIES:
         fp = fingerprints.get(modality)
@@ -170,6 +171,7 @@ class Scene:
     caption: str = ""
     vectors: Mapping[str, np.ndarray | None] = field(default_factory=dict)
     keyframes: Keyframes | None = None
+    screen_text: str = ""  # on-screen text read by OCR, one line per line
 
     def to_row(self) -> dict:
         row = {
@@ -181,7 +183,8 @@ class Scene:
             "end": float(self.end),
             "transcript": self.transcript,
             "caption": self.caption,
-            "search_text": "\n".join(t for t in (self.transcript, self.caption) if t),
+            "screen_text": self.screen_text,
+            "search_text": "\n".join(t for t in (self.transcript, self.caption, self.screen_text) if t),
         }
         for modality, vec in self.vectors.items():
             row[vector_column(modality)] = None if vec is None else vec.astype(np.float32)

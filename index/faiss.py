@@ -44,6 +44,7 @@ from index.mapped import lance_stamp, lance_versions, read_facts, write_facts
 from index.prefault import warm
 from index.rowvectors import RowVectors
 from index.sketch import TRAIN_ROWS, FusedSketch
+from index.texts import COLUMNS as TEXT_COLUMNS
 from index.texts import SceneTexts
 
 logger = logging.getLogger("egorag")
@@ -223,7 +224,7 @@ class FaissAccelerator(FaissQueries):
             rows = self.catalog.locate(scenes)
             keep = rows >= 0
             rows = rows[keep]
-            texts = {c: np.full(len(self.catalog), "", dtype=object) for c in ("transcript", "caption")}
+            texts = {c: np.full(len(self.catalog), "", dtype=object) for c in TEXT_COLUMNS}
             for c in texts:
                 texts[c][rows] = np.asarray(scenes.column(c).to_pylist(), dtype=object)[keep]
             self.texts.clear()  # leftovers of an interrupted merge

@@ -169,8 +169,8 @@ class FaissQueries:
         keys = list(keys)
         texts = self.texts.get(keys)
         return [
-            Scene(m.scene_id, m.video_id, m.video_path, m.scene_index, m.start, m.end, transcript=t, caption=c)
-            for m, (t, c) in zip(self.catalog.meta(keys), texts)
+            Scene(m.scene_id, m.video_id, m.video_path, m.scene_index, m.start, m.end, transcript=t, caption=c, screen_text=s)
+            for m, (t, c, s) in zip(self.catalog.meta(keys), texts)
         ]
 
     def keyframes(self, keys) -> dict:

@@ -42,7 +42,7 @@ SCENES, VIDEOS = "scenes", "videos"
 RETRYABLE = ("Retryable commit conflict", "Commit conflict", "too much write contention")
 COMMIT_ATTEMPTS = 8
 T = TypeVar("T")
-SCENE_TEXT_COLUMNS = ["scene_id", "video_id", "video_path", "scene_index", "start", "end", "transcript", "caption"]
+SCENE_TEXT_COLUMNS = ["scene_id", "video_id", "video_path", "scene_index", "start", "end", "transcript", "caption", "screen_text"]
 
 
 class StoreNotFoundError(EgoragError):
@@ -244,7 +244,7 @@ class LanceSceneStore:
     def scene_scalars(self, video_ids: Sequence[str] | None = None, with_text: bool = False) -> pa.Table:
         """Ids, times and ``has_<modality>`` flags (no vectors read) of the scenes of
         ``video_ids``, or of every complete video; with their transcripts and captions."""
-        columns = {c: c for c in SCENE_TEXT_COLUMNS[: 8 if with_text else 6]}
+        columns = {c: c for c in SCENE_TEXT_COLUMNS[: 9 if with_text else 6]}
         columns.update({f"has_{m}": f"{vector_column(m)} IS NOT NULL" for m in self.modalities})
         search = self._scenes.search().select(columns).limit(None)
         if video_ids is not None:
@@ -408,6 +408,7 @@ class LanceSceneStore:
                     end=row["end"],
                     transcript=row["transcript"],
                     caption=row["caption"],
+                    screen_text=row.get("screen_text") or "",
                     vectors=vectors,
                     keyframes=keyframes,
                 )

@@ -1,4 +1,5 @@
-"""Each catalog row's transcript and caption, for the final hits, without a LanceDB query.
+"""Each catalog row's transcript, caption and on-screen text, for the final hits, without a
+LanceDB query.
 
 A LanceDB point lookup of ten scene ids costs ~10 ms (query planning and an async round trip),
 as much as the rest of a fused query. Here the texts live beside the FAISS indexes in Arrow IPC
@@ -23,7 +24,7 @@ from index.base import UNREADABLE
 from index.bm25 import Postings
 from index.files import atomic_path
 
-COLUMNS = ("transcript", "caption")
+COLUMNS = ("transcript", "caption", "screen_text")
 MAX_SEGMENTS = 16
 FEW = 64  # up to this many rows, :meth:`SceneTexts.get` reads scalars
 SCHEMA = pa.schema([(c, pa.string()) for c in COLUMNS])
@@ -32,7 +33,7 @@ logger = logging.getLogger("egorag")
 
 
 def searchable(table: pa.Table) -> pa.Array:
-    """What BM25 indexes for each scene: its transcript, then its caption."""
+    """What BM25 indexes for each scene: its transcript, caption and on-screen text."""
     parts = [pc.fill_null(table.column(c).combine_chunks(), "") for c in COLUMNS]
     return pc.binary_join_element_wise(*parts, " ")
 
@@ -96,7 +97,7 @@ class SceneTexts:
             raise ValueError(f"text rows must be appended in order: expected row {len(self)}, got {first_row}")
         if not table.num_rows:
             return
-        table = table.select(list(COLUMNS)).cast(SCHEMA)
+        table = pa.table({c: table.column(c) if c in table.column_names else pa.nulls(table.num_rows, pa.string()) for c in COLUMNS}).cast(SCHEMA)
         postings = Postings.build(searchable(table))
         if self.root is not None:
             table = self._write(first_row, table, postings)
@@ -111,21 +112,21 @@ class SceneTexts:
                 (self.root / f"texts-{start}.arrow").unlink(missing_ok=True)
                 shutil.rmtree(self.root / f"bm25-{start}", ignore_errors=True)
 
-    def get(self, rows) -> list[tuple[str, str]]:
-        """``(transcript, caption)`` of each row."""
+    def get(self, rows) -> list[tuple[str, str, str]]:
+        """``(transcript, caption, screen_text)`` of each row."""
         rows = np.asarray(rows, dtype=np.int64)
-        out: list[tuple[str, str]] = [("", "")] * len(rows)
+        out: list[tuple[str, str, str]] = [("", "", "")] * len(rows)
         segment = np.searchsorted(self.starts, rows, side="right") - 1
         if len(rows) <= FEW:  # a hit list: scalar reads (a take concatenates a segment's chunks)
             for i, (r, s) in enumerate(zip(rows.tolist(), segment.tolist())):
                 table, local = self.tables[s], r - self.starts[s]
-                out[i] = (table.column("transcript")[local].as_py() or "", table.column("caption")[local].as_py() or "")
+                out[i] = tuple(table.column(c)[local].as_py() or "" for c in COLUMNS)
             return out
         for s in np.unique(segment):
             at = np.flatnonzero(segment == s)
             taken = self.tables[s].take(pa.array(rows[at] - self.starts[s]))
-            for i, t, c in zip(at, taken.column("transcript").to_pylist(), taken.column("caption").to_pylist()):
-                out[i] = (t or "", c or "")
+            for i, values in zip(at, zip(*(taken.column(c).to_pylist() for c in COLUMNS))):
+                out[i] = tuple(v or "" for v in values)
         return out
 
     def search(self, text: str, k: int, allowed: np.ndarray, alive: np.ndarray) -> list[tuple[int, float]]:

@@ -24,7 +24,7 @@ logger = logging.getLogger("egorag")
 
 SYSTEM_PROMPT = (
     "You answer questions about a collection of videos using only the evidence given: time-stamped "
-    "transcripts and captions of retrieved scenes. Cite every statement with the tag of the scene it "
+    "transcripts, captions and on-screen text of retrieved scenes. Cite every statement with the tag of the scene it "
     "comes from, exactly as written, e.g. [kitchen.mp4 @ 01:05-01:32]. If the evidence does not contain "
     "the answer, say that it does not."
 )
@@ -66,8 +66,10 @@ def evidence_block(hit: Hit, labels: dict[str, str] | None = None) -> str:
         lines.append(f"transcript: {hit.transcript}")
     if hit.caption:
         lines.append(f"caption: {hit.caption}")
+    if hit.screen_text:
+        lines.append(f"on screen: {' / '.join(hit.screen_text.splitlines())}")
     if len(lines) == 1:
-        lines.append("(no speech or caption; matched visually or by sound)")
+        lines.append("(no speech, caption or text on screen; matched visually or by sound)")
     return "\n".join(lines)
 
 

@@ -372,6 +372,7 @@ class HierarchicalRetriever:
                     prior=round(float(priors[best.item]), 6),
                     transcript=" ".join(s.transcript for s in scenes if s.transcript),
                     caption=" ".join(s.caption for s in scenes if s.caption),
+                    screen_text="\n".join(s.screen_text for s in scenes if s.screen_text),
                     moment=moments.get(best.item),
                     scene_ids=tuple(m.scene_id for m in members),
                 )

@@ -31,6 +31,7 @@ class Hit:
     prior: float = 0.0
     transcript: str = ""
     caption: str = ""
+    screen_text: str = ""  # on-screen text (OCR), one line per line
     moment: float | None = None  # the best-matching keyframe's time, when the visual modality ran
     scene_ids: tuple[str, ...] = ()  # all scenes merged into this hit
 

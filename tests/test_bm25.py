@@ -127,8 +127,8 @@ def test_scene_texts_persist_merge_and_rebuild_missing_postings(tmp_path, monkey
     assert st.starts == [0, 160] and sorted(p.name for p in tmp_path.glob("bm25-*")) == ["bm25-0", "bm25-160"]
     want = st.search("guitar song", 10, np.ones(200, bool), np.ones(200, bool))
     rows = np.random.default_rng(0).permutation(200)[:100]  # across segments, in no order
-    assert st.get(rows[:5]) == st.get(rows)[:5] == [(texts[r], "") for r in rows[:5]]  # scalar reads = takes
-    assert st.get(rows) == [(texts[r], "") for r in rows]
+    assert st.get(rows[:5]) == st.get(rows)[:5] == [(texts[r], "", "") for r in rows[:5]]  # scalar reads = takes
+    assert st.get(rows) == [(texts[r], "", "") for r in rows]
     reopened = SceneTexts.open(tmp_path, 200)
     assert reopened.search("guitar song", 10, np.ones(200, bool), np.ones(200, bool)) == want
     import shutil

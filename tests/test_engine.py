@@ -191,7 +191,8 @@ def test_low_memory_mode_holds_one_model_at_a_time(tmp_path, cut_video, silent_v
 
     def spying_load(config, components=models_mod.COMPONENTS):
         gc.collect()
-        assert all(ref() is None for ref in alive), "a previous stage's model is still in memory"
+        if components != ("ocr",):  # the small OCR models join the visual stage: both read the decoded frames
+            assert all(ref() is None for ref in alive), "a previous stage's model is still in memory"
         loaded = real_load(config, components)
         for attr in ("transcriber", "text", "visual", "audio", "captioner"):
             if getattr(loaded, attr) is not None:

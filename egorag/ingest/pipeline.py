@@ -47,12 +47,17 @@ class Segmented:
     spans: tuple[SceneSpan, ...]
     keyframes: tuple[Keyframes | None, ...] = ()
     caption_frames: tuple[list, ...] = ()  # per scene, PIL frames for the captioner
+    screen: tuple[str, ...] = ()  # per scene, the on-screen text read (empty without OCR)
 
 
 @dataclass(frozen=True)
 class SceneTexts:
     transcripts: tuple[str, ...]
     captions: tuple[str, ...]
+    screens: tuple[str, ...] = ()  # on-screen text, per scene (empty without OCR)
+
+    def screen(self, i: int) -> str:
+        return self.screens[i] if self.screens else ""
 
 
 @dataclass
@@ -76,6 +81,12 @@ def segment(path: Path, info: VideoInfo, config: EngineConfig, models: ModelSet)
 
         sampler = FrameSampler(models.visual, config.visual, config.scenes.min_scene_s)
         consumers.append(sampler)
+    reader = None
+    if models.ocr is not None:
+        from egorag.ocr import ScreenFrames
+
+        reader = ScreenFrames(models.ocr, config.ocr)
+        consumers.append(reader)
     collector = None
     if models.captioner is not None:
         from egorag.ingest.frames import CaptionFrames
@@ -86,7 +97,8 @@ def segment(path: Path, info: VideoInfo, config: EngineConfig, models: ModelSet)
     spans = build_scenes(detector.cut_times(), min(decoded, info.duration), config.scenes)
     keyframes = sampler.keyframes(spans) if sampler is not None else ()
     frames = collector.frames_for(spans) if collector is not None else ()
-    return Segmented(info, tuple(spans), tuple(keyframes), tuple(frames))
+    screen = reader.text_for(spans) if reader is not None else ()
+    return Segmented(info, tuple(spans), tuple(keyframes), tuple(frames), tuple(screen))
 
 
 def transcribe(path: Path, info: VideoInfo, models: ModelSet, window_s: float = AsrConfig.window_s) -> list[Word]:
@@ -107,17 +119,19 @@ def caption(segmented: Segmented, models: ModelSet) -> list[str]:
     return [models.captioner.caption(frames) for frames in segmented.caption_frames]
 
 
-def scene_texts(words: Sequence[Word], spans: Sequence[SceneSpan], captions: Sequence[str]) -> SceneTexts:
+def scene_texts(words: Sequence[Word], spans: Sequence[SceneSpan], captions: Sequence[str], screens: Sequence[str] = ()) -> SceneTexts:
     transcripts = tuple(join_words(ws) for ws in assign_words(words, spans))
-    return SceneTexts(transcripts, tuple(captions))
+    return SceneTexts(transcripts, tuple(captions), tuple(screens))
 
 
 def embed_texts(texts: SceneTexts, models: ModelSet, captioned: bool) -> dict[str, list[np.ndarray | None]]:
-    """``text`` embeds transcript + caption; ``caption`` the caption alone. Empty text -> null."""
+    """``text`` embeds transcript + caption + on-screen text; ``caption`` the caption alone.
+    Empty text -> null."""
     out: dict[str, list[np.ndarray | None]] = {}
     if models.text is None:
         return out
-    combined = [" ".join(p for p in (t, c) if p) for t, c in zip(texts.transcripts, texts.captions)]
+    combined = [" ".join(p for p in (t, c, texts.screen(i).replace("\n", " ")) if p)
+                for i, (t, c) in enumerate(zip(texts.transcripts, texts.captions))]
     out["text"] = _embed_nonempty(models.text, combined)
     if captioned:
         out["caption"] = _embed_nonempty(models.text, list(texts.captions))
@@ -185,6 +199,7 @@ def build_records(
                 end=span.end,
                 transcript=texts.transcripts[i],
                 caption=texts.captions[i],
+                screen_text=texts.screen(i),
                 vectors={m: vs[i] for m, vs in vectors.items()},
                 keyframes=segmented.keyframes[i] if segmented.keyframes else None,
             )
@@ -232,7 +247,7 @@ def encode_videos(
             segmented = [timed("segment", segment, j.path, j.info, config, models) for j in jobs]
             words = [f.result() for f in asr]
     else:
-        with swap.stage(models, "visual"):
+        with swap.stage(models, "visual"), swap.stage(models, "ocr"):  # both read the decoded frames
             segmented = [timed("segment", segment, j.path, j.info, config, models) for j in jobs]
         with swap.stage(models, "asr"):
             words = [timed("transcribe", transcribe, j.path, j.info, models, config.asr.window_s) for j in jobs]
@@ -240,7 +255,7 @@ def encode_videos(
     with stage(models, "caption"):
         captioned = models.captioner is not None
         captions = [timed("caption", caption, seg, models) for seg in segmented]
-    texts = [scene_texts(w, seg.spans, c) for w, seg, c in zip(words, segmented, captions)]
+    texts = [scene_texts(w, seg.spans, c, seg.screen) for w, seg, c in zip(words, segmented, captions)]
     with stage(models, "text"):
         vectors = [timed("embed_text", embed_texts, t, models, captioned) for t in texts]
     with stage(models, "audio"):

@@ -1,0 +1,97 @@
+"""On-screen text: frames chosen where the picture changed, lines per scene, and the real
+RapidOCR (offline, its models ship in its wheel) reading a rendered slide into the index."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from writer_proc import HashEncoder, config
+
+from egorag.config import OcrConfig
+from egorag.ocr import ScreenFrames
+from egorag.schema import SceneSpan
+
+SLIDES = [("Quarterly revenue grew twelve percent", "Margins held steady"),
+          ("Departure board platform seven", "Train to Lisbon delayed")]
+
+
+class Frame:
+    """What the decode pass hands a consumer, for a solid grey picture of ``level``."""
+
+    def __init__(self, level: int, size=(320, 180)):
+        self.width, self.height, self.level = size[0], size[1], level
+
+    def to_ndarray(self, width, height, format):
+        shape = (height, width) if format == "gray" else (height, width, 3)
+        return np.full(shape, self.level, np.uint8)
+
+
+class CountingReader:
+    def __init__(self):
+        self.calls = []
+
+    def read(self, image):
+        self.calls.append(int(image[0, 0, 0]))
+        return [(f"text {image[0, 0, 0]}", 0.99), ("noise", 0.1)]
+
+
+def test_frames_are_read_when_the_picture_changes_at_most_once_a_period():
+    reader = CountingReader()
+    frames = ScreenFrames(reader, OcrConfig(period_s=1.0, change=0.04, min_score=0.5))
+    levels = [10] * 50 + [200] * 50 + [205] * 50 + [60] * 50  # a cut at 2 s, a tiny change at 4 s, a cut at 6 s
+    for i, level in enumerate(levels):
+        frames.consume(i, i / 25, Frame(level))
+    assert reader.calls == [10, 200, 60]  # the tiny change is not read again
+    spans = [SceneSpan(0, 0.0, 2.0), SceneSpan(1, 2.0, 5.0), SceneSpan(2, 5.0, 6.0), SceneSpan(3, 6.0, 8.0)]
+    assert frames.text_for(spans) == ["text 10", "text 200", "text 200", "text 60"]  # a still picture carries on
+
+
+def slide_video(path, seconds_per_slide=2, fps=10):
+    import av
+    from PIL import Image, ImageDraw, ImageFont
+
+    try:
+        font = ImageFont.truetype("DejaVuSans.ttf", 26)
+    except OSError:
+        font = ImageFont.load_default(size=26)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = 640, 360, "yuv420p"
+        n = 0
+        for i, lines in enumerate(SLIDES):
+            dark = i % 2 == 1  # a different slide design: a real cut
+            img = Image.new("RGB", (640, 360), (30, 50, 90) if dark else (255, 255, 255))
+            draw = ImageDraw.Draw(img)
+            for j, line in enumerate(lines):
+                draw.text((30, 80 + 70 * j), line, fill="white" if dark else "black", font=font)
+            for _ in range(seconds_per_slide * fps):
+                frame = av.VideoFrame.from_ndarray(np.asarray(img), format="rgb24")
+                frame.pts = n
+                n += 1
+                for packet in s.encode(frame):
+                    c.mux(packet)
+        for packet in s.encode(None):
+            c.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def screen_reader():
+    from egorag.ocr import ScreenReader
+
+    return ScreenReader(OcrConfig())
+
+
+def test_real_ocr_reads_slides_into_the_index_and_search_finds_them(tmp_path, screen_reader):
+    from egorag.engine import Engine
+    from egorag.models import ModelSet
+
+    video = slide_video(tmp_path / "slides.mp4")
+    engine = Engine(tmp_path / "db", config(), models=ModelSet(ocr=screen_reader, text=HashEncoder(dim=64)))
+    report = engine.index([video])
+    assert report.indexed and report.scenes == 2
+    hit = engine.search("Lisbon train", k=2).hits[0]
+    assert hit.scene == 1 and "Lisbon" in hit.screen_text and "bm25" in hit.scores
+    assert hit.to_dict()["screen_text"] == hit.screen_text
+    first = engine.search("quarterly revenue", k=2).hits[0]
+    assert first.scene == 0 and "Quarterly revenue" in first.screen_text
