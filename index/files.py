@@ -1,5 +1,6 @@
-"""How index/ writes files: each one atomically, one writer at a time per store, and the search
-files under a manifest that says what each one must be.
+"""How index/ writes: each file atomically, one writer at a time per store, LanceDB commits
+retried when they lose a race, and the search files under a manifest that says what each one
+must be.
 
 Two processes writing one store is normal use: two ``egorag index`` runs, an indexer beside a
 server that keeps its search files in step. Every section that commits to the store or rewrites
@@ -22,14 +23,18 @@ import hashlib
 import json
 import logging
 import os
+import random
 import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+from egorag.errors import EgoragError, StoreDamagedError
 
 logger = logging.getLogger("egorag")
 
@@ -181,3 +186,32 @@ def check_manifest(root: Path, manifest: dict, full: bool = False) -> str | None
         if (full or st.st_mtime_ns != want["mtime_ns"]) and digest(path) != want["blake2b"]:
             return f"{path} has changed since it was written (checksum mismatch)"
     return None
+
+
+#: What LanceDB says of a commit that lost a race with another writer and may be tried again.
+RETRYABLE = ("Retryable commit conflict", "Commit conflict", "too much write contention")
+COMMIT_ATTEMPTS = 8
+T = TypeVar("T")
+
+
+def commit(uri: str, action: Callable[[], T], attempts: int = COMMIT_ATTEMPTS) -> T:
+    """Run one LanceDB commit, retrying its retryable conflicts with a growing pause (another
+    program committing to the same table); a conflict that persists is an :class:`EgoragError`,
+    and any other failure of LanceDB a :class:`StoreDamagedError` (damaged or missing files)."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except (RuntimeError, OSError, ValueError, RecursionError) as exc:
+            if not any(s in str(exc) for s in RETRYABLE):
+                raise StoreDamagedError(f"{uri}: LanceDB could not write the store ({first_line(exc)}); "
+                                        "run `egorag check` on it") from exc
+            if attempt + 1 == attempts:
+                raise EgoragError(
+                    f"{uri}: another process kept writing the store at the same time ({first_line(exc)}); run the command again"
+                ) from exc
+            time.sleep(0.05 * 2**attempt * (1 + random.random()))
+    raise ValueError(f"attempts must be at least 1, got {attempts}")
+
+
+def first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

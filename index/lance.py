@@ -4,13 +4,10 @@ fingerprint lives in both tables' schema metadata."""
 from __future__ import annotations
 
 import logging
-import random
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -33,15 +30,13 @@ from egorag.schema import (
     videos_from_table,
 )
 from index.base import ColumnHits, SceneFilter, sql_quote
-from index.files import store_lock
+from index.files import commit as _commit
+from index.files import first_line, store_lock
 
 logger = logging.getLogger("egorag")
 
 SCENES, VIDEOS = "scenes", "videos"
-#: What LanceDB says of a commit that lost a race with another writer and may be tried again.
-RETRYABLE = ("Retryable commit conflict", "Commit conflict", "too much write contention")
-COMMIT_ATTEMPTS = 8
-T = TypeVar("T")
+
 SCENE_TEXT_COLUMNS = ["scene_id", "video_id", "video_path", "scene_index", "start", "end", "transcript", "caption", "screen_text"]
 
 
@@ -71,7 +66,7 @@ class LanceSceneStore:
                 self._videos = self._db.open_table(VIDEOS)
                 metadata = self._scenes.schema.metadata or {}
             except (RuntimeError, OSError, ValueError, RecursionError) as exc:
-                raise StoreDamagedError(f"{self.uri}: LanceDB cannot open the store's tables ({_first_line(exc)}); "
+                raise StoreDamagedError(f"{self.uri}: LanceDB cannot open the store's tables ({first_line(exc)}); "
                                         "run `egorag check` on it") from exc
             stored = decode_fingerprints(metadata.get(FINGERPRINT_KEY))
             if fingerprints is not None and dict(fingerprints) != stored:
@@ -285,7 +280,7 @@ class LanceSceneStore:
                 for v in batch.column("video_id").to_pylist():
                     counts[v] = counts.get(v, 0) + 1
         except (RuntimeError, OSError, ValueError, RecursionError) as exc:
-            return 0, 0, [f"{self.uri}: LanceDB cannot read the tables ({_first_line(exc)})"]
+            return 0, 0, [f"{self.uri}: LanceDB cannot read the tables ({first_line(exc)})"]
         for video_id, path, n in zip(*(videos.column(c).to_pylist() for c in ("video_id", "path", "n_scenes"))):
             if counts.get(video_id, 0) != n:
                 problems.append(f"{path}: {counts.get(video_id, 0)} scene rows in the store, not the {n} indexed")
@@ -438,29 +433,6 @@ class LanceSceneStore:
         for modality, vec in video.global_vectors.items():
             row[vector_column(modality)] = None if vec is None else np.asarray(vec, np.float32)
         return row
-
-
-def _commit(uri: str, action: Callable[[], T], attempts: int = COMMIT_ATTEMPTS) -> T:
-    """Run one LanceDB commit, retrying its retryable conflicts with a growing pause (another
-    program committing to the same table); a conflict that persists is an :class:`EgoragError`,
-    and any other failure of LanceDB a :class:`StoreDamagedError` (damaged or missing files)."""
-    for attempt in range(attempts):
-        try:
-            return action()
-        except (RuntimeError, OSError, ValueError, RecursionError) as exc:
-            if not any(s in str(exc) for s in RETRYABLE):
-                raise StoreDamagedError(f"{uri}: LanceDB could not write the store ({_first_line(exc)}); "
-                                        "run `egorag check` on it") from exc
-            if attempt + 1 == attempts:
-                raise EgoragError(
-                    f"{uri}: another process kept writing the store at the same time ({_first_line(exc)}); run the command again"
-                ) from exc
-            time.sleep(0.05 * 2**attempt * (1 + random.random()))
-    raise ValueError(f"attempts must be at least 1, got {attempts}")
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _conform(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:

@@ -51,12 +51,13 @@ def engine(db: str) -> Engine:
 
 def pause_commits(seed: int | None, pause: float, hold: list | None) -> None:
     import index.lance as lance
+    from index.files import COMMIT_ATTEMPTS
 
     real = lance._commit
     rng = random.Random(seed)
     count = [0]
 
-    def paused(uri, action, attempts=lance.COMMIT_ATTEMPTS):
+    def paused(uri, action, attempts=COMMIT_ATTEMPTS):
         if hold is not None and count[0] == hold[0]:
             Path(hold[2]).touch()
             time.sleep(hold[1])
