@@ -80,10 +80,11 @@ class ScreenFrames:
         image = frame.to_ndarray(width=width, height=height, format="rgb24")
         self.reads.append((time, [text for text, score in self.reader.read(image) if score >= self.config.min_score]))
 
-    def text_for(self, spans: Sequence[SceneSpan]) -> list[str]:
-        """Each scene's on-screen lines, one per line: those of the frames read inside it and of
-        the last frame read before it (what was on screen as it began: a still picture is read
-        once), deduplicated case- and space-insensitively, in the order they first appeared."""
+    def lines_for(self, spans: Sequence[SceneSpan]) -> list[tuple[tuple[float, str], ...]]:
+        """Each scene's on-screen lines with the time each appeared: those of the frames read
+        inside it and of the last frame read before it (what was on screen as it began, at the
+        scene's start: a still picture is read once), deduplicated case- and
+        space-insensitively, in the order they first appeared."""
         times = [t for t, _ in self.reads]
         out = []
         for span in spans:
@@ -96,6 +97,10 @@ class ScreenFrames:
                     key = " ".join(text.lower().split())
                     if key not in seen:
                         seen.add(key)
-                        kept.append(text)
-            out.append("\n".join(kept))
+                        kept.append((max(t, span.start), text))
+            out.append(tuple(kept))
         return out
+
+    def text_for(self, spans: Sequence[SceneSpan]) -> list[str]:
+        """Each scene's on-screen text, one line per line (:meth:`lines_for` without times)."""
+        return ["\n".join(text for _, text in lines) for lines in self.lines_for(spans)]

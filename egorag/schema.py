@@ -15,6 +15,9 @@ SCHEMA_VERSION = 1
 #: Modalities a scene can carry, in display order. Each has one ``<modality>_vec`` column.
 #: ``text`` embeds transcript + caption, ``caption`` the caption alone, ``visual`` the mean of the
 #: CLIP keyframe vectors, ``audio`` the CLAP embedding of the scene's sound.
+#: (time, text) of each spoken word and each line read on screen: where a text hit's words are.
+MOMENTS_TYPE = pa.list_(pa.struct([("time", pa.float32()), ("text", pa.string())]))
+
 MODALITIES = ("text", "caption", "visual", "audio")
 
 FINGERPRINT_KEY = b"egorag.fingerprint"
@@ -87,6 +90,7 @@ def scene_schema(fingerprints: Mapping[str, EncoderFingerprint]) -> pa.Schema:
         pa.field("transcript", pa.string(), nullable=False),
         pa.field("caption", pa.string(), nullable=False),
         pa.field("screen_text", pa.string(), nullable=True),  # on-screen text (OCR), one line per line
+        pa.field("moments", MOMENTS_TYPE, nullable=True),  # when each word was said and each screen line shown
         pa.field("search_text", pa.string(), nullable=False),  # transcript + caption + screen text, for BM25
     ]
     for modality in MODALITIES:
@@ -172,6 +176,7 @@ class Scene:
     vectors: Mapping[str, np.ndarray | None] = field(default_factory=dict)
     keyframes: Keyframes | None = None
     screen_text: str = ""  # on-screen text read by OCR, one line per line
+    moments: tuple[tuple[float, str], ...] = ()  # (time, text): each spoken word and each screen line, as it appeared
 
     def to_row(self) -> dict:
         row = {
@@ -184,6 +189,7 @@ class Scene:
             "transcript": self.transcript,
             "caption": self.caption,
             "screen_text": self.screen_text,
+            "moments": [{"time": float(t), "text": s} for t, s in self.moments],
             "search_text": "\n".join(t for t in (self.transcript, self.caption, self.screen_text) if t),
         }
         for modality, vec in self.vectors.items():

@@ -45,6 +45,7 @@ from index.prefault import warm
 from index.rowvectors import RowVectors
 from index.sketch import TRAIN_ROWS, FusedSketch
 from index.texts import COLUMNS as TEXT_COLUMNS
+from index.texts import SCHEMA as TEXT_SCHEMA
 from index.texts import SceneTexts
 
 logger = logging.getLogger("egorag")
@@ -225,10 +226,13 @@ class FaissAccelerator(FaissQueries):
             keep = rows >= 0
             rows = rows[keep]
             texts = {c: np.full(len(self.catalog), "", dtype=object) for c in TEXT_COLUMNS}
-            for c in texts:
-                texts[c][rows] = np.asarray(scenes.column(c).to_pylist(), dtype=object)[keep]
+            texts["moments"] = np.full(len(self.catalog), None, dtype=object)
+            for c in texts:  # element by element: a moments list must stay one object
+                kept = (v for v, k in zip(scenes.column(c).to_pylist(), keep.tolist()) if k)
+                for row, value in zip(rows.tolist(), kept):
+                    texts[c][row] = value
             self.texts.clear()  # leftovers of an interrupted merge
-            self.texts.append(0, pa.table({c: pa.array(v, pa.string()) for c, v in texts.items()}))
+            self.texts.append(0, pa.table({c: pa.array(v, TEXT_SCHEMA.field(c).type) for c, v in texts.items()}))
             logger.info("faiss: refilled the texts of %d rows", len(self.catalog))
         for m in modalities:
             if m in self.rows or not len(self.catalog):

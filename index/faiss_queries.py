@@ -167,10 +167,11 @@ class FaissQueries:
         if with_vectors:
             return self.store.get_scenes(self.catalog.scene_ids(list(keys)), with_vectors=True)
         keys = list(keys)
-        texts = self.texts.get(keys)
+        texts, moments = self.texts.get(keys), self.texts.moments(keys)
         return [
-            Scene(m.scene_id, m.video_id, m.video_path, m.scene_index, m.start, m.end, transcript=t, caption=c, screen_text=s)
-            for m, (t, c, s) in zip(self.catalog.meta(keys), texts)
+            Scene(m.scene_id, m.video_id, m.video_path, m.scene_index, m.start, m.end, transcript=t, caption=c, screen_text=s,
+                  moments=when)
+            for m, (t, c, s), when in zip(self.catalog.meta(keys), texts, moments)
         ]
 
     def keyframes(self, keys) -> dict:

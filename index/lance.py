@@ -37,7 +37,8 @@ logger = logging.getLogger("egorag")
 
 SCENES, VIDEOS = "scenes", "videos"
 
-SCENE_TEXT_COLUMNS = ["scene_id", "video_id", "video_path", "scene_index", "start", "end", "transcript", "caption", "screen_text"]
+SCENE_TEXT_COLUMNS = ["scene_id", "video_id", "video_path", "scene_index", "start", "end", "transcript", "caption", "screen_text",
+                      "moments"]
 
 
 class StoreNotFoundError(EgoragError):
@@ -239,7 +240,7 @@ class LanceSceneStore:
     def scene_scalars(self, video_ids: Sequence[str] | None = None, with_text: bool = False) -> pa.Table:
         """Ids, times and ``has_<modality>`` flags (no vectors read) of the scenes of
         ``video_ids``, or of every complete video; with their transcripts and captions."""
-        columns = {c: c for c in SCENE_TEXT_COLUMNS[: 9 if with_text else 6]}
+        columns = {c: c for c in SCENE_TEXT_COLUMNS[: 10 if with_text else 6]}
         columns.update({f"has_{m}": f"{vector_column(m)} IS NOT NULL" for m in self.modalities})
         search = self._scenes.search().select(columns).limit(None)
         if video_ids is not None:
@@ -404,6 +405,7 @@ class LanceSceneStore:
                     transcript=row["transcript"],
                     caption=row["caption"],
                     screen_text=row.get("screen_text") or "",
+                    moments=tuple((m["time"], m["text"]) for m in row.get("moments") or ()),
                     vectors=vectors,
                     keyframes=keyframes,
                 )

@@ -19,15 +19,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from egorag.schema import MOMENTS_TYPE
 from index import bm25
 from index.base import UNREADABLE
 from index.bm25 import Postings
 from index.files import atomic_path
 
-COLUMNS = ("transcript", "caption", "screen_text")
+COLUMNS = ("transcript", "caption", "screen_text")  # the texts BM25 indexes
 MAX_SEGMENTS = 16
 FEW = 64  # up to this many rows, :meth:`SceneTexts.get` reads scalars
-SCHEMA = pa.schema([(c, pa.string()) for c in COLUMNS])
+SCHEMA = pa.schema([(c, pa.string()) for c in COLUMNS] + [("moments", MOMENTS_TYPE)])
 
 logger = logging.getLogger("egorag")
 
@@ -97,7 +98,8 @@ class SceneTexts:
             raise ValueError(f"text rows must be appended in order: expected row {len(self)}, got {first_row}")
         if not table.num_rows:
             return
-        table = pa.table({c: table.column(c) if c in table.column_names else pa.nulls(table.num_rows, pa.string()) for c in COLUMNS}).cast(SCHEMA)
+        table = pa.table({f.name: table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+                          for f in SCHEMA}).cast(SCHEMA)
         postings = Postings.build(searchable(table))
         if self.root is not None:
             table = self._write(first_row, table, postings)
@@ -127,6 +129,15 @@ class SceneTexts:
             taken = self.tables[s].take(pa.array(rows[at] - self.starts[s]))
             for i, values in zip(at, zip(*(taken.column(c).to_pylist() for c in COLUMNS))):
                 out[i] = tuple(v or "" for v in values)
+        return out
+
+    def moments(self, rows) -> list[tuple[tuple[float, str], ...]]:
+        """Each row's (time, text) moments: its spoken words and screen lines."""
+        out = []
+        for r in np.asarray(rows, dtype=np.int64).tolist():
+            s = int(np.searchsorted(self.starts, r, side="right")) - 1
+            value = self.tables[s].column("moments")[r - self.starts[s]].as_py() or ()
+            out.append(tuple((m["time"], m["text"]) for m in value))
         return out
 
     def search(self, text: str, k: int, allowed: np.ndarray, alive: np.ndarray) -> list[tuple[int, float]]:

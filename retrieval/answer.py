@@ -62,6 +62,8 @@ def scene_tag(hit: Hit, labels: dict[str, str] | None = None) -> str:
 
 def evidence_block(hit: Hit, labels: dict[str, str] | None = None) -> str:
     lines = [scene_tag(hit, labels)]
+    if hit.moment is not None:
+        lines.append(f"best match at: {mmss(hit.moment)}")
     if hit.transcript:
         lines.append(f"transcript: {hit.transcript}")
     if hit.caption:

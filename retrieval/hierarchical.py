@@ -14,6 +14,7 @@ the prior) is :class:`retrieval.video_prior.VideoPrior`, built from the store.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -179,7 +180,7 @@ class HierarchicalRetriever:
             moments = self._maxsim(qv["visual"], keys, best, raw["visual"])
             fused, parts = self._fuse(raw, priors, calibration)
         logger.debug("fused %d candidates from %s", len(keys), sorted(raw))
-        return self._hits(keys, fused, parts, raw, priors, moments, k)
+        return self._hits(keys, fused, parts, raw, priors, moments, k, text)
 
     def _refresh(self) -> None:
         """Follow store changes made by other processes, checking at most every
@@ -347,12 +348,13 @@ class HierarchicalRetriever:
         fused = np.sum(list(parts.values()), axis=0) if parts else np.zeros(len(priors))
         return fused, parts
 
-    def _hits(self, keys, fused: np.ndarray, parts, raw, priors: np.ndarray, moments, k) -> list[Hit]:
+    def _hits(self, keys, fused: np.ndarray, parts, raw, priors: np.ndarray, moments, k, text: str | None = None) -> list[Hit]:
         order = np.argsort(-fused, kind="stable")[: max(k * 8, 64)]  # merging needs a little more than k
         metas = {m.key: m for m in self.backend.meta([keys[i] for i in order])}
         spans = [Span(int(i), metas[keys[i]].video_id, metas[keys[i]].scene_index, float(fused[i])) for i in order if keys[i] in metas]
         groups = (merge_adjacent(spans) if self.config.merge_adjacent else [[s] for s in spans])[:k]
         texts = {s.scene_id: s for s in self.backend.scenes([keys[s.item] for g in groups for s in g])}
+        said = TextMoments(text) if text else None
         hits = []
         for group in groups:
             best = max(group, key=lambda s: s.score)
@@ -373,11 +375,38 @@ class HierarchicalRetriever:
                     transcript=" ".join(s.transcript for s in scenes if s.transcript),
                     caption=" ".join(s.caption for s in scenes if s.caption),
                     screen_text="\n".join(s.screen_text for s in scenes if s.screen_text),
-                    moment=moments.get(best.item),
+                    moment=moments.get(best.item, said(texts[top.scene_id].moments) if said and top.scene_id in texts else None),
                     scene_ids=tuple(m.scene_id for m in members),
                 )
             )
         return hits
+
+
+class TextMoments:
+    """Where a text hit's words are: the time of the spoken word or screen line that holds the
+    most of the query's terms (stemmed as BM25 stems them; the first such on a tie), or None
+    when none holds any. Made once per query, called per hit."""
+
+    def __init__(self, query: str):
+        from index.bm25 import query_tokens, stems
+
+        self._tokens, self._stems = query_tokens, stems
+        self.wanted = {t for t in stems(query_tokens(query)) if t}
+        # a word or line holding none of the terms' first letters cannot stem to a term
+        self._maybe = re.compile("|".join(sorted(re.escape(t[:3]) for t in self.wanted)), re.IGNORECASE) if self.wanted else None
+
+    def __call__(self, moments: Sequence[tuple[float, str]]) -> float | None:
+        if self._maybe is None or not moments:
+            return None
+        maybe = [m for m in moments if not m[1].isascii() or self._maybe.search(m[1])]
+        tokens = [self._tokens(text) for _, text in maybe]
+        stemmed = iter(self._stems([t for ts in tokens for t in ts]))
+        best, at = 0, None
+        for (time_s, _), ts in zip(maybe, tokens):
+            found = len(self.wanted & {s for s in (next(stemmed) for _ in ts) if s})
+            if found > best:
+                best, at = found, float(time_s)
+        return at
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

@@ -32,7 +32,9 @@ class Hit:
     transcript: str = ""
     caption: str = ""
     screen_text: str = ""  # on-screen text (OCR), one line per line
-    moment: float | None = None  # the best-matching keyframe's time, when the visual modality ran
+    # when to start watching: the best-matching keyframe's time (visual), else when the query's
+    # words were said or shown (the spoken word or screen line holding most of them)
+    moment: float | None = None
     scene_ids: tuple[str, ...] = ()  # all scenes merged into this hit
 
     def to_dict(self) -> dict:

@@ -319,3 +319,24 @@ def test_hits_explain_their_score_and_topics_stay_single_scenes(tmp_path, cut_vi
         for h in hits:
             assert sum(h.scores.values()) == pytest.approx(h.score, abs=1e-5)
             assert set(h.scores) <= {"text", "bm25", "prior"} and "text" in h.similarities
+
+
+def test_a_text_hit_starts_where_its_words_were_said(tmp_path, cut_video):
+    """A text hit's moment is the spoken word holding most of the query's terms (stemmed), in
+    a fresh engine too (the moments are kept beside the search files)."""
+    Engine(tmp_path / "db", config(), models=models()).index([cut_video])
+    engine = Engine(tmp_path / "db", config(), models=models())
+    step = (3.9 - 2.6) / 4  # words_at spreads "honey bees hive queen" over 2.6-3.9 s
+    hit = engine.search("where is the hive", k=1).hits[0]
+    assert hit.scene == 2 and hit.moment == pytest.approx(2.6 + 2 * step, abs=1e-3)
+    assert engine.search("queens", k=1).hits[0].moment == pytest.approx(2.6 + 3 * step, abs=1e-3)
+
+
+def test_text_moment_prefers_the_word_or_line_with_most_terms():
+    from retrieval.hierarchical import TextMoments
+
+    moments = [(1.0, "Welcome"), (4.0, "Platform seven"), (9.0, "Train to Lisbon, platform seven"), (12.0, "trains")]
+    assert TextMoments("which platform for the Lisbon train")(moments) == 9.0
+    assert TextMoments("training")(moments) == 9.0  # stems match; the first on a tie
+    assert TextMoments("nothing here")(moments) is None and TextMoments("the")(moments) is None
+    assert TextMoments("Lisbon")(()) is None

@@ -47,17 +47,24 @@ class Segmented:
     spans: tuple[SceneSpan, ...]
     keyframes: tuple[Keyframes | None, ...] = ()
     caption_frames: tuple[list, ...] = ()  # per scene, PIL frames for the captioner
-    screen: tuple[str, ...] = ()  # per scene, the on-screen text read (empty without OCR)
+    screen: tuple[tuple[tuple[float, str], ...], ...] = ()  # per scene, the screen lines read and when (none without OCR)
 
 
 @dataclass(frozen=True)
 class SceneTexts:
     transcripts: tuple[str, ...]
     captions: tuple[str, ...]
-    screens: tuple[str, ...] = ()  # on-screen text, per scene (empty without OCR)
+    screens: tuple[tuple[tuple[float, str], ...], ...] = ()  # per scene, its screen lines and when (none without OCR)
+    words: tuple[tuple[Word, ...], ...] = ()  # per scene, its spoken words
 
     def screen(self, i: int) -> str:
-        return self.screens[i] if self.screens else ""
+        return "\n".join(text for _, text in self.screens[i]) if self.screens else ""
+
+    def moments(self, i: int) -> tuple[tuple[float, str], ...]:
+        """Scene ``i``'s spoken words and screen lines with their times, in time order."""
+        spoken = [(w.start, w.text.strip()) for w in self.words[i]] if self.words else []
+        shown = list(self.screens[i]) if self.screens else []
+        return tuple(sorted(spoken + shown, key=lambda m: m[0]))
 
 
 @dataclass
@@ -97,7 +104,7 @@ def segment(path: Path, info: VideoInfo, config: EngineConfig, models: ModelSet)
     spans = build_scenes(detector.cut_times(), min(decoded, info.duration), config.scenes)
     keyframes = sampler.keyframes(spans) if sampler is not None else ()
     frames = collector.frames_for(spans) if collector is not None else ()
-    screen = reader.text_for(spans) if reader is not None else ()
+    screen = reader.lines_for(spans) if reader is not None else ()
     return Segmented(info, tuple(spans), tuple(keyframes), tuple(frames), tuple(screen))
 
 
@@ -119,9 +126,10 @@ def caption(segmented: Segmented, models: ModelSet) -> list[str]:
     return [models.captioner.caption(frames) for frames in segmented.caption_frames]
 
 
-def scene_texts(words: Sequence[Word], spans: Sequence[SceneSpan], captions: Sequence[str], screens: Sequence[str] = ()) -> SceneTexts:
-    transcripts = tuple(join_words(ws) for ws in assign_words(words, spans))
-    return SceneTexts(transcripts, tuple(captions), tuple(screens))
+def scene_texts(words: Sequence[Word], spans: Sequence[SceneSpan], captions: Sequence[str], screens: Sequence = ()) -> SceneTexts:
+    per_scene = assign_words(words, spans)
+    transcripts = tuple(join_words(ws) for ws in per_scene)
+    return SceneTexts(transcripts, tuple(captions), tuple(screens), tuple(tuple(ws) for ws in per_scene))
 
 
 def embed_texts(texts: SceneTexts, models: ModelSet, captioned: bool) -> dict[str, list[np.ndarray | None]]:
@@ -200,6 +208,7 @@ def build_records(
                 transcript=texts.transcripts[i],
                 caption=texts.captions[i],
                 screen_text=texts.screen(i),
+                moments=texts.moments(i),
                 vectors={m: vs[i] for m, vs in vectors.items()},
                 keyframes=segmented.keyframes[i] if segmented.keyframes else None,
             )
