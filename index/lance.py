@@ -240,7 +240,7 @@ class LanceSceneStore:
     def scene_scalars(self, video_ids: Sequence[str] | None = None, with_text: bool = False) -> pa.Table:
         """Ids, times and ``has_<modality>`` flags (no vectors read) of the scenes of
         ``video_ids``, or of every complete video; with their transcripts and captions."""
-        columns = {c: c for c in SCENE_TEXT_COLUMNS[: 10 if with_text else 6]}
+        columns = {c: c for c in self._present(SCENE_TEXT_COLUMNS[: 10 if with_text else 6])}
         columns.update({f"has_{m}": f"{vector_column(m)} IS NOT NULL" for m in self.modalities})
         search = self._scenes.search().select(columns).limit(None)
         if video_ids is not None:
@@ -379,8 +379,14 @@ class LanceSceneStore:
 
     def _scene_columns(self, with_vectors: bool) -> list[str]:
         if not with_vectors:
-            return list(SCENE_TEXT_COLUMNS)
+            return self._present(SCENE_TEXT_COLUMNS)
         return [f.name for f in self._scenes.schema if f.name != "keyframe_jpegs"]
+
+    def _present(self, columns: Sequence[str]) -> list[str]:
+        """The ``columns`` this store's scenes table has (a store made before a text column
+        existed reads as if that column were empty)."""
+        names = set(self._scenes.schema.names)
+        return [c for c in columns if c in names]
 
     def _to_scenes(self, table: pa.Table) -> list[Scene]:
         names = set(table.column_names)

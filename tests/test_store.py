@@ -179,3 +179,19 @@ def test_lance_backend_bm25_depends_on_content_not_history(tmp_path, library):
         a, b = history.search(query, k=5).hits, fresh.search(query, k=5).hits
         assert [h.scene_id for h in a] == [h.scene_id for h in b] and a[0].similarities.get("bm25")
         assert [h.similarities.get("bm25") for h in a] == pytest.approx([h.similarities.get("bm25") for h in b])
+
+
+def test_a_store_without_the_newer_text_columns_still_searches(tmp_path, library):
+    """A store made before ``screen_text`` and ``moments`` existed reads them as empty."""
+    import shutil
+
+    from index.lance import LanceSceneStore
+    from writer_proc import engine
+
+    db = tmp_path / "db"
+    engine(str(db)).index([library / "v4.mp4"])
+    LanceSceneStore(db)._scenes.drop_columns(["screen_text", "moments"])
+    shutil.rmtree(db / "faiss")
+    (db / "videos.snapshot.parquet").unlink()
+    hit = engine(str(db)).search("honey bees hive", k=1).hits[0]
+    assert "honey" in hit.transcript and hit.screen_text == "" and hit.moment is None
