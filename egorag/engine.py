@@ -16,7 +16,6 @@ from egorag.config import BadMediaPolicy, EngineConfig
 from egorag.errors import (
     EgoragError,
     IndexMismatchError,
-    MediaError,
     ModalityUnavailableError,
     QueryError,
 )
@@ -47,6 +46,7 @@ class Engine:
         self._store = None
         self._retriever = None
         self._accelerator = None
+        self._listing: tuple[list[str] | None, list[Video]] | None = None  # see _listed
 
     # -- models and store ---------------------------------------------------------------------
 
@@ -118,10 +118,6 @@ class Engine:
         if not files:  # nothing to load models for (find_videos said why)
             self._finish(report, StageTimes(), t0)
             return report
-        if policy == "error":
-            for f in files:
-                if not f.exists():
-                    raise MediaError(str(f), "no such file")
         times = StageTimes()
         existing = self._existing_store()
         jobs = indexing.plan(files, existing, reindex, policy, report)
@@ -257,7 +253,7 @@ class Engine:
         wanted = getattr(where, "video_ids", ())
         if not wanted:
             return
-        videos = self.videos()
+        videos = self._listed()
         ids = {v.video_id for v in videos}
         for ref in wanted:
             if ref in ids:
@@ -306,7 +302,6 @@ class Engine:
     def evaluate(self, queries_path: str | Path, ablation: bool = False, k: int = 10) -> dict:
         """Temporal hit@1/5/10 and MRR for a JSONL query set; with ``ablation``, also each
         modality alone, fusion without the video prior, and RRF."""
-
         from retrieval.evaluate import ablation_configs, evaluate, load_queries
         from retrieval.hierarchical import HierarchicalRetriever, Query
 
@@ -367,6 +362,16 @@ class Engine:
         self._snapshot()
         return sorted(videos_from_table(store.video_scalars()), key=lambda v: v.path)
 
+    def _listed(self) -> list[Video]:
+        """:meth:`videos`, read again only after the videos table changed (a directory listing
+        tells): a filtered search checks its video ids against it."""
+        from index.mapped import table_versions
+
+        stamp = table_versions(self.db, "videos")
+        if self._listing is None or self._listing[0] != stamp or stamp is None:
+            self._listing = (stamp, self.videos())
+        return self._listing[1]
+
     def _snapshot(self) -> None:
         from index.listing import write_snapshot
 
@@ -398,7 +403,6 @@ class Engine:
             self.accelerator().sync()
         self._retriever = None  # its per-version caches describe the store before the delete
         return found
-
 
     def check(self) -> CheckReport:
         """Verify the store: read every row of its tables (LanceDB), check each video's scene

@@ -36,8 +36,10 @@ def plan(files, store, reindex: bool, policy: BadMediaPolicy, report: IndexRepor
     for f in files:
         try:
             check_name(f)
+            if not f.exists():  # named as given: a link's missing target would hide which file it was
+                raise MediaError(str(f), "no such file (a link to a missing file)" if f.is_symlink() else "no such file")
             path = f.resolve()
-            mtime_ns = os.stat(path).st_mtime_ns if path.exists() else None
+            mtime_ns = os.stat(path).st_mtime_ns
             info = probe(path)
             digest = content_hash(path)
         except MediaError as exc:

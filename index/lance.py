@@ -272,20 +272,19 @@ class LanceSceneStore:
     def verify(self) -> tuple[int, int, list[str]]:
         """Read every row of both tables (vectors included, a batch at a time) and check that each
         video has the scene rows it says. Returns (videos, scene rows, problems found)."""
-        problems, counts = [], {}
+        problems, counts, videos = [], {}, []
         try:
-            videos = self._videos.search().select(["video_id", "path", "n_scenes"]).limit(None).to_arrow()
-            for _ in self._videos.search().limit(None).to_batches(65536):
-                pass
+            for batch in self._videos.search().limit(None).to_batches(65536):
+                videos += zip(*(batch.column(c).to_pylist() for c in ("video_id", "path", "n_scenes")))
             for batch in self._scenes.search().limit(None).to_batches(4096):
                 for v in batch.column("video_id").to_pylist():
                     counts[v] = counts.get(v, 0) + 1
         except (RuntimeError, OSError, ValueError, RecursionError) as exc:
             return 0, 0, [f"{self.uri}: LanceDB cannot read the tables ({first_line(exc)})"]
-        for video_id, path, n in zip(*(videos.column(c).to_pylist() for c in ("video_id", "path", "n_scenes"))):
+        for video_id, path, n in videos:
             if counts.get(video_id, 0) != n:
                 problems.append(f"{path}: {counts.get(video_id, 0)} scene rows in the store, not the {n} indexed")
-        return videos.num_rows, sum(counts.values()), problems
+        return len(videos), sum(counts.values()), problems
 
     # -- the retriever's backend protocol (keys are scene ids here) ---------------------------
 

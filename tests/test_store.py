@@ -185,8 +185,9 @@ def test_a_store_without_the_newer_text_columns_still_searches(tmp_path, library
     """A store made before ``screen_text`` and ``moments`` existed reads them as empty."""
     import shutil
 
-    from index.lance import LanceSceneStore
     from writer_proc import engine
+
+    from index.lance import LanceSceneStore
 
     db = tmp_path / "db"
     engine(str(db)).index([library / "v4.mp4"])
