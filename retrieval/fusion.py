@@ -85,7 +85,7 @@ def weighted_contributions(calibrated: Mapping[str, np.ndarray], weights: Mappin
 
 def weighted_fusion(calibrated: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
     """Weighted mean of calibrated per-source score arrays: the sum of :func:`weighted_contributions`."""
-    return _total(weighted_contributions(calibrated, weights), calibrated)
+    return total(weighted_contributions(calibrated, weights), _length(calibrated))
 
 
 def rrf_contributions(scores: Mapping[str, np.ndarray], weights: Mapping[str, float], k: int = 60) -> dict[str, np.ndarray]:
@@ -105,12 +105,16 @@ def rrf_contributions(scores: Mapping[str, np.ndarray], weights: Mapping[str, fl
 
 def rrf_fusion(scores: Mapping[str, np.ndarray], weights: Mapping[str, float], k: int = 60) -> np.ndarray:
     """Weighted reciprocal-rank fusion: the sum of :func:`rrf_contributions`."""
-    return _total(rrf_contributions(scores, weights, k), scores)
+    return total(rrf_contributions(scores, weights, k), _length(scores))
 
 
-def _total(parts: Mapping[str, np.ndarray], like: Mapping[str, np.ndarray]) -> np.ndarray:
-    n = len(next(iter(like.values()))) if like else 0
+def total(parts: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    """The fused score of ``n`` candidates: the sum of the sources' contributions."""
     return np.sum(list(parts.values()), axis=0) if parts else np.zeros(n)
+
+
+def _length(arrays: Mapping[str, np.ndarray]) -> int:
+    return len(next(iter(arrays.values()))) if arrays else 0
 
 
 @dataclass(frozen=True)

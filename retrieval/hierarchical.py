@@ -32,6 +32,7 @@ from retrieval.fusion import (
     bm25_scale,
     merge_adjacent,
     rrf_contributions,
+    total,
     weighted_contributions,
 )
 from retrieval.hits import Hit
@@ -345,8 +346,7 @@ class HierarchicalRetriever:
             parts = weighted_contributions(calibrated, cfg.weights)
             if cfg.prior_weight > 0 and priors.any():
                 parts["prior"] = cfg.prior_weight * priors
-        fused = np.sum(list(parts.values()), axis=0) if parts else np.zeros(len(priors))
-        return fused, parts
+        return total(parts, len(priors)), parts
 
     def _hits(self, keys, fused: np.ndarray, parts, raw, priors: np.ndarray, moments, k, text: str | None = None) -> list[Hit]:
         order = np.argsort(-fused, kind="stable")[: max(k * 8, 64)]  # merging needs a little more than k
