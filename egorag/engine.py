@@ -7,7 +7,7 @@ import logging
 import numbers
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ class Engine:
         self._retriever = None
         self._accelerator = None
         self._listing: tuple[list[str] | None, list[Video]] | None = None  # see _listed
+        self._lance = None  # see _records
 
     # -- models and store ---------------------------------------------------------------------
 
@@ -99,13 +100,16 @@ class Engine:
         reindex: bool = False,
         on_bad_media: BadMediaPolicy | None = None,
         progress: bool = False,
+        on_video: Callable[[int, int, str], None] | None = None,
     ) -> IndexReport:
         """Index files and folders. Unchanged videos (same content hash) are skipped unless
         ``reindex``; a file whose content changed replaces its old entry. Every file is probed and
         hashed before any model loads, so bad input fails in seconds and a run with nothing to do
         loads nothing. With ``on_bad_media="error"`` the first bad file raises :class:`MediaError`
         (what is indexed stays); with ``"skip"`` it is logged and listed in ``report.failed``.
-        With ``config.low_memory`` the videos are encoded stage by stage, one model at a time."""
+        With ``config.low_memory`` the videos are encoded stage by stage, one model at a time.
+        ``on_video(done, total, path)`` is called as each video to encode starts (``path``) and
+        once at the end (``path`` empty)."""
         from tqdm.auto import tqdm
 
         from egorag.ingest.decode import find_videos
@@ -129,6 +133,8 @@ class Engine:
         if self.config.low_memory:
             from egorag.models import ModelSet
 
+            if on_video is not None:
+                on_video(0, len(jobs), str(jobs[0].path))
             swap = ModelSwap(self.config)
             results = indexing.guarded(lambda: encode_videos(jobs, self.config, ModelSet(), times, swap), jobs, policy, report)
             report.modalities = list(swap.status.values())
@@ -141,12 +147,16 @@ class Engine:
             report.modalities = list(models.status.values())
             store = self.store(create=True)
             store.purge_incomplete()
-            for job in tqdm(jobs, desc="indexing", unit="video", disable=not progress):
+            for i, job in enumerate(tqdm(jobs, desc="indexing", unit="video", disable=not progress)):
+                if on_video is not None:
+                    on_video(i, len(jobs), str(job.path))
                 if not reindex and indexing.indexed_meanwhile(store, job, report):
                     continue
                 result = indexing.guarded(lambda: encode_videos([job], self.config, models, times), [job], policy, report)
                 for video, scenes in result:
                     indexing.write(store, video, scenes, report, reindex)
+        if on_video is not None:
+            on_video(len(jobs), len(jobs), "")
         self._finish(report, times, t0)
         return report
 
@@ -361,6 +371,38 @@ class Engine:
         store = self.store()
         self._snapshot()
         return sorted(videos_from_table(store.video_scalars()), key=lambda v: v.path)
+
+    def video(self, video_id: str) -> Video:
+        """One indexed video by id; :class:`EgoragError` naming close ids if there is none."""
+        for video in self._listed():
+            if video.video_id == video_id:
+                return video
+        raise EgoragError(f"{video_id}: no such video in {self.db} (see `egorag videos`)")
+
+    def scene(self, scene_id: str):
+        """One scene's record (texts, times, moments; no vectors) by id."""
+        found = self._records().get_scenes([scene_id])
+        if not found:
+            raise EgoragError(f"{scene_id}: no such scene in {self.db} (scene ids are <video id>:<index>, as hits give them)")
+        return found[0]
+
+    def thumbnail(self, scene_id: str) -> bytes:
+        """The scene's JPEG thumbnail, made at index time."""
+        jpeg = self._records().thumbnail(scene_id)
+        if jpeg is None:
+            self.scene(scene_id)  # no such scene: says so
+            raise EgoragError(f"{scene_id}: this scene has no thumbnail (indexed by an egorag without them; `egorag index --reindex` adds them)")
+        return jpeg
+
+    def _records(self):
+        """The LanceDB store, for what the query path does not hold (thumbnails, scene records)."""
+        from index.lance import LanceSceneStore
+
+        if self._lance is None:
+            self._lance = LanceSceneStore(self.db)
+        else:
+            self._lance.refresh()
+        return self._lance
 
     def _listed(self) -> list[Video]:
         """:meth:`videos`, read again only after the videos table changed (a directory listing

@@ -42,7 +42,7 @@ class ScreenReader:
             from rapidocr import RapidOCR
         except ImportError as exc:
             raise ModelLoadError(f"rapidocr is not installed. To enable: {HOW}") from exc
-        params = {"Global.use_cls": False, "Global.log_level": "warning", "Det.limit_side_len": config.max_side,
+        params = {"Global.use_cls": False, "Global.log_level": "error", "Det.limit_side_len": config.max_side,
                   "Det.limit_type": "max", "Global.text_score": config.min_score}
         try:
             self._ocr = RapidOCR(params=params)

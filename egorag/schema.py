@@ -92,6 +92,7 @@ def scene_schema(fingerprints: Mapping[str, EncoderFingerprint]) -> pa.Schema:
         pa.field("screen_text", pa.string(), nullable=True),  # on-screen text (OCR), one line per line
         pa.field("moments", MOMENTS_TYPE, nullable=True),  # when each word was said and each screen line shown
         pa.field("search_text", pa.string(), nullable=False),  # transcript + caption + screen text, for BM25
+        pa.field("thumbnail", pa.binary(), nullable=True),  # a small JPEG of the scene's middle, whatever modalities ran
     ]
     for modality in MODALITIES:
         fp = fingerprints.get(modality)
@@ -177,6 +178,7 @@ class Scene:
     keyframes: Keyframes | None = None
     screen_text: str = ""  # on-screen text read by OCR, one line per line
     moments: tuple[tuple[float, str], ...] = ()  # (time, text): each spoken word and each screen line, as it appeared
+    thumbnail: bytes | None = None  # JPEG; written at index time, read only by thumbnail lookups
 
     def to_row(self) -> dict:
         row = {
@@ -191,6 +193,7 @@ class Scene:
             "screen_text": self.screen_text,
             "moments": [{"time": float(t), "text": s} for t, s in self.moments],
             "search_text": "\n".join(t for t in (self.transcript, self.caption, self.screen_text) if t),
+            "thumbnail": self.thumbnail,
         }
         for modality, vec in self.vectors.items():
             row[vector_column(modality)] = None if vec is None else vec.astype(np.float32)

@@ -334,6 +334,13 @@ class LanceSceneStore:
         found = self._scenes.search().where("keyframe_vecs IS NOT NULL").select(["scene_id"]).limit(1).to_arrow()
         return found.num_rows > 0
 
+    def thumbnail(self, scene_id: str) -> bytes | None:
+        """The scene's JPEG thumbnail (None: no such scene, or a store made without them)."""
+        if "thumbnail" not in self._scenes.schema.names:
+            return None
+        table = self._scenes.search().where(f"scene_id = {sql_quote(scene_id)}").select(["thumbnail"]).limit(1).to_arrow()
+        return table.column("thumbnail")[0].as_py() if table.num_rows else None
+
     def keyframes(self, scene_ids: Sequence[str]) -> dict[str, Keyframes]:
         """Keyframe vectors and times of the scenes that have them (only those columns are read)."""
         if not scene_ids or "visual" not in self._fingerprints:
@@ -379,7 +386,7 @@ class LanceSceneStore:
     def _scene_columns(self, with_vectors: bool) -> list[str]:
         if not with_vectors:
             return self._present(SCENE_TEXT_COLUMNS)
-        return [f.name for f in self._scenes.schema if f.name != "keyframe_jpegs"]
+        return [f.name for f in self._scenes.schema if f.name not in ("keyframe_jpegs", "thumbnail")]
 
     def _present(self, columns: Sequence[str]) -> list[str]:
         """The ``columns`` this store's scenes table has (a store made before a text column

@@ -137,3 +137,32 @@ class CaptionFrames:
             idx = samples_in(times, span, self.per_scene)
             out.append([Image.open(io.BytesIO(self._jpegs[i])).convert("RGB") for i in idx])
         return out
+
+
+class SceneThumbnails:
+    """Keeps a small JPEG (longest side ``px``) once per ``period`` seconds and gives each scene
+    the one nearest its middle: every scene gets a picture, whatever modalities run."""
+
+    def __init__(self, px: int = 320, period: float = 1.0, quality: int = 75):
+        self.px, self.period, self.quality = px, period, quality
+        self._next = 0.0
+        self._times: list[float] = []
+        self._jpegs: list[bytes] = []
+
+    def consume(self, index: int, time: float, frame) -> None:
+        if time + 1e-6 < self._next:
+            return
+        self._next = time + self.period
+        scale = min(1.0, self.px / max(frame.width, frame.height))
+        w, h = max(2, int(frame.width * scale)), max(2, int(frame.height * scale))
+        rgb = frame.to_ndarray(width=w, height=h, format="rgb24", interpolation="AREA")
+        self._times.append(time)
+        self._jpegs.append(jpeg_thumbnail(rgb, self.px, self.quality))
+
+    def for_spans(self, spans: Sequence[SceneSpan]) -> list[bytes | None]:
+        times = np.asarray(self._times)
+        if times.size == 0:
+            return [None] * len(spans)
+        middles = np.array([0.5 * (s.start + s.end) for s in spans])
+        nearest = np.abs(times[None, :] - middles[:, None]).argmin(axis=1)
+        return [self._jpegs[int(i)] for i in nearest]

@@ -48,6 +48,7 @@ class Segmented:
     keyframes: tuple[Keyframes | None, ...] = ()
     caption_frames: tuple[list, ...] = ()  # per scene, PIL frames for the captioner
     screen: tuple[tuple[tuple[float, str], ...], ...] = ()  # per scene, the screen lines read and when (none without OCR)
+    thumbnails: tuple[bytes | None, ...] = ()  # per scene, a small JPEG of its middle
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,13 @@ class StageTimes:
 
 
 def segment(path: Path, info: VideoInfo, config: EngineConfig, models: ModelSet) -> Segmented:
-    """One decode pass over the frames: shot detection, plus keyframe sampling for the visual model."""
+    """One decode pass over the frames: shot detection, a thumbnail per scene, and the frames the
+    visual model, OCR and the captioner read."""
+    from egorag.ingest.frames import SceneThumbnails
+
     detector = ShotDetector(config.scenes, info.fps, info.width, info.height)
-    consumers: list = [detector]
+    thumbs = SceneThumbnails(period=min(1.0, config.scenes.min_scene_s))
+    consumers: list = [detector, thumbs]
     sampler = None
     if models.visual is not None:
         from egorag.ingest.frames import FrameSampler
@@ -105,7 +110,7 @@ def segment(path: Path, info: VideoInfo, config: EngineConfig, models: ModelSet)
     keyframes = sampler.keyframes(spans) if sampler is not None else ()
     frames = collector.frames_for(spans) if collector is not None else ()
     screen = reader.lines_for(spans) if reader is not None else ()
-    return Segmented(info, tuple(spans), tuple(keyframes), tuple(frames), tuple(screen))
+    return Segmented(info, tuple(spans), tuple(keyframes), tuple(frames), tuple(screen), tuple(thumbs.for_spans(spans)))
 
 
 def transcribe(path: Path, info: VideoInfo, models: ModelSet, window_s: float = AsrConfig.window_s) -> list[Word]:
@@ -211,6 +216,7 @@ def build_records(
                 moments=texts.moments(i),
                 vectors={m: vs[i] for m, vs in vectors.items()},
                 keyframes=segmented.keyframes[i] if segmented.keyframes else None,
+                thumbnail=segmented.thumbnails[i] if segmented.thumbnails else None,
             )
         )
     return scenes
