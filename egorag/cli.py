@@ -83,10 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ablation", action="store_true", help="also each modality alone, no prior, RRF")
     s.add_argument("--json", action="store_true")
 
-    s = sub.add_parser("serve", parents=[common], help="serve search, ask and videos as a JSON HTTP API")
-    s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    s = sub.add_parser("serve", parents=[common], help="serve the HTTP API (OpenAPI at /docs) and the search page at /")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (any but a loopback one needs --api-key)")
     s.add_argument("--port", type=int, default=8765)
     s.add_argument("--max-batch", type=int, default=32, help="most concurrent text queries answered in one batch")
+    s.add_argument("--api-key", default=os.environ.get("EGORAG_API_KEY"),
+                   help="key every route but /health needs (default: $EGORAG_API_KEY)")
+    s.add_argument("--media-root", help="folder POST /videos may index files from (default: none)")
 
     s = sub.add_parser("check", parents=[common], help="verify a store (every row and search file); rebuild damaged search files")
     s.add_argument("--json", action="store_true")
@@ -299,12 +302,13 @@ def cmd_serve(args) -> int:
         raise EgoragError(f"--max-batch must be at least 1, got {args.max_batch}")
     engine = _engine(args)
     try:
-        server = EgoragServer(engine, args.host, args.port, args.max_batch)
+        server = EgoragServer(engine, args.host, args.port, args.max_batch, api_key=args.api_key or None,
+                              media_root=args.media_root)
     except OSError as exc:
         raise EgoragError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     if not args.quiet:
         logging.getLogger("egorag.server").setLevel(logging.INFO if args.verbose else logging.WARNING)
-        print(f"serving {engine.db} on {server.url} (/search, /ask, /videos, /health); Ctrl-C stops", flush=True)
+        print(f"serving {engine.db} on {server.url} (the page at /, the API at /docs); Ctrl-C stops", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

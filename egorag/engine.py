@@ -328,13 +328,14 @@ class Engine:
             results[name] = evaluate(lambda texts, r=retriever: r.search_many([Query(text=t) for t in texts], k), queries)
         return results
 
-    def classify_images(self, paths: Sequence[str | Path], labels: Sequence[str]):
-        """Zero-shot classify image files with the visual model (required: an error if absent)."""
+    def classify_images(self, paths: Sequence[str | Path], labels: Sequence[str], *, names: Sequence[str] | None = None):
+        """Zero-shot classify image files (paths, or open binary files with ``names``) with the
+        visual model (required: an error if absent)."""
         from egorag.classify import classify
 
         images = [load_image(p) for p in paths]  # a bad file fails before any model loads
         encoder = self._visual_encoder()
-        return classify([str(p) for p in paths], encoder.encode_images(images), encoder, labels)
+        return classify(list(names) if names is not None else [str(p) for p in paths], encoder.encode_images(images), encoder, labels)
 
     def classify_scenes(self, labels: Sequence[str], where=None):
         """Zero-shot classify indexed scenes by their keyframes' mean visual vector."""

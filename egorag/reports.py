@@ -20,6 +20,16 @@ class IndexReport:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     modalities: list[Any] = field(default_factory=list)  # ModalityStatus
 
+    def to_dict(self) -> dict:
+        """JSON-ready (what ``egorag index --json`` prints and an index job reports)."""
+        return {
+            "indexed": self.indexed, "replaced": self.replaced, "unchanged": self.unchanged,
+            "failed": [{"path": p, "reason": r} for p, r in self.failed], "scenes": self.scenes,
+            "video_seconds": round(self.video_seconds, 3), "wall_seconds": round(self.wall_seconds, 3),
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+            "modalities": [{"name": m.name, "enabled": m.enabled, "detail": m.detail} for m in self.modalities],
+        }
+
 
 @dataclass
 class CheckReport:

@@ -32,7 +32,7 @@ QUERIES = ["volcano lava eruption", "bread dough in the oven", "honey bees hive"
 
 def start(engine, max_batch=32):
     server = EgoragServer(engine, port=0, max_batch=max_batch)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return server
 
@@ -54,7 +54,8 @@ def served(db):
 
 def request(server, path, body=None, method=None):
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    req = urllib.request.Request(server.url + path, data=data, method=method or ("POST" if data is not None else "GET"))
+    req = urllib.request.Request(server.url + path, data=data, method=method or ("POST" if data is not None else "GET"),
+                                 headers={"Content-Type": "application/json"} if data is not None else {})
     try:
         with urllib.request.urlopen(req, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -86,7 +87,7 @@ def test_filters_and_listing(served, cut_video):
     status, videos = request(served, "/videos")
     assert status == 200 and [v["path"] for v in videos] == [str(cut_video.resolve())] and videos[0]["scenes"] == 4
     video_id = videos[0]["video_id"]
-    assert request(served, "/health") == (200, {"status": "ok", "db": str(served.engine.db), "videos": 1})
+    assert request(served, "/health") == (200, {"status": "ok", "db": str(served.engine.db), "videos": 1, "indexing": False})
     status, got = request(served, "/search", {"q": "saturn rings planet", "video": [video_id], "from": "00:02", "to": 3.5})
     assert status == 200 and got["hits"] and all(h["end"] > 2.0 and h["start"] < 3.5 for h in got["hits"])
     assert all(h["scene"] != 3 for h in got["hits"])  # saturn's scene starts at 4 s: filtered out
@@ -110,6 +111,7 @@ def test_filters_and_listing(served, cut_video):
     ("/search", {"image": base64.b64encode(b"hello").decode()}, 400, "image queries need the visual modality"),
     ("/ask", {}, 400, "needs a question"),
     ("/search", {"q": "bees", "k": True}, 400, "'k' must be an integer from 1"),
+    ("/search", {"q": "bees", "top": 3}, 400, "'top': unknown field"),
     ("/nowhere", None, 404, "no such route"),
 ])
 def test_bad_requests_get_a_clear_error(served, path, body, status, message):
@@ -121,18 +123,24 @@ def test_bad_requests_get_a_clear_error(served, path, body, status, message):
 def test_a_body_over_the_limit_or_with_a_bad_length_is_refused_unread(served, monkeypatch):
     import http.client
 
-    from egorag.server import app
-
-    monkeypatch.setattr(app, "MAX_BODY", 100)
+    monkeypatch.setattr(served.app, "max_body", 100)
     host, port = served.server_address[:2]
-    for length, body, status, message in [("101", b"x" * 101, 413, "over the limit of 100"), ("ten", b"{}", 400, "bad Content-Length")]:
+    for length, body, status, message in [("101", b"x" * 101, 413, "over the limit of 100"), ("ten", b"{}", 400, "")]:
         conn = http.client.HTTPConnection(host, port, timeout=10)
         conn.putrequest("POST", "/search")
         conn.putheader("Content-Length", length)
         conn.endheaders(body)
         response = conn.getresponse()
-        assert response.status == status and message in json.loads(response.read())["error"]
+        # a Content-Length that is not a number is refused by the HTTP parser itself (plain text)
+        assert response.status == status and message in response.read().decode()
         conn.close()
+    # a chunked body is counted as it arrives
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.request("POST", "/search", body=iter([b'{"q": "', b"b" * 200, b'"}']), headers={"Content-Type": "application/json"},
+                 encode_chunked=True)
+    response = conn.getresponse()
+    assert response.status == 413 and "over the limit of 100" in json.loads(response.read())["error"]
+    conn.close()
     assert request(served, "/search?q=bees")[0] == 200
 
 

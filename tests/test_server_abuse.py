@@ -1,7 +1,8 @@
 """The server under abuse, on loopback and bounded in time: slow, partial and chunked bodies,
 idle connections, huge declared lengths, images and batches, clients that leave mid-answer,
 and searches under load while another process indexes into the same store. Nobody blocks
-anybody, every refusal is a JSON error, and nothing prints a traceback."""
+anybody, every refusal the app makes is a JSON error (what the HTTP parser itself refuses is
+its plain 400), and nothing prints a traceback."""
 
 from __future__ import annotations
 
@@ -19,14 +20,15 @@ from test_server import request, start
 from writer_proc import QUERIES, engine, finish
 from writer_proc import start as start_writer
 
-from egorag.server import app as server_app
+from egorag.server import guard, runner
 
 TIMEOUT_S = 1.0
 
 
 @pytest.fixture
 def served(library, tmp_path, monkeypatch):
-    monkeypatch.setattr(server_app.Handler, "timeout", TIMEOUT_S)
+    monkeypatch.setattr(guard, "BODY_TIMEOUT_S", TIMEOUT_S)
+    monkeypatch.setattr(runner, "KEEP_ALIVE_S", TIMEOUT_S)
     db = tmp_path / "db"
     engine(str(db)).index([library / "v3.mp4"])
     server = start(engine(str(db)))
@@ -70,13 +72,15 @@ def test_stalled_bodies_and_idle_connections_block_nobody(served):
         stalled.append(s)
     try:
         assert quick_search(served) < TIMEOUT_S  # answered while 40 connections hang
-        for s in stalled:  # each is closed by the server after its timeout, the partial ones with a 408
+        for i, s in enumerate(stalled):  # each is closed by the server after its timeout, the partial ones with a 408
             s.settimeout(TIMEOUT_S * 5)
             got = b""
             while chunk := s.recv(65536):
                 got += chunk
-            if got:
+            if i % 2:
                 assert status_and_json(got) == (408, {"error": f"the request body did not arrive within {TIMEOUT_S:.0f} s"})
+            else:
+                assert got == b""  # closed: it never sent a request
     finally:
         for s in stalled:
             s.close()
@@ -85,14 +89,22 @@ def test_stalled_bodies_and_idle_connections_block_nobody(served):
 
 @pytest.mark.parametrize("data, status, message", [
     (b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\n", 413, "over the limit"),
-    (b"POST /search HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 411, "Content-Length"),
-    (b"GET /search HTTP/abc\r\n\r\n", 400, "Bad request version"),
-    (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414, ""),
+    (b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"5\r\nhello\r\n0\r\n\r\n", 400, "not JSON"),
     (b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab", 408, "did not arrive"),
+    (b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n{\"q\": 1}", 400, "Content-Type: application/json"),
 ])
 def test_malformed_requests_get_json_errors(served, data, status, message):
     got_status, got = status_and_json(raw(served, data))
     assert got_status == status and message.lower() in got["error"].lower()
+
+
+@pytest.mark.parametrize("data", [b"GET /search HTTP/abc\r\n\r\n", b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
+                                  b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"])
+def test_what_is_not_http_is_refused_by_the_parser(served, data):
+    head = raw(served, data).split(b"\r\n", 1)[0]
+    assert head.startswith(b"HTTP/1.1 400")
+    assert quick_search(served) < TIMEOUT_S
 
 
 def test_huge_numbers_batches_and_images_are_refused(served):

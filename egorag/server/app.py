@@ -1,300 +1,363 @@
-"""A JSON HTTP API over :class:`~egorag.engine.Engine` (standard library only).
+"""egorag's HTTP API on FastAPI: the routes, their parameters and their errors.
 
-Routes (GET takes query-string parameters, POST a JSON object with the same names):
+Every route but ``/health`` needs the API key when the server has one (``X-API-Key``,
+``Authorization: Bearer``, or the cookie the page's sign-in sets). Searches take query-string
+parameters (GET) or a JSON object with the same names (POST) and answer what
+``egorag search --json`` prints; the OpenAPI description is at ``/openapi.json``. Errors are
+``{"error": message}``: 400 for a request to fix (the message says how), 401 without the key,
+403 for what this server does not allow, 404 for an unknown id or route, 413 for a body over
+the limit, 502 when the LLM endpoint failed, 500 for a bug (logged, never sent).
 
-- ``GET /health``: ``{"status": "ok", "db": ..., "videos": n}``
-- ``GET /videos``: the indexed videos, as ``egorag videos --json`` lists them
-- ``GET|POST /search``: ``q`` (or ``query``/``text``), ``k`` (10), ``video`` (an id, or a list),
-  ``path`` (glob), ``from``/``to`` (seconds, mm:ss or hh:mm:ss); POST also takes ``image``, a
-  base64-encoded image file. Answers what ``egorag search --json`` prints. POST ``queries``
-  (a list of texts, with ``k`` and the filters) answers ``{"results": [...]}``, one each, as
-  ``Engine.search_many`` does.
-- ``GET|POST /ask``: ``q`` (or ``question``), ``k``, ``no_llm``, and the filters above: what
-  ``egorag ask --json`` prints.
-
-Errors are ``{"error": message}`` with 400 (bad request, or what the engine refused: the
-message says what to do), 404 (no such route), 413 (body over 32 MB), 502 (the LLM endpoint failed) or 500 (a bug:
-logged with its traceback).
-The engine runs on one thread (:mod:`egorag.server.worker`); handler threads only parse, wait
-and write, and an LLM's answer is awaited on the handler's thread so that searches go on.
+The engine runs on one thread (:mod:`egorag.server.worker`); routes await its futures, so
+waiting requests hold no thread and text queries that arrive together are answered in one batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import io
-import json
 import logging
-import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+import mimetypes
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
 
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from egorag import SceneFilter, __version__, parse_time
 from egorag.errors import EgoragError, LLMError, MediaError
-from egorag.server.worker import MAX_BATCH, EngineWorker, SearchRequest
-from index.base import SceneFilter
-from retrieval.hits import parse_time
+from egorag.server.guard import COOKIE, BodyTimeout, BodyTooLarge
+from egorag.server.jobs import IndexJobs, PathRefused
+from egorag.server.worker import EngineWorker, SearchRequest
 
 logger = logging.getLogger("egorag.server")
 
-MAX_BODY = 32 << 20  # bytes: a base64 image query, with room to spare
 MAX_K = 1000
 MAX_QUERIES = 256  # texts in one POST /search: a batch holds the engine thread for all of them
-REQUEST_TIMEOUT_S = 30.0
+MAX_LABELS = 1000
+MAX_IMAGES = 64  # images in one POST /classify
 
 
-class BadRequest(ValueError):
-    """The request is malformed; the message says how (``status``: the HTTP status to answer)."""
+class Filters(BaseModel):
+    """Which scenes a search may return (all optional)."""
 
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    video: str | list[str] | None = Field(None, description="a video id, or a list of them")
+    path: str | None = Field(None, description="a glob over the videos' paths")
+    from_: str | float | None = Field(None, alias="from", description="seconds, mm:ss or hh:mm:ss")
+    to: str | float | None = Field(None, description="seconds, mm:ss or hh:mm:ss")
 
 
-class EgoragServer(ThreadingHTTPServer):
-    """The HTTP server; ``worker`` owns the engine. Port 0 picks a free port
-    (``server_address`` has the one bound)."""
+class SearchBody(Filters):
+    q: str | None = Field(None, description="the text query (also 'query' or 'text')")
+    query: str | None = None
+    text: str | None = None
+    image: str | None = Field(None, description="a base64-encoded image file: an image query")
+    queries: list[str] | None = Field(None, description=f"several text queries (at most {MAX_QUERIES}), answered in one batch")
+    k: int = Field(10, ge=1, le=MAX_K, strict=True)
 
-    daemon_threads = True
 
-    def __init__(self, engine, host: str = "127.0.0.1", port: int = 8765, max_batch: int = MAX_BATCH):
-        self.engine = engine
-        self.worker = EngineWorker(engine, max_batch)
-        self._chat = None
-        self._chat_lock = threading.Lock()
+class AskBody(Filters):
+    q: str | None = Field(None, description="the question (also 'question')")
+    question: str | None = None
+    k: int | None = Field(None, ge=1, le=MAX_K, strict=True, description="scenes of evidence (default: the [answer] config's k)")
+    no_llm: bool = Field(False, description="answer the prompt and evidence without calling the LLM")
+
+
+class IndexBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    paths: list[str] = Field(description="files or folders under the server's --media-root (relative to it, or absolute)",
+                             min_length=1, max_length=1000)
+    reindex: bool = False
+
+
+def create_app(engine, worker: EngineWorker, jobs: IndexJobs, chat_model) -> FastAPI:
+    """The app over ``engine`` (called only on ``worker``'s thread). ``chat_model()`` gives the
+    configured LLM client (None: none configured)."""
+    app = FastAPI(title="egorag", version=__version__,
+                  description="Search hours of video by what is said, shown and written in it.")
+    app.state.engine, app.state.worker, app.state.jobs = engine, worker, jobs
+
+    async def on_engine(fn):
+        return await asyncio.wrap_future(worker.submit(fn))
+
+    # -- errors: one JSON shape ----------------------------------------------------------------
+
+    @app.exception_handler(EgoragError)
+    async def egorag_error(request: Request, exc: EgoragError):
+        if isinstance(exc, LLMError):  # the answerer's upstream failed, not the request
+            return _error(502, f"{exc}; or send \"no_llm\": true for the prompt and evidence without an answer")
+        return _error(403 if isinstance(exc, PathRefused) and "media-root" in str(exc) else 400, str(exc))
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, exc: BodyTooLarge):
+        return _error(413, str(exc))
+
+    @app.exception_handler(BodyTimeout)
+    async def too_slow(request: Request, exc: BodyTimeout):
+        return _error(408, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        return _error(400, _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, (BodyTooLarge, BodyTimeout)):  # FastAPI reports a failed body read as 400
+            return _error(413 if isinstance(cause, BodyTooLarge) else 408, str(cause))
+        if exc.status_code == 404 and exc.detail == "Not Found":
+            return _error(404, f"no such route: {request.url.path} (see /docs for the routes)")
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception):
+        logger.exception("%s %s failed", request.method, request.url.path)
+        return _error(500, f"internal error ({type(exc).__name__}); the server's log has the details")
+
+    # -- the page ----------------------------------------------------------------------------
+
+    static = resources.files("egorag.server") / "static"
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return HTMLResponse((static / "index.html").read_text(encoding="utf-8"))
+
+    @app.post("/login", include_in_schema=False)
+    async def login(api_key: Annotated[str, Form()]):
+        # the guard has checked the key by now (the form field counts as a key on this route)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(COOKIE, api_key, httponly=True, samesite="strict")
+        return response
+
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
+    # -- routes ------------------------------------------------------------------------------
+
+    @app.get("/health", tags=["store"])
+    async def health() -> dict:
+        """Liveness and the store's size (the one route without the API key)."""
+        listed = await on_engine(engine.videos)
+        return {"status": "ok", "db": str(engine.db), "videos": len(listed), "indexing": jobs.busy()}
+
+    @app.get("/videos", tags=["store"])
+    async def videos() -> list[dict]:
+        """The indexed videos, as ``egorag videos --json`` lists them."""
+        return [v.summary() for v in await on_engine(engine.videos)]
+
+    @app.post("/videos", status_code=202, tags=["store"])
+    async def index_videos(body: IndexBody) -> dict:
+        """Index files or folders under the server's ``--media-root`` as a background job;
+        poll ``GET /jobs/{id}``. Searches keep answering meanwhile."""
+        return jobs.submit(body.paths, body.reindex).to_dict()
+
+    @app.get("/jobs", tags=["store"])
+    async def list_jobs() -> list[dict]:
+        return [j.to_dict() for j in jobs.all()]
+
+    @app.get("/jobs/{job_id}", tags=["store"])
+    async def job(job_id: str) -> dict:
         try:
-            # open the store and load the query encoders now, not on the first request
-            self.worker.call(engine.retriever)
-            super().__init__((host, port), Handler)
-        except BaseException:
-            self.worker.close()
-            raise
+            return jobs.get(job_id).to_dict()
+        except KeyError:
+            raise HTTPException(404, f"{job_id}: no such job (GET /jobs lists them)") from None
 
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+    @app.delete("/videos/{video_id}", tags=["store"])
+    async def delete_video(video_id: str) -> dict:
+        """Delete one video and its scenes from the store."""
+        await on_engine(lambda: engine.video(video_id))  # an unknown id is a 404, not a 400
+        deleted = await on_engine(lambda: engine.delete([video_id]))
+        return {"deleted": [v.summary() for v in deleted]}
 
-    def server_close(self) -> None:
-        super().server_close()
-        self.worker.close()
+    @app.get("/videos/{video_id}/media", tags=["store"], response_class=FileResponse)
+    async def media(video_id: str):
+        """The indexed video file, with HTTP Range requests so a player can seek."""
+        video = await on_engine(lambda: engine.video(video_id))
+        path = Path(video.path)
+        if not path.is_file():
+            raise HTTPException(404, f"{video.path}: the indexed file is no longer there (moved or deleted)")
+        return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
 
-    def handle_error(self, request, client_address) -> None:
-        """A client that left or stalled (a broken pipe, a reset, a timeout) is not an error of
-        the server's: logged at debug, without a traceback. Anything else is logged in full."""
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):
-            logger.debug("%s: connection ended (%s)", client_address, type(exc).__name__)
-            return
-        logger.exception("request from %s failed", client_address)
+    @app.get("/scenes/{scene_id}", tags=["store"])
+    async def scene(scene_id: str) -> dict:
+        """One scene: its times, transcript, caption, screen text and moments."""
+        s = await on_engine(lambda: engine.scene(scene_id))
+        return {"scene_id": s.scene_id, "video_id": s.video_id, "video": s.video_path, "scene": s.scene_index,
+                "start": s.start, "end": s.end, "transcript": s.transcript, "caption": s.caption,
+                "screen_text": s.screen_text, "moments": [{"time": t, "text": x} for t, x in s.moments]}
 
-    def chat_model(self):
-        """The configured LLM client, made once (a local model loads once per server)."""
-        from retrieval.answer import OpenAIChatClient, create_chat_model
+    @app.get("/scenes/{scene_id}/thumbnail", tags=["store"], response_class=Response,
+             responses={200: {"content": {"image/jpeg": {}}}})
+    async def thumbnail(scene_id: str):
+        """The scene's JPEG thumbnail, made at index time."""
+        jpeg = await on_engine(lambda: engine.thumbnail(scene_id))
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
-        with self._chat_lock:
-            if self._chat is None:
-                chat = create_chat_model(self.engine.config.answer)
-                # an HTTP endpoint takes concurrent requests; a local model generates one at a time
-                self._chat = chat if chat is None or isinstance(chat, OpenAIChatClient) else _OneAtATime(chat)
-            return self._chat
+    @app.get("/search", tags=["search"])
+    async def search_get(q: str | None = None, query: str | None = None, text: str | None = None,
+                         k: Annotated[int, Query(ge=1, le=MAX_K)] = 10, video: Annotated[list[str] | None, Query()] = None,
+                         path: str | None = None, from_: Annotated[str | None, Query(alias="from")] = None,
+                         to: str | None = None) -> dict:
+        """Search by text: what ``egorag search --json`` prints."""
+        where = _where(video, path, from_, to)
+        return await _search(_text(q, query, text), None, k, where)
 
-
-class _OneAtATime:
-    """A chat model whose ``chat`` calls are serialised (a local transformers model)."""
-
-    def __init__(self, chat):
-        self._inner, self._lock = chat, threading.Lock()
-
-    def chat(self, *args, **kwargs) -> str:
-        with self._lock:
-            return self._inner.chat(*args, **kwargs)
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: EgoragServer
-    protocol_version = "HTTP/1.1"  # keep-alive: a client's queries reuse its connection
-    # the headers and the body go out in two writes: with Nagle's algorithm on, the body waits
-    # for the client's delayed ACK of the headers (40 ms a request on Linux)
-    disable_nagle_algorithm = True
-    timeout = REQUEST_TIMEOUT_S  # a socket that sends nothing for this long is closed
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """The base class's own errors (a malformed request line or headers) as JSON too, with
-        a status line even when the request line was too broken to name an HTTP version."""
-        self.close_connection = True
-        if self.request_version == "HTTP/0.9":
-            self.request_version = "HTTP/1.0"
-        self._reply(code, {"error": message or explain or "bad request"})
-
-    def do_GET(self) -> None:
-        self._route("GET")
-
-    def do_POST(self) -> None:
-        self._route("POST")
-
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
-        logger.info("%s %s", self.address_string(), format % args)
-
-    def _route(self, method: str) -> None:
-        url = urlsplit(self.path)
-        route = ROUTES.get(url.path.rstrip("/") or "/")
-        try:
-            params = self._params(method, url.query)
-            if route is None:
-                status, payload = 404, {"error": f"no such route: {url.path} (try /search, /ask, /videos, /health)"}
-            else:
-                status, payload = 200, route(self.server, params)
-        except LLMError as exc:  # the answerer's upstream failed, not the request
-            status, payload = 502, {"error": f"{exc}; or send \"no_llm\": true for the prompt and evidence without an answer"}
-        except BadRequest as exc:
-            status, payload = exc.status, {"error": str(exc)}
-        except EgoragError as exc:
-            status, payload = 400, {"error": str(exc)}
-        except Exception as exc:
-            logger.exception("%s %s failed", method, self.path)
-            status, payload = 500, {"error": f"internal error ({type(exc).__name__}); the server's log has the details"}
-        self._reply(status, payload)
-
-    def _params(self, method: str, query: str) -> dict[str, Any]:
-        params: dict[str, Any] = {k: v if k == "video" else v[-1] for k, v in parse_qs(query).items()}
-        if method == "POST":
-            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-                self.close_connection = True  # the chunks are not read: they must not pass for a request
-                raise BadRequest("send the body with a Content-Length (chunked transfer encoding is not supported)", status=411)
-            declared = self.headers.get("Content-Length") or "0"
-            length = int(declared) if declared.isdigit() else -1
-            if not 0 <= length <= MAX_BODY:
-                self.close_connection = True  # the body is not read: it must not pass for a request
-                if length < 0:
-                    raise BadRequest(f"bad Content-Length: {declared!r}")
-                raise BadRequest(f"request body of {length} bytes is over the limit of {MAX_BODY}", status=413)
+    @app.post("/search", tags=["search"])
+    async def search_post(body: SearchBody) -> dict:
+        """Search by text, a base64 image, or several texts at once (``queries``: answers
+        ``{"results": [...]}``)."""
+        where = _where(body.video, body.path, body.from_, body.to)
+        if body.queries is not None:
+            texts = body.queries
+            if not texts or not all(t.strip() for t in texts):
+                raise EgoragError("'queries' must be a non-empty list of non-blank strings")
+            if len(texts) > MAX_QUERIES:
+                raise HTTPException(413, f"'queries' holds {len(texts)} texts; send at most {MAX_QUERIES} in one request")
+            results = await on_engine(lambda: engine.search_many(texts, k=body.k, where=where))
+            return {"results": [r.to_dict() for r in results]}
+        image = None
+        if body.image is not None:
             try:
-                body = self.rfile.read(length) if length else b""
-            except TimeoutError:
-                self.close_connection = True
-                raise BadRequest(f"the request body did not arrive within {self.timeout:.0f} s", status=408) from None
-            if len(body) < length:
-                self.close_connection = True
-                raise BadRequest(f"the request body ended after {len(body)} of its {length} bytes")
-            if body.strip():
-                try:
-                    data = json.loads(body)
-                except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                    raise BadRequest(f"the body is not JSON: {exc}") from None
-                if not isinstance(data, dict):
-                    raise BadRequest("the body must be a JSON object")
-                params.update(data)
-        return params
+                raw = base64.b64decode(body.image, validate=True)
+            except (binascii.Error, ValueError):
+                raise EgoragError("'image' is not valid base64") from None
+            image = await _image(raw)
+        return await _search(_text(body.q, body.query, body.text), image, body.k, where)
 
-    def _reply(self, status: int, payload: Any) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    @app.post("/search/image", tags=["search"])
+    async def search_image(image: Annotated[UploadFile, File(description="the query image")],
+                           q: Annotated[str | None, Form()] = None, k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
+                           video: Annotated[list[str] | None, Form()] = None, path: Annotated[str | None, Form()] = None,
+                           from_: Annotated[str | None, Form(alias="from")] = None, to: Annotated[str | None, Form()] = None) -> dict:
+        """Search by an uploaded image (multipart), with an optional text beside it."""
+        where = _where(video, path, from_, to)
+        return await _search(_text(q), await _image(await image.read()), k, where)
+
+    @app.post("/classify", tags=["search"])
+    async def classify(images: Annotated[list[UploadFile], File(description="images to classify")],
+                       labels: Annotated[str, Form(description="the labels, comma-separated or one per line")]) -> dict:
+        """Zero-shot classify uploaded images against labels with the visual model."""
+        names = [line.strip() for line in labels.replace("\n", ",").split(",") if line.strip()]
+        if not names or len(names) > MAX_LABELS:
+            raise EgoragError(f"'labels' must name 1 to {MAX_LABELS} labels, comma-separated")
+        if len(images) > MAX_IMAGES:
+            raise EgoragError(f"send at most {MAX_IMAGES} images in one request")
+        await on_engine(engine.check_image_queries)
+        files = [io.BytesIO(await f.read()) for f in images]
+        try:
+            found = await on_engine(lambda: engine.classify_images(files, names, names=[f.filename or "image" for f in images]))
+        except MediaError as exc:
+            raise EgoragError(f"'images': {exc.reason}") from None
+        return {"results": [c.to_dict() for c in found]}
+
+    @app.get("/ask", tags=["ask"])
+    async def ask_get(q: str | None = None, question: str | None = None,
+                      k: Annotated[int | None, Query(ge=1, le=MAX_K)] = None, no_llm: bool = False,
+                      video: Annotated[list[str] | None, Query()] = None, path: str | None = None,
+                      from_: Annotated[str | None, Query(alias="from")] = None, to: str | None = None) -> dict:
+        """Answer a question from the videos, citing scenes: what ``egorag ask --json`` prints."""
+        return await _ask(_text(q, question), k, no_llm, _where(video, path, from_, to))
+
+    @app.post("/ask", tags=["ask"])
+    async def ask_post(body: AskBody) -> dict:
+        return await _ask(_text(body.q, body.question), body.k, body.no_llm, _where(body.video, body.path, body.from_, body.to))
+
+    async def _search(text: str | None, image, k: int, where: SceneFilter | None) -> dict:
+        if text is None and image is None:
+            raise EgoragError("search needs a text query ('q') or an image ('image')")
+        result = await asyncio.wrap_future(worker.submit_search(SearchRequest(text, image, k, where)))
+        return result.to_dict()
+
+    async def _image(raw: bytes):
+        from egorag.images import load_image
+
+        await on_engine(engine.check_image_queries)  # before the image is decoded
+        try:
+            return await run_in_threadpool(load_image, io.BytesIO(raw))
+        except MediaError as exc:
+            raise EgoragError(f"'image': {exc.reason}") from None
+
+    async def _ask(question: str | None, k: int | None, no_llm: bool, where: SceneFilter | None) -> dict:
+        from egorag import answer
+
+        if question is None:
+            raise EgoragError("ask needs a question ('q')")
+        config = engine.config.answer
+        request = SearchRequest(question, None, k or config.k, where)
+        hits = (await asyncio.wrap_future(worker.submit_search(request))).hits
+        chat = None if no_llm else chat_model()
+        # an LLM's answer is awaited off the engine thread, so that searches go on meanwhile
+        return (await run_in_threadpool(answer, question, hits, chat, config)).to_dict()
+
+    return app
 
 
-def _text(params: dict, *names: str) -> str | None:
-    for name in names:
-        value = params.get(name)
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _text(*values: str | None) -> str | None:
+    for value in values:
         if value is not None:
-            if not isinstance(value, str):
-                raise BadRequest(f"{name!r} must be a string")
             return value if value.strip() else None
     return None
 
 
-def _k(params: dict, default: int) -> int:
-    value = params.get("k", default)
-    try:
-        k = int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise BadRequest(f"'k' must be an integer, got {value!r}") from None
-    if isinstance(value, (bool, float)) or not 1 <= k <= MAX_K:
-        raise BadRequest(f"'k' must be an integer from 1 to {MAX_K}, got {value!r}")
-    return k
-
-
-def _where(params: dict) -> SceneFilter | None:
-    videos = params.get("video", ())
-    videos = [videos] if isinstance(videos, str) else videos
-    if not isinstance(videos, (list, tuple)) or not all(isinstance(v, str) for v in videos):
-        raise BadRequest("'video' must be a video id or a list of them")
-    path = params.get("path")
-    if path is not None and not isinstance(path, str):
-        raise BadRequest("'path' must be a glob string")
+def _where(video, path, start, end) -> SceneFilter | None:
+    videos = [video] if isinstance(video, str) else list(video or ())
     times = {}
-    for name in ("from", "to"):
-        if params.get(name) is not None:
+    for name, value in (("from", start), ("to", end)):
+        if value is not None:
             try:
-                times[name] = parse_time(params[name])
+                times[name] = parse_time(value)
             except ValueError as exc:
-                raise BadRequest(f"{name!r}: {exc}") from None
+                raise EgoragError(f"{name!r}: {exc}") from None
     where = SceneFilter(tuple(videos), path, times.get("from"), times.get("to"))
     return None if where.is_empty() else where
 
 
-def _image(server: EgoragServer, params: dict):
-    data = params.get("image")
-    if data is None:
-        return None
-    if not isinstance(data, str):
-        raise BadRequest("'image' must be a base64-encoded image file")
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadRequest("'image' is not valid base64") from None
-    from egorag.images import load_image
-
-    server.worker.call(server.engine.check_image_queries)  # before the image is decoded
-    try:
-        return load_image(io.BytesIO(raw))
-    except MediaError as exc:
-        raise BadRequest(f"'image': {exc.reason}") from None
+FIELD_HINTS = {  # what a field must be, said in place of the validator's wording
+    "k": f"an integer from 1 to {MAX_K}",
+    "video": "a video id or a list of them",
+    "path": "a glob string",
+    "from": "seconds, mm:ss or hh:mm:ss",
+    "to": "seconds, mm:ss or hh:mm:ss",
+    "queries": f"a non-empty list of non-blank strings (at most {MAX_QUERIES})",
+    "image": "a base64-encoded image file",
+    "paths": "a list of files or folders under the media root",
+}
 
 
-def search(server: EgoragServer, params: dict) -> dict:
-    if "queries" in params:  # several text queries in one request: Engine.search_many
-        texts = params["queries"]
-        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t.strip() for t in texts):
-            raise BadRequest("'queries' must be a non-empty list of non-blank strings")
-        if len(texts) > MAX_QUERIES:
-            raise BadRequest(f"'queries' holds {len(texts)} texts; send at most {MAX_QUERIES} in one request", status=413)
-        k, where = _k(params, 10), _where(params)
-        results = server.worker.call(lambda: server.engine.search_many(texts, k=k, where=where))
-        return {"results": [r.to_dict() for r in results]}
-    text, image = _text(params, "q", "query", "text"), _image(server, params)
-    if text is None and image is None:
-        raise BadRequest("search needs a text query ('q') or an image ('image', POST)")
-    result = server.worker.search(SearchRequest(text, image, _k(params, 10), _where(params)))
-    return result.to_dict()
-
-
-def ask(server: EgoragServer, params: dict) -> dict:
-    from retrieval.answer import answer
-
-    question = _text(params, "q", "question")
-    if question is None:
-        raise BadRequest("ask needs a question ('q')")
-    config = server.engine.config.answer
-    no_llm = params.get("no_llm", False)
-    if isinstance(no_llm, str):
-        no_llm = no_llm.lower() in ("1", "true", "yes")
-    hits = server.worker.search(SearchRequest(question, None, _k(params, config.k), _where(params))).hits
-    chat = None if no_llm else server.chat_model()
-    return answer(question, hits, chat, config).to_dict()
-
-
-def videos(server: EgoragServer, params: dict) -> list[dict]:
-    return [v.summary() for v in server.worker.call(server.engine.videos)]
-
-
-def health(server: EgoragServer, params: dict) -> dict:
-    return {"status": "ok", "db": str(server.engine.db), "videos": len(server.worker.call(server.engine.videos))}
-
-
-ROUTES = {"/search": search, "/ask": ask, "/videos": videos, "/health": health}
+def _validation_message(exc: RequestValidationError) -> str:
+    """The first problem, in one line: which field and what is wrong with it."""
+    errors = exc.errors()
+    if not errors:
+        return "bad request"
+    first = errors[0]
+    kind = first.get("type", "")
+    if kind == "json_invalid":
+        return f"the body is not JSON: {first.get('ctx', {}).get('error', 'invalid')}"
+    if kind in ("model_attributes_type", "dict_type") and len(first.get("loc", ())) <= 1:
+        return "the body must be a JSON object (sent with Content-Type: application/json)"
+    where = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form")]
+    field = where[0] if where else "the body"
+    if kind == "extra_forbidden":
+        return f"{field!r}: unknown field (see /docs for the fields)"
+    if kind == "missing":
+        return f"{field!r} is required"
+    got = first.get("input")
+    shown = "" if got is None or isinstance(got, (dict, list, bytes)) else f", got {str(got)[:40]!r}"
+    if field in FIELD_HINTS:
+        return f"{field!r} must be {FIELD_HINTS[field]}{shown}"
+    message = first.get("msg", "invalid")
+    return f"{field!r}: {message[0].lower() + message[1:]}{shown}"

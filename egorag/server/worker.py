@@ -63,21 +63,29 @@ class EngineWorker:
 
     def search(self, request: SearchRequest):
         """The engine's :class:`~retrieval.hits.SearchResult` for ``request``."""
-        return self._submit(_Job(Future(), search=request))
+        return self.submit_search(request).result()
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """``fn()`` run on the engine thread (for anything that touches the engine)."""
+        return self.submit(fn).result()
+
+    def submit_search(self, request: SearchRequest) -> Future:
+        """:meth:`search` without waiting: the future of its result."""
+        return self._submit(_Job(Future(), search=request))
+
+    def submit(self, fn: Callable[[], Any]) -> Future:
+        """:meth:`call` without waiting: the future of ``fn()``."""
         return self._submit(_Job(Future(), call=fn))
 
     def close(self) -> None:
         self._jobs.put(_STOP)
         self._thread.join()
 
-    def _submit(self, job: _Job) -> Any:
+    def _submit(self, job: _Job) -> Future:
         if not self._thread.is_alive():
             raise RuntimeError("the engine thread has stopped")
         self._jobs.put(job)
-        return job.future.result()
+        return job.future
 
     def _run(self) -> None:
         while True:
