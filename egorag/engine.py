@@ -41,6 +41,7 @@ class Engine:
         engines and serves both indexing and querying; by default they load from ``config``."""
         self.db = str(db or os.environ.get(DB_ENV) or DEFAULT_DB)
         self.config = config or EngineConfig()
+        self._given_models = models
         self._index_models = models
         self._query_models = models
         self._store = None
@@ -48,6 +49,11 @@ class Engine:
         self._accelerator = None
         self._listing: tuple[list[str] | None, list[Video]] | None = None  # see _listed
         self._lance = None  # see _records
+
+    def sibling(self) -> Engine:
+        """Another engine on the same store and config, sharing the models this one was given
+        (if any): for work on another thread, as an index job beside a serving engine."""
+        return Engine(self.db, self.config, models=self._given_models)
 
     # -- models and store ---------------------------------------------------------------------
 

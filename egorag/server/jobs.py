@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from egorag.config import EngineConfig
 from egorag.errors import EgoragError
 
 logger = logging.getLogger("egorag.server")
@@ -70,8 +69,8 @@ class IndexJob:
 class IndexJobs:
     """The job queue and the thread that runs it (started with the first job)."""
 
-    def __init__(self, db: str, config: EngineConfig, media_root: Path | None):
-        self.db, self.config = db, config
+    def __init__(self, engine, media_root: Path | None):
+        self.engine = engine  # the serving engine: jobs index through a sibling of it
         self.media_root = None if media_root is None else Path(media_root).resolve()
         self._jobs: dict[str, IndexJob] = {}
         self._queue: queue.Queue[IndexJob | None] = queue.Queue()
@@ -131,12 +130,11 @@ class IndexJobs:
             job.current, job.finished = "", time.time()
 
     def _index(self, job: IndexJob):
-        from egorag.engine import Engine
         from egorag.ingest.decode import find_videos
 
         files = [f for f in find_videos(job.paths) if self._inside(f)]
         if self._engine is None:
-            self._engine = Engine(self.db, self.config)
+            self._engine = self.engine.sibling()
 
         def progress(done: int, total: int, path: str) -> None:
             job.done, job.total, job.current = done, total, path

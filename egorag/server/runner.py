@@ -45,7 +45,7 @@ class EgoragServer:
             raise EgoragError(f"--media-root {media_root}: not a folder")
         self.engine = engine
         self.worker = EngineWorker(engine, max_batch)
-        self.jobs = IndexJobs(engine.db, engine.config, None if media_root is None else Path(media_root))
+        self.jobs = IndexJobs(engine, None if media_root is None else Path(media_root))
         self._chat = None
         self._chat_lock = threading.Lock()
         try:
