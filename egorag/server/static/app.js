@@ -23,7 +23,7 @@ function highlight(text, query) {
   let html = escapeHtml(text);
   if (!words.length) return html;
   const stems = [...new Set(words.map((w) => (w.length > 5 ? w.slice(0, w.length - 2) : w)))];
-  const pattern = new RegExp(`(${stems.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})[\\p{L}\\p{N}]*`, "giu");
+  const pattern = new RegExp(`(?<![\\p{L}\\p{N}])(${stems.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})[\\p{L}\\p{N}]*`, "giu");
   return html.replace(pattern, "<mark>$&</mark>");
 }
 
