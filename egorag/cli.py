@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="key every route but /health needs (default: $EGORAG_API_KEY)")
     s.add_argument("--media-root", help="folder POST /videos may index files from (default: none)")
 
+    s = sub.add_parser("mcp", parents=[common], help="serve search and ask as MCP tools for agents (stdio, or --http)")
+    s.add_argument("--http", action="store_true", help="streamable HTTP at /mcp instead of stdio")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8766)
+
     s = sub.add_parser("check", parents=[common], help="verify a store (every row and search file); rebuild damaged search files")
     s.add_argument("--json", action="store_true")
 
@@ -318,6 +323,20 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_mcp(args) -> int:
+    from egorag.integrations.mcp_server import create_server
+
+    engine = _engine(args)
+    engine.retriever()  # the store opened and the query encoders loaded before the first call
+    server = create_server(engine)
+    if args.http:
+        print(f"serving MCP tools for {engine.db} on http://{args.host}:{args.port}/mcp; Ctrl-C stops", file=sys.stderr, flush=True)
+        server.run("streamable-http", host=args.host, port=args.port)
+    else:
+        server.run("stdio")  # stdout carries the protocol: nothing else may be printed there
+    return 0
+
+
 def cmd_status(args) -> int:
     from egorag.models import load_models, probe_models
 
@@ -340,6 +359,7 @@ COMMANDS = {
     "eval": cmd_eval,
     "ask": cmd_ask,
     "serve": cmd_serve,
+    "mcp": cmd_mcp,
     "status": cmd_status,
 }
 

@@ -304,13 +304,14 @@ class Engine:
         results = self.retriever().search_many([Query(text=t) for t in texts], k=k, where=where)
         return [SearchResult(query=t, hits=hits) for t, hits in zip(texts, results)]
 
-    def ask(self, question: str, *, use_llm: bool = True, where=None, chat=None):
-        """Retrieve evidence for ``question`` and answer it with the configured LLM (``chat``
-        overrides it); with ``use_llm=False`` the answer holds the prompt and evidence only."""
+    def ask(self, question: str, *, use_llm: bool = True, where=None, chat=None, k: int | None = None):
+        """Retrieve ``k`` scenes of evidence (default: the ``[answer]`` config's) for ``question``
+        and answer it with the configured LLM (``chat`` overrides it); with ``use_llm=False``, or
+        no LLM configured, the answer holds the prompt and evidence only."""
         from retrieval.answer import answer, create_chat_model
 
         cfg = self.config.answer
-        hits = self.search(question, k=cfg.k, where=where).hits
+        hits = self.search(question, k=k or cfg.k, where=where).hits
         if use_llm and chat is None:
             chat = create_chat_model(cfg)
         return answer(question, hits, chat if use_llm else None, cfg)
