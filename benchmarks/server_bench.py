@@ -1,7 +1,7 @@
 """Serving benchmark: `egorag serve` answering concurrent clients, against the library called in
 process, on a store of real MiniLM text embeddings.
 
-    python benchmarks/server_bench.py --scenes 100000 [--queries 200] [--keep DIR]
+    python benchmarks/server_bench.py --scenes 100000 [--queries 200] [--keep DIR] [--baseline REF]
 
 The store: ``--scenes`` scenes whose text vectors are real all-MiniLM-L6-v2 embeddings of real
 sentences (search_bench.py's cached corpus; beyond it, synthetic ones with its spectrum) and
@@ -11,9 +11,10 @@ BM25 + video prior search -> JSON. Queries: held-out real sentences.
 
 Side by side in one run, the same queries:
 - the library in process: ``Engine.search`` one query at a time, and ``Engine.search_many``;
-- two servers, each its own process: ``--max-batch 1`` (every query alone) and the default 32
-  (queries that wait together are answered in one batch), each at 1, 8 and 32 concurrent
-  clients (threads with keep-alive connections), the two servers alternating round by round.
+- servers, each its own process: ``--max-batch 1`` (every query alone) and the default 32
+  (queries that wait together are answered in one batch), and with ``--baseline REF`` the server
+  of that git revision (checked out into a temporary worktree) at the default batch, each at 1, 8
+  and 32 concurrent clients (threads with keep-alive connections), alternating round by round.
 Figures: queries per second, client-side p50/p99 latency, the servers' hits against the
 library's for every query.
 """
@@ -54,13 +55,17 @@ def text_fingerprint() -> EncoderFingerprint:
     return EncoderFingerprint("text", encoder.name, encoder.checkpoint, int(encoder.dim))
 
 
-def start_server(db: Path, max_batch: int) -> tuple[subprocess.Popen, str, float]:
-    """A server process, its URL, and the seconds from its launch to listening (the interpreter,
-    imports, the query encoder and the store opened)."""
+def start_server(db: Path, max_batch: int, source: Path | None = None) -> tuple[subprocess.Popen, str, float]:
+    """A server process (egorag imported from ``source``, a checkout, when given), its URL, and
+    the seconds from its launch to listening (the interpreter, imports, the query encoder and
+    the store opened)."""
     log = tempfile.TemporaryFile("w+")  # not a pipe: nobody reads it while the server runs
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = str(source)  # ahead of the editable install of this checkout
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "egorag.cli", "serve", "--db", str(db), "--port", "0", "--max-batch", str(max_batch)],
-                            stdout=subprocess.PIPE, stderr=log, text=True)
+                            stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=source)
     line = proc.stdout.readline()
     if "serving" not in line:
         proc.kill()
@@ -112,6 +117,7 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200, help="at most 200 (the cached corpus's held-out sentences)")
     parser.add_argument("--keep", help="build the store here and keep it (reused when already there)")
+    parser.add_argument("--baseline", help="also serve with the egorag of this git revision (e.g. the commit before a change)")
     args = parser.parse_args()
 
     sentences, real = minilm_corpus(120_200)  # search_bench.py's cache: 120k sentences + 200 held out
@@ -142,33 +148,43 @@ def main() -> None:
     print("library", json.dumps(figures["library"]), flush=True)
     del engine
 
+    worktree = None
+    if args.baseline:
+        worktree = Path(tempfile.mkdtemp(prefix="egorag-baseline-")) / "src"
+        subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.baseline], check=True, capture_output=True)
+        figures["baseline"] = subprocess.run(["git", "rev-parse", "--short", args.baseline], capture_output=True, text=True).stdout.strip()
+    plan = {"batch_1": (1, None), "batch_32": (32, None)}
+    if worktree is not None:
+        plan[f"baseline_{figures['baseline']}_batch_32"] = (32, worktree)
     servers = {}
-    for batch in (1, 32):
-        proc, url, figures[f"server_start_s_max_batch_{batch}"] = start_server(root, batch)
-        servers[batch] = proc, url
-    print("server start-up", [round(figures[f"server_start_s_max_batch_{b}"], 2) for b in servers], "s", flush=True)
     try:
-        for batch, (_, url) in servers.items():
+        for name, (batch, source) in plan.items():
+            proc, url, figures[f"server_start_s_{name}"] = start_server(root, batch, source)
+            servers[name] = proc, url
+        print("server start-up", {n: round(figures[f"server_start_s_{n}"], 2) for n in servers}, "s", flush=True)
+        for name, (_, url) in servers.items():
             client_round(url, texts[:32], 4)  # warm
         figures["served"] = {}
         for clients in CLIENTS:
-            runs: dict[int, dict] = {batch: {"wall": 0.0, "lat": [], "same": 0} for batch in servers}
+            runs: dict[str, dict] = {name: {"wall": 0.0, "lat": [], "same": 0} for name in servers}
             for _ in range(ROUNDS):
-                for batch, (_, url) in servers.items():
+                for name, (_, url) in servers.items():
                     wall, latencies, hits = client_round(url, texts, clients)
-                    runs[batch]["wall"] += wall
-                    runs[batch]["lat"] += latencies
-                    runs[batch]["same"] += sum(hits[t] == library[t] for t in texts)
-            for batch, r in runs.items():
+                    runs[name]["wall"] += wall
+                    runs[name]["lat"] += latencies
+                    runs[name]["same"] += sum(hits[t] == library[t] for t in texts)
+            for name, r in runs.items():
                 n = ROUNDS * len(texts)
                 out = {**pct(r["lat"]), "qps": n / r["wall"], "same_hits_as_library": r["same"] / n}  # qps: of the wall, not 1 / latency
-                figures["served"][f"max_batch_{batch}_clients_{clients}"] = out
-                print(f"max_batch {batch:2d}, {clients:2d} clients: {out['qps']:6.1f} QPS, p50 {out['p50_ms']:.1f} ms, "
+                figures["served"][f"{name}_clients_{clients}"] = out
+                print(f"{name:24s} {clients:2d} clients: {out['qps']:6.1f} QPS, p50 {out['p50_ms']:.1f} ms, "
                       f"p99 {out['p99_ms']:.1f} ms, same hits {out['same_hits_as_library']:.3f}", flush=True)
     finally:
         for proc, _ in servers.values():
             proc.terminate()
             proc.wait(30)
+        if worktree is not None:
+            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], capture_output=True)
     save(f"server_bench_{args.scenes}", figures)
     if not args.keep:
         shutil.rmtree(root.parent, ignore_errors=True)
