@@ -143,3 +143,47 @@ def test_mcp_over_stdio_on_the_shipped_sample(tmp_path):
                 assert hits[0]["video"] == str(SAMPLE) and "honey" in hits[0]["transcript"].lower()
 
     asyncio.run(session())
+
+
+MCP_HTTP = """
+import sys
+sys.path.insert(0, {tests!r})
+from writer_proc import engine
+from egorag.integrations.mcp_server import create_server
+create_server(engine({db!r})).run("streamable-http", host="127.0.0.1", port={port})
+"""
+
+
+def test_mcp_over_streamable_http(store, library):
+    import socket
+    import subprocess
+    import time
+
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = MCP_HTTP.format(tests=str(Path(__file__).resolve().parent), db=str(store), port=port)
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read()
+                time.sleep(0.2)
+
+        async def session():
+            async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as streams, ClientSession(streams[0], streams[1]) as client:
+                await client.initialize()
+                result = await client.call_tool("search_videos", {"query": "desert dunes camel", "k": 1})
+                assert json.loads(tool_text(result))["hits"][0]["video"] == str(library / "v6.mp4")
+
+        asyncio.run(session())
+    finally:
+        proc.terminate()
+        proc.wait(20)
