@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--skip-bad", action="store_true", help="skip unreadable files (reported) instead of stopping")
     s.add_argument("--modalities", help="comma-separated required modalities (default: every one that loads)")
     s.add_argument("--low-memory", action="store_true", help="encode stage by stage, one model in memory at a time")
+    s.add_argument("--ray", nargs="?", const=True, metavar="ADDRESS",
+                   help="encode on a Ray cluster (ADDRESS, e.g. ray://head:10001; none: a local one) [ray extra]")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("search", parents=[common], help="search scenes by text or image")
@@ -141,7 +143,8 @@ def cmd_index(args) -> int:
     if args.low_memory:
         overrides["low_memory"] = True
     engine = _engine(args, **overrides)
-    report = engine.index(args.paths, reindex=args.reindex, on_bad_media="skip" if args.skip_bad else "error", progress=not args.quiet)
+    report = engine.index(args.paths, reindex=args.reindex, on_bad_media="skip" if args.skip_bad else "error", progress=not args.quiet,
+                          ray=args.ray)
     if not (report.indexed or report.replaced or report.unchanged or report.failed):
         raise EgoragError(f"no video files found in {', '.join(map(str, args.paths))}")
     if args.json:

@@ -107,6 +107,7 @@ class Engine:
         on_bad_media: BadMediaPolicy | None = None,
         progress: bool = False,
         on_video: Callable[[int, int, str], None] | None = None,
+        ray: bool | str | Any = None,
     ) -> IndexReport:
         """Index files and folders. Unchanged videos (same content hash) are skipped unless
         ``reindex``; a file whose content changed replaces its old entry. Every file is probed and
@@ -115,7 +116,9 @@ class Engine:
         (what is indexed stays); with ``"skip"`` it is logged and listed in ``report.failed``.
         With ``config.low_memory`` the videos are encoded stage by stage, one model at a time.
         ``on_video(done, total, path)`` is called as each video to encode starts (``path``) and
-        once at the end (``path`` empty)."""
+        once at the end (``path`` empty). ``ray`` encodes on a Ray cluster (:mod:`egorag.cluster`):
+        True for the one this process joined or a new local one, an address, or
+        :class:`~egorag.cluster.RayOptions`."""
         from tqdm.auto import tqdm
 
         from egorag.ingest.decode import find_videos
@@ -136,7 +139,16 @@ class Engine:
                 self.store(create=True)  # models at hand: a store built by others is refused as ever
             self._finish(report, times, t0)
             return report
-        if self.config.low_memory:
+        if ray:
+            from egorag.cluster import RayOptions, index_on_ray
+
+            options = ray if isinstance(ray, RayOptions) else RayOptions(address=ray if isinstance(ray, str) else None)
+            index_on_ray(self, jobs, report, reindex=reindex, policy=policy, options=options)
+            from index.lance import LanceSceneStore
+
+            # the store as the driver committed it: _finish builds its text index and search files
+            self._store, self._retriever, self._accelerator = LanceSceneStore(self.db), None, None
+        elif self.config.low_memory:
             from egorag.models import ModelSet
 
             if on_video is not None:

@@ -117,6 +117,35 @@ class LanceSceneStore:
             _commit(self.uri, lambda: self._scenes.add(scenes))
             _commit(self.uri, lambda: self._videos.add(videos))
 
+    @property
+    def scenes_uri(self) -> str:
+        """The scenes table's Lance dataset (where cluster workers write fragments)."""
+        return str(Path(self.uri) / f"{SCENES}.lance")
+
+    def storage_version(self) -> str:
+        """The Lance file format version of the scenes table (fragments written elsewhere must match)."""
+        import lance
+
+        return lance.dataset(self.scenes_uri).data_storage_version
+
+    def commit_fragments(self, fragments: Sequence[str], videos: Sequence[Video]) -> None:
+        """Scene rows written elsewhere as Lance fragments (``FragmentMetadata`` JSON, as cluster
+        workers write them) committed in one append, then the video rows that make them visible."""
+        import lance
+
+        metadata = [lance.FragmentMetadata.from_json(f) for f in fragments]
+        with self.writing():
+            if metadata:
+                def append() -> None:
+                    version = lance.dataset(self.scenes_uri).version
+                    lance.LanceDataset.commit(self.scenes_uri, lance.LanceOperation.Append(metadata), read_version=version)
+
+                _commit(self.uri, append)
+            if videos:
+                rows = rows_to_table([self._video_row(v) for v in videos], self._videos.schema)
+                _commit(self.uri, lambda: self._videos.add(rows))
+            self.refresh()
+
     def delete_video(self, video_id: str) -> bool:
         """Hide the video first (its row), then drop its scenes."""
         with self.writing():

@@ -49,6 +49,35 @@ def engine(db: str) -> Engine:
     return Engine(db, config(), models=ModelSet(transcriber=ScriptByLength(), text=HashEncoder(dim=64)))
 
 
+def loader(components: tuple[str, ...]) -> ModelSet:
+    """The test doubles of :func:`engine` for the ``components`` a Ray worker asks for."""
+    return ModelSet(transcriber=ScriptByLength() if "asr" in components else None,
+                    text=HashEncoder(dim=64) if "text" in components else None)
+
+
+class DiesOnce(HashEncoder):
+    """:class:`HashEncoder` whose process dies at its first encode while ``marker`` is absent
+    (it creates it first): the worker killed mid-video in the Ray tests."""
+
+    def __init__(self, marker: str, **kwargs):
+        super().__init__(**kwargs)
+        self.marker = Path(marker)
+
+    def encode_documents(self, items):
+        if not self.marker.exists():
+            self.marker.touch()
+            import os
+
+            os._exit(1)
+        return super().encode_documents(items)
+
+
+def dying_loader(marker: str, components: tuple[str, ...]) -> ModelSet:
+    """:func:`loader`, but the text encoder kills its worker once (see :class:`DiesOnce`)."""
+    return ModelSet(transcriber=ScriptByLength() if "asr" in components else None,
+                    text=DiesOnce(marker, dim=64) if "text" in components else None)
+
+
 def pause_commits(seed: int | None, pause: float, hold: list | None) -> None:
     import index.lance as lance
     from index.files import COMMIT_ATTEMPTS

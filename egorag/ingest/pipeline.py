@@ -79,9 +79,10 @@ class StageTimes:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
 
-def segment(path: Path, info: VideoInfo, config: EngineConfig, models: ModelSet) -> Segmented:
+def segment(path: Path, info: VideoInfo, config: EngineConfig, models: ModelSet, caption_frames: bool | None = None) -> Segmented:
     """One decode pass over the frames: shot detection, a thumbnail per scene, and the frames the
-    visual model, OCR and the captioner read."""
+    visual model, OCR and the captioner read (``caption_frames``: whether a captioner will run
+    later; by default, whether ``models`` holds one)."""
     from egorag.ingest.frames import SceneThumbnails
 
     detector = ShotDetector(config.scenes, info.fps, info.width, info.height)
@@ -100,7 +101,7 @@ def segment(path: Path, info: VideoInfo, config: EngineConfig, models: ModelSet)
         reader = ScreenFrames(models.ocr, config.ocr)
         consumers.append(reader)
     collector = None
-    if models.captioner is not None:
+    if caption_frames or (caption_frames is None and models.captioner is not None):
         from egorag.ingest.frames import CaptionFrames
 
         collector = CaptionFrames(period=min(1.0, config.scenes.min_scene_s), per_scene=config.caption.frames)
@@ -277,16 +278,19 @@ def encode_videos(
         if models.audio is not None:
             for j, seg, v in zip(jobs, segmented, vectors):
                 v["audio"] = timed("embed_audio", embed_audio, j.path, seg, models)
-    out = []
-    for j, seg, t, v in zip(jobs, segmented, texts, vectors):
-        j.check_unchanged()
-        if seg.keyframes:
-            v["visual"] = [None if k is None else l2_normalize(k.vectors.mean(axis=0)) for k in seg.keyframes]
-        video_id = j.digest[:16]
-        scenes = build_records(video_id, str(j.path), seg, t, v)
-        global_vectors = {m: global_vector(vs) for m, vs in v.items()}
-        out.append((Video(video_id, str(j.path), j.digest, j.info, len(scenes), global_vectors), scenes))
-    return out
+    return [finish_video(j, seg, t, v) for j, seg, t, v in zip(jobs, segmented, texts, vectors)]
+
+
+def finish_video(job: VideoJob, segmented: Segmented, texts: SceneTexts, vectors: dict[str, list]) -> tuple[Video, list[Scene]]:
+    """A video's records from its stages' outputs: the visual vector of each scene (its
+    keyframes' mean), the scene records, and the video's global vectors."""
+    job.check_unchanged()
+    if segmented.keyframes:
+        vectors["visual"] = [None if k is None else l2_normalize(k.vectors.mean(axis=0)) for k in segmented.keyframes]
+    video_id = job.digest[:16]
+    scenes = build_records(video_id, str(job.path), segmented, texts, vectors)
+    global_vectors = {m: global_vector(vs) for m, vs in vectors.items()}
+    return Video(video_id, str(job.path), job.digest, job.info, len(scenes), global_vectors), scenes
 
 
 def encode_video(path: Path, config: EngineConfig, models: ModelSet, times: StageTimes | None = None) -> tuple[Video, list[Scene]]:
