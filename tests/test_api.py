@@ -289,3 +289,41 @@ def test_a_real_server_process(store, library, tmp_path):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_two_servers_on_one_store_answer_alike_while_a_third_process_indexes(store, library):
+    """Read replicas: each server opens the store read-only and follows the writer's commits."""
+    import urllib.parse
+    import urllib.request
+
+    from writer_proc import QUERIES, finish
+    from writer_proc import start as start_writer
+
+    servers = []
+    try:
+        for _ in range(2):
+            code = SERVE.format(tests=str(TESTS), db=str(store), key=None, root=None)
+            proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            line = proc.stdout.readline()
+            assert "serving on" in line, proc.stderr.read()
+            servers.append((proc, line.split()[-1]))
+
+        def hits(url, q):
+            with urllib.request.urlopen(url + "/search?" + urllib.parse.urlencode({"q": q, "k": 5}), timeout=60) as r:
+                return [(h["scene_id"], round(h["score"], 5)) for h in json.loads(r.read())["hits"]]
+
+        writer = start_writer({"db": str(store), "op": "index", "paths": [str(library)], "seed": 5, "pause": 0.2})
+        while writer.poll() is None:  # both keep answering while the writer commits
+            for _, url in servers:
+                assert hits(url, QUERIES[0])
+        finish(writer)
+        time.sleep(1.0)  # each follows the new version within half a second
+        for q in QUERIES:
+            assert hits(servers[0][1], q) == hits(servers[1][1], q)
+        with urllib.request.urlopen(servers[0][1] + "/videos", timeout=30) as r:
+            assert len(json.loads(r.read())) == 4
+    finally:
+        for proc, _ in servers:
+            proc.terminate()
+            proc.wait(20)
