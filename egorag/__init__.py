@@ -25,6 +25,7 @@ _EXPORTS = {
     "EgoragError": "egorag.errors",
     "ConfigError": "egorag.errors",
     "MediaError": "egorag.errors",
+    "NotFoundError": "egorag.errors",
     "LLMError": "egorag.errors",
     "QueryError": "egorag.errors",
     "ModelLoadError": "egorag.errors",

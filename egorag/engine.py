@@ -17,6 +17,7 @@ from egorag.errors import (
     EgoragError,
     IndexMismatchError,
     ModalityUnavailableError,
+    NotFoundError,
     QueryError,
 )
 from egorag.images import load_image
@@ -397,13 +398,13 @@ class Engine:
         for video in self._listed():
             if video.video_id == video_id:
                 return video
-        raise EgoragError(f"{video_id}: no such video in {self.db} (see `egorag videos`)")
+        raise NotFoundError(f"{video_id}: no such video in {self.db} (see `egorag videos`)")
 
     def scene(self, scene_id: str):
         """One scene's record (texts, times, moments; no vectors) by id."""
         found = self._records().get_scenes([scene_id])
         if not found:
-            raise EgoragError(f"{scene_id}: no such scene in {self.db} (scene ids are <video id>:<index>, as hits give them)")
+            raise NotFoundError(f"{scene_id}: no such scene in {self.db} (scene ids are <video id>:<index>, as hits give them)")
         return found[0]
 
     def thumbnail(self, scene_id: str) -> bytes:
@@ -455,7 +456,7 @@ class Engine:
             for ref in refs:
                 video = store.get_video(ref) or store.video_by_path(str(Path(ref).resolve()))
                 if video is None:
-                    raise EgoragError(f"{ref}: no such video in {self.db} (see `egorag videos`)")
+                    raise NotFoundError(f"{ref}: no such video in {self.db} (see `egorag videos`)")
                 found.append(video)
             for video in found:
                 store.delete_video(video.video_id)

@@ -36,6 +36,10 @@ class QueryError(EgoragError, ValueError):
     """A search is malformed: no text and no image, or ``k`` below 1."""
 
 
+class NotFoundError(EgoragError, LookupError):
+    """No video or scene with the given id in the store."""
+
+
 class LLMError(EgoragError):
     """The LLM endpoint could not be reached, refused the request or answered something else."""
 

@@ -92,9 +92,9 @@ def test_thumbnails_scenes_and_the_video_file(client, library):
 
     for path in ("/scenes/nope:00001/thumbnail", "/scenes/nope:00001"):
         got = client.get(path)
-        assert got.status_code == 400 and "no such scene" in got.json()["error"]
+        assert got.status_code == 404 and "no such scene" in got.json()["error"]
     got = client.get("/videos/0123456789abcdef/media")
-    assert got.status_code == 400 and "no such video" in got.json()["error"]
+    assert got.status_code == 404 and "no such video" in got.json()["error"]
     for sneaky in ("..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd"):  # ids only: a path is just an unknown id
         got = client.get(f"/videos/{sneaky}/media")
         assert got.status_code in (400, 404) and got.headers["content-type"] == "application/json" and "root:" not in got.text
@@ -187,7 +187,7 @@ def test_index_jobs_and_deletes(store, library, tmp_path):
         gone = client.delete(f"/videos/{top['video_id']}")
         assert gone.status_code == 200 and gone.json()["deleted"][0]["video_id"] == top["video_id"]
         assert top["video_id"] not in {v["video_id"] for v in client.get("/videos").json()}
-        assert client.delete(f"/videos/{top['video_id']}").status_code == 400
+        assert client.delete(f"/videos/{top['video_id']}").status_code == 404
         assert client.get("/jobs/job-999").status_code == 404
     jobs.close()
     worker.close()

@@ -39,9 +39,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from egorag import SceneFilter, __version__, parse_time
-from egorag.errors import EgoragError, LLMError, MediaError
+from egorag.errors import EgoragError, LLMError, MediaError, NotFoundError
 from egorag.server.guard import COOKIE, BodyTimeout, BodyTooLarge
-from egorag.server.jobs import IndexJobs, PathRefused
+from egorag.server.jobs import IndexingDisabled, IndexJobs
 from egorag.server.worker import EngineWorker, SearchRequest
 
 logger = logging.getLogger("egorag.server")
@@ -103,7 +103,8 @@ def create_app(engine, worker: EngineWorker, jobs: IndexJobs, chat_model) -> Fas
     async def egorag_error(request: Request, exc: EgoragError):
         if isinstance(exc, LLMError):  # the answerer's upstream failed, not the request
             return _error(502, f"{exc}; or send \"no_llm\": true for the prompt and evidence without an answer")
-        return _error(403 if isinstance(exc, PathRefused) and "media-root" in str(exc) else 400, str(exc))
+        status = 404 if isinstance(exc, NotFoundError) else 403 if isinstance(exc, IndexingDisabled) else 400
+        return _error(status, str(exc))
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge):
@@ -181,7 +182,7 @@ def create_app(engine, worker: EngineWorker, jobs: IndexJobs, chat_model) -> Fas
     @app.delete("/videos/{video_id}", tags=["store"])
     async def delete_video(video_id: str) -> dict:
         """Delete one video and its scenes from the store."""
-        await on_engine(lambda: engine.video(video_id))  # an unknown id is a 404, not a 400
+        await on_engine(lambda: engine.video(video_id))  # by id only: a path is an unknown id here
         deleted = await on_engine(lambda: engine.delete([video_id]))
         return {"deleted": [v.summary() for v in deleted]}
 

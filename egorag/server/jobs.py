@@ -28,6 +28,10 @@ class PathRefused(EgoragError):
     """A path from a request that is not a file or folder under the media root."""
 
 
+class IndexingDisabled(EgoragError):
+    """The server was started without a media root: it indexes nothing."""
+
+
 def confine(root: Path, given: str) -> Path:
     """``given`` (relative to ``root``, or absolute) resolved, links followed, and required to lie
     under ``root``: ``..``, absolute paths elsewhere and links that lead out are refused."""
@@ -81,7 +85,7 @@ class IndexJobs:
 
     def submit(self, paths: list[str], reindex: bool = False) -> IndexJob:
         if self.media_root is None:
-            raise PathRefused("this server indexes nothing: start it with --media-root DIR to index files under DIR")
+            raise IndexingDisabled("this server indexes nothing: start it with --media-root DIR to index files under DIR")
         if not paths:
             raise PathRefused("'paths' must name at least one file or folder under the media root")
         resolved = [str(confine(self.media_root, p)) for p in paths]
