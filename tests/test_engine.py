@@ -340,3 +340,34 @@ def test_text_moment_prefers_the_word_or_line_with_most_terms():
     assert TextMoments("training")(moments) == 9.0  # stems match; the first on a tie
     assert TextMoments("nothing here")(moments) is None and TextMoments("the")(moments) is None
     assert TextMoments("Lisbon")(()) is None
+
+
+def test_low_memory_mode_with_a_captioner_matches_normal_mode(tmp_path, cut_video, tiny_blip, monkeypatch):
+    """The captioner loads after the decode pass in low-memory mode: its frames must be kept."""
+    from dataclasses import replace
+
+    import egorag.models as models_mod
+    from egorag.config import CaptionConfig
+
+    cfg = EngineConfig(modalities=("asr", "text", "caption"), text=TextConfig(encoder="test-hash", model="hash-64"),
+                       caption=CaptionConfig(captioner="blip", model="tiny-blip"))
+    real_load = models_mod.load_models
+
+    def load(config, components=models_mod.COMPONENTS):
+        if "caption" not in components:
+            return real_load(config, components)
+        rest = real_load(config, tuple(c for c in components if c != "caption"))
+        rest.captioner = tiny_blip  # the tiny random BLIP, built in the test: no weights to load
+        rest.status["caption"] = models_mod.ModalityStatus("caption", True, "tiny-blip")
+        return rest
+
+    monkeypatch.setattr(models_mod, "load_models", load)
+    low = Engine(tmp_path / "low", replace(cfg, low_memory=True))
+    assert len(low.index([cut_video]).indexed) == 1
+    normal = Engine(tmp_path / "normal", cfg)
+    normal.index([cut_video])
+    [video] = low.videos()
+    a = low.store().scenes_of(video.video_id, with_vectors=True)
+    b = normal.store().scenes_of(video.video_id, with_vectors=True)
+    assert [s.caption for s in a] == [s.caption for s in b] and all(s.caption for s in a)
+    assert set(low.store().fingerprints) == {"text", "caption"}

@@ -31,7 +31,7 @@ from egorag.ingest.decode import (
     probe,
 )
 from egorag.ingest.scenes import ShotDetector, assign_words, build_scenes, join_words
-from egorag.models import ModelSet
+from egorag.models import ModelSet, requested
 from egorag.schema import Keyframes, Scene, SceneSpan, Video, VideoInfo, Word, scene_id
 
 logger = logging.getLogger("egorag")
@@ -127,7 +127,7 @@ def transcribe(path: Path, info: VideoInfo, models: ModelSet, window_s: float = 
 
 
 def caption(segmented: Segmented, models: ModelSet) -> list[str]:
-    if models.captioner is None:
+    if models.captioner is None or not segmented.caption_frames:  # no captioner, or no frames kept for one
         return [""] * len(segmented.spans)
     return [models.captioner.caption(frames) for frames in segmented.caption_frames]
 
@@ -263,8 +263,10 @@ def encode_videos(
             segmented = [timed("segment", segment, j.path, j.info, config, models) for j in jobs]
             words = [f.result() for f in asr]
     else:
+        # the captioner loads after the decode pass: its frames are kept if one is configured
+        captioning = bool(config.caption.captioner) and "caption" in (requested(config) or ("caption",))
         with swap.stage(models, "visual"), swap.stage(models, "ocr"):  # both read the decoded frames
-            segmented = [timed("segment", segment, j.path, j.info, config, models) for j in jobs]
+            segmented = [timed("segment", segment, j.path, j.info, config, models, captioning) for j in jobs]
         with swap.stage(models, "asr"):
             words = [timed("transcribe", transcribe, j.path, j.info, models, config.asr.window_s) for j in jobs]
     stage = swap.stage if swap is not None else _keep_loaded
