@@ -196,7 +196,8 @@ def index_on_ray(engine, jobs: Sequence[VideoJob], report: IndexReport, *, reind
         store = LanceSceneStore(engine.db, fingerprints)
         store.purge_incomplete()
         frame_models = any(statuses[c].enabled for c in FRAME_MODELS if c in statuses)
-        shared = {"captioned": "caption" in fingerprints, "frame_models": frame_models, "fingerprints": fingerprints, "db": engine.db,
+        shared = {"captioned": "caption" in fingerprints, "frame_models": frame_models, "visual": "visual" in fingerprints,
+                  "fingerprints": fingerprints, "db": engine.db,
                   "scenes_uri": store.scenes_uri, "storage_version": store.storage_version()}
         pending: list[dict] = []
         for row in _plan(ray, config, loader, shared, jobs, options.workers).iter_rows():
@@ -230,8 +231,8 @@ def _plan(ray, config: EngineConfig, loader: Loader, options: dict, jobs: Sequen
     model_args = {"num_gpus": 1} if gpus else {"num_cpus": 0.5}
     args = {"fn_constructor_args": (config, loader, options)}
     ds = ray.data.from_items([{"job": job, "error": None} for job in jobs], override_num_blocks=max(1, len(jobs)))
-    if options["frame_models"]:
-        ds = ds.map(Frames, compute=pool, **args, **model_args)
+    if options["frame_models"]:  # on a GPU only for the visual model (OCR runs on the CPU)
+        ds = ds.map(Frames, compute=pool, **args, **(model_args if options["visual"] else {"num_cpus": 0.5}))
     else:  # a decode pass without models: plain CPU tasks
         ds = ds.map(_decode, fn_args=(config, options))
     ds = ds.map(Transcribe, compute=pool, **args, **model_args)
