@@ -101,11 +101,15 @@ class EgoragServer:
 
 
 def _http_protocol():
-    """uvicorn's HTTP/1.1 protocol, but a connection that sends nothing at all is closed after
-    the keep-alive timeout too (uvicorn starts that timer only after a first response)."""
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+    """uvicorn's HTTP/1.1 protocol (httptools' parser when installed, else h11), but a
+    connection that sends nothing at all is closed after the keep-alive timeout too (uvicorn
+    starts that timer only after a first response)."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
+    except ImportError:
+        from uvicorn.protocols.http.h11_impl import H11Protocol as Base
 
-    class Protocol(H11Protocol):
+    class Protocol(Base):
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
             # headers and body go out in two writes: with Nagle's algorithm on, the body waits
