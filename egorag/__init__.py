@@ -18,7 +18,7 @@ _EXPORTS = {
     "SceneFilter": "index.base",
     "Hit": "retrieval.hits",
     "SearchResult": "retrieval.hits",
-    "parse_time": "retrieval.hits",
+    "parse_time": "egorag.times",
     "answer": "retrieval.answer",
     "create_chat_model": "retrieval.answer",
     "OpenAIChatClient": "retrieval.answer",

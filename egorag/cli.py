@@ -21,7 +21,7 @@ from egorag.errors import EgoragError  # noqa: E402  (light module)
 
 def parse_time(value: str) -> float:
     """Seconds as ``12.5``, ``mm:ss`` or ``hh:mm:ss`` (for argparse)."""
-    from retrieval.hits import parse_time as parse
+    from egorag.times import parse_time as parse
 
     try:
         return parse(value)
@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--skip-bad", action="store_true", help="skip unreadable files (reported) instead of stopping")
     s.add_argument("--modalities", help="comma-separated required modalities (default: every one that loads)")
     s.add_argument("--low-memory", action="store_true", help="encode stage by stage, one model in memory at a time")
+    s.add_argument("--scenes", help="use these scenes, not shot detection: a PySceneDetect CSV or JSON [[start, end], ...] "
+                   "for one video, or a folder of <video name>.scenes.json")
     s.add_argument("--ray", nargs="?", const=True, metavar="ADDRESS",
                    help="encode on a Ray cluster (ADDRESS, e.g. ray://head:10001; none: a local one) [ray extra]")
     s.add_argument("--json", action="store_true")
@@ -144,7 +146,7 @@ def cmd_index(args) -> int:
         overrides["low_memory"] = True
     engine = _engine(args, **overrides)
     report = engine.index(args.paths, reindex=args.reindex, on_bad_media="skip" if args.skip_bad else "error", progress=not args.quiet,
-                          ray=args.ray)
+                          ray=args.ray, scenes=args.scenes)
     if not (report.indexed or report.replaced or report.unchanged or report.failed):
         raise EgoragError(f"no video files found in {', '.join(map(str, args.paths))}")
     if args.json:
@@ -193,7 +195,7 @@ def cmd_search(args) -> int:
 def print_hits(result) -> None:
     from pathlib import Path
 
-    from retrieval.hits import mmss
+    from egorag.times import mmss
 
     print(f"query: {result.query}")
     if not result.hits:
@@ -208,7 +210,7 @@ def print_hits(result) -> None:
 
 
 def cmd_videos(args) -> int:
-    from retrieval.hits import mmss
+    from egorag.times import mmss
 
     videos = _engine(args).videos()
     if args.json:

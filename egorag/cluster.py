@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -101,7 +102,8 @@ class Frames(_Stage):
         from egorag.ingest.pipeline import segment
 
         job: VideoJob = row["job"]
-        row["segmented"] = segment(job.path, job.info, self.config, self.models, caption_frames=self.options["captioned"])
+        row["segmented"] = segment(job.path, job.info, self.config, self.models, caption_frames=self.options["captioned"],
+                                   given=job.scenes)
 
 
 def _decode(row: dict, config: EngineConfig, options: dict[str, Any]) -> dict:
@@ -188,7 +190,10 @@ def index_on_ray(engine, jobs: Sequence[VideoJob], report: IndexReport, *, reind
     captioned = statuses["caption"].enabled if "caption" in statuses else False
     started = not ray.is_initialized()
     if started:
-        ray.init(address=options.address, logging_level=logging.WARNING, log_to_driver=False)
+        with warnings.catch_warnings():
+            # ray.init starts its processes with fork+exec; lancedb's warning is about forks that go on
+            warnings.filterwarnings("ignore", message="lancedb fork support", category=RuntimeWarning)
+            ray.init(address=options.address, logging_level=logging.WARNING, log_to_driver=False)
     try:
         existing = engine._existing_store()
         fingerprints = dict(existing.fingerprints) if existing is not None else \
@@ -222,6 +227,7 @@ def _plan(ray, config: EngineConfig, loader: Loader, options: dict, jobs: Sequen
     from ray.data import DataContext
 
     DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-run INFO lines are not the user's
     cpus = int(ray.cluster_resources().get("CPU", 1))
     gpus = int(ray.cluster_resources().get("GPU", 0))
     pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, workers or cpus))

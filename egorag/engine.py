@@ -109,6 +109,7 @@ class Engine:
         progress: bool = False,
         on_video: Callable[[int, int, str], None] | None = None,
         ray: bool | str | Any = None,
+        scenes: str | Path | None = None,
     ) -> IndexReport:
         """Index files and folders. Unchanged videos (same content hash) are skipped unless
         ``reindex``; a file whose content changed replaces its old entry. Every file is probed and
@@ -119,7 +120,9 @@ class Engine:
         ``on_video(done, total, path)`` is called as each video to encode starts (``path``) and
         once at the end (``path`` empty). ``ray`` encodes on a Ray cluster (:mod:`egorag.cluster`):
         True for the one this process joined or a new local one, an address, or
-        :class:`~egorag.cluster.RayOptions`."""
+        :class:`~egorag.cluster.RayOptions`. ``scenes`` gives the scenes instead of shot detection:
+        a scene list for the one video indexed, or a folder of ``<video name>.scenes.json``
+        (:mod:`egorag.ingest.scene_lists`); a list that does not fit its video is an error."""
         from tqdm.auto import tqdm
 
         from egorag.ingest.decode import find_videos
@@ -134,7 +137,11 @@ class Engine:
             return report
         times = StageTimes()
         existing = self._existing_store()
-        jobs = indexing.plan(files, existing, reindex, policy, report)
+        given = None if scenes is None else Path(scenes)
+        if given is not None and given.is_file() and len(files) != 1:
+            raise EgoragError(f"{given}: one scene list is for one video, but {len(files)} were given; "
+                              "use a folder of <video name>.scenes.json for several")
+        jobs = indexing.plan(files, existing, reindex, policy, report, given)
         if not jobs:
             if existing is not None and self._index_models is not None:
                 self.store(create=True)  # models at hand: a store built by others is refused as ever

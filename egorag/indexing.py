@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from egorag.config import BadMediaPolicy
 from egorag.errors import MediaError
@@ -25,8 +26,10 @@ def indexed_meanwhile(store, job, report: IndexReport) -> bool:
     return True
 
 
-def plan(files, store, reindex: bool, policy: BadMediaPolicy, report: IndexReport) -> list:
-    """Probe and hash each file; keep those that need encoding (new, changed or forced)."""
+def plan(files, store, reindex: bool, policy: BadMediaPolicy, report: IndexReport, scenes: Path | None = None) -> list:
+    """Probe and hash each file; keep those that need encoding (new, changed or forced). With
+    ``scenes`` (a scene list, or a folder of them: :mod:`egorag.ingest.scene_lists`), each
+    video's listed scenes are read and checked against it here, before any model loads."""
     from egorag.ingest.decode import check_name, content_hash, probe
     from egorag.ingest.pipeline import VideoJob
 
@@ -51,8 +54,19 @@ def plan(files, store, reindex: bool, policy: BadMediaPolicy, report: IndexRepor
                 logger.info("%s: same content as indexed %s; skipped", path, existing.path)
             report.unchanged.append(str(path))
             continue
-        jobs.append(VideoJob(path, info, digest, mtime_ns))
+        jobs.append(VideoJob(path, info, digest, mtime_ns, _given_scenes(path, info, scenes)))
     return jobs
+
+
+def _given_scenes(video: Path, info, scenes: Path | None) -> tuple[tuple[float, float], ...] | None:
+    from egorag.ingest.scene_lists import check_scene_list, list_for, read_scene_list
+
+    if scenes is None:
+        return None
+    found = list_for(video, scenes)
+    if found is None:
+        return None
+    return tuple(check_scene_list(found, read_scene_list(found), info.duration))
 
 
 def guarded(encode, jobs, policy: BadMediaPolicy, report: IndexReport) -> list:

@@ -18,7 +18,8 @@ from typing import Protocol
 
 from egorag.config import AnswerConfig
 from egorag.errors import LLMError, ModelLoadError
-from retrieval.hits import Hit, mmss
+from egorag.times import mmss
+from retrieval.hits import Hit
 
 logger = logging.getLogger("egorag")
 

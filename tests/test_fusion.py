@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from egorag.times import mmss
 from retrieval.fusion import (
     Calibration,
     Moments,
@@ -10,7 +11,6 @@ from retrieval.fusion import (
     rrf_fusion,
     weighted_fusion,
 )
-from retrieval.hits import mmss
 
 
 def test_calibration_standardises_against_background():

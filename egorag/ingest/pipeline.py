@@ -79,15 +79,17 @@ class StageTimes:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
 
-def segment(path: Path, info: VideoInfo, config: EngineConfig, models: ModelSet, caption_frames: bool | None = None) -> Segmented:
-    """One decode pass over the frames: shot detection, a thumbnail per scene, and the frames the
-    visual model, OCR and the captioner read (``caption_frames``: whether a captioner will run
-    later; by default, whether ``models`` holds one)."""
+def segment(path: Path, info: VideoInfo, config: EngineConfig, models: ModelSet, caption_frames: bool | None = None,
+            given: Sequence[tuple[float, float]] | None = None) -> Segmented:
+    """One decode pass over the frames: shot detection (unless the scenes are ``given``), a
+    thumbnail per scene, and the frames the visual model, OCR and the captioner read
+    (``caption_frames``: whether a captioner will run later; by default, whether ``models``
+    holds one)."""
     from egorag.ingest.frames import SceneThumbnails
 
-    detector = ShotDetector(config.scenes, info.fps, info.width, info.height)
+    detector = ShotDetector(config.scenes, info.fps, info.width, info.height) if given is None else None
     thumbs = SceneThumbnails(period=min(1.0, config.scenes.min_scene_s))
-    consumers: list = [detector, thumbs]
+    consumers: list = [c for c in (detector, thumbs) if c is not None]
     sampler = None
     if models.visual is not None:
         from egorag.ingest.frames import FrameSampler
@@ -107,7 +109,10 @@ def segment(path: Path, info: VideoInfo, config: EngineConfig, models: ModelSet,
         collector = CaptionFrames(period=min(1.0, config.scenes.min_scene_s), per_scene=config.caption.frames)
         consumers.append(collector)
     decoded = decode_frames(path, info, consumers)
-    spans = build_scenes(detector.cut_times(), min(decoded, info.duration), config.scenes)
+    if given is not None:
+        spans = [SceneSpan(i, start, end) for i, (start, end) in enumerate(given)]
+    else:
+        spans = build_scenes(detector.cut_times(), min(decoded, info.duration), config.scenes)
     keyframes = sampler.keyframes(spans) if sampler is not None else ()
     frames = collector.frames_for(spans) if collector is not None else ()
     screen = reader.lines_for(spans) if reader is not None else ()
@@ -231,6 +236,7 @@ class VideoJob:
     info: VideoInfo
     digest: str
     mtime_ns: int | None = None  # when it was probed; None: not checked for changes
+    scenes: tuple[tuple[float, float], ...] | None = None  # given (start, end) of each scene; None: shot detection
 
     def check_unchanged(self) -> None:
         """Raise :class:`MediaError` if the file changed since it was probed and hashed (a
@@ -260,13 +266,13 @@ def encode_videos(
     if swap is None:  # all models loaded: decode + shot detection overlap speech recognition
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="egorag-asr") as pool:
             asr = [pool.submit(timed, "transcribe", transcribe, j.path, j.info, models, config.asr.window_s) for j in jobs]
-            segmented = [timed("segment", segment, j.path, j.info, config, models) for j in jobs]
+            segmented = [timed("segment", segment, j.path, j.info, config, models, None, j.scenes) for j in jobs]
             words = [f.result() for f in asr]
     else:
         # the captioner loads after the decode pass: its frames are kept if one is configured
         captioning = bool(config.caption.captioner) and "caption" in (requested(config) or ("caption",))
         with swap.stage(models, "visual"), swap.stage(models, "ocr"):  # both read the decoded frames
-            segmented = [timed("segment", segment, j.path, j.info, config, models, captioning) for j in jobs]
+            segmented = [timed("segment", segment, j.path, j.info, config, models, captioning, j.scenes) for j in jobs]
         with swap.stage(models, "asr"):
             words = [timed("transcribe", transcribe, j.path, j.info, models, config.asr.window_s) for j in jobs]
     stage = swap.stage if swap is not None else _keep_loaded
