@@ -327,3 +327,24 @@ def test_two_servers_on_one_store_answer_alike_while_a_third_process_indexes(sto
         for proc, _ in servers:
             proc.terminate()
             proc.wait(20)
+
+
+def test_a_bug_is_a_500_without_its_traceback(store, monkeypatch, caplog):
+    import logging
+
+    served_engine = engine(str(store))
+    _, worker, jobs = client_for(store, served_engine=served_engine)
+    app = Guard(create_app(served_engine, worker, jobs, lambda: None), None)
+    client = TestClient(app, raise_server_exceptions=False)  # as a real server: the client sees only the answer
+
+    def broken():
+        raise RuntimeError("secret internals at /srv/egorag/engine.py line 42")
+
+    monkeypatch.setattr(served_engine, "videos", broken)
+    with client, caplog.at_level(logging.ERROR, "egorag.server"):
+        got = client.get("/videos")
+        assert got.status_code == 500 and got.json() == {"error": "internal error (RuntimeError); the server's log has the details"}
+        assert "secret" not in got.text and "Traceback" not in got.text
+        assert any(r.exc_info and "secret internals" in str(r.exc_info[1]) for r in caplog.records)  # the log has it
+        assert client.get("/search", params={"q": "bees"}).status_code == 200  # and the server goes on
+    worker.close()
