@@ -77,7 +77,9 @@ def test_search_watch_and_errors(browser, sample_db, tmp_path):
             return !/[\\p{L}\\p{N}]$/u.test(before); })""")
         assert first.locator(".bars .bar").count() == len(top["scores"])
         assert page.locator(".strip .mark").count() == page.locator(".card").count()
-        assert first.locator("img").evaluate("img => img.complete && img.naturalWidth > 0")  # the thumbnail loaded
+        # the thumbnail loads (asynchronously: wait for it)
+        page.wait_for_function("() => { const i = document.querySelector('.card img'); return i.complete && i.naturalWidth > 0; }",
+                               timeout=20000)
 
         first.click()  # plays from the moment the query matched
         want = top["moment"] if top["moment"] is not None else top["start"]
