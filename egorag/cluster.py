@@ -195,7 +195,7 @@ def index_on_ray(engine, jobs: Sequence[VideoJob], report: IndexReport, *, reind
             warnings.filterwarnings("ignore", message="lancedb fork support", category=RuntimeWarning)
             ray.init(address=options.address, logging_level=logging.WARNING, log_to_driver=False)
     try:
-        existing = engine._existing_store()
+        existing = engine.existing_store()
         fingerprints = dict(existing.fingerprints) if existing is not None else \
             ray.get(ray.remote(_load_fingerprints).remote(loader, captioned))
         store = LanceSceneStore(engine.db, fingerprints)

@@ -136,7 +136,7 @@ class Engine:
             self._finish(report, StageTimes(), t0)
             return report
         times = StageTimes()
-        existing = self._existing_store()
+        existing = self.existing_store()
         given = None if scenes is None else Path(scenes)
         if given is not None and given.is_file() and len(files) != 1:
             raise EgoragError(f"{given}: one scene list is for one video, but {len(files)} were given; "
@@ -186,7 +186,7 @@ class Engine:
         self._finish(report, times, t0)
         return report
 
-    def _existing_store(self):
+    def existing_store(self):
         """The store as it is (None when there is none yet: then LanceDB is not even imported)."""
         from index.lance import SCENES
 
