@@ -144,7 +144,7 @@ class CaptionConfig:
     captioner: str = ""  # "blip" or "qwen2-vl"
     model: str = ""  # hub id or local directory; empty picks the captioner's default
     device: str = "auto"
-    frames: int = 4
+    frames: int = 5  # per scene: each captioned (BLIP), or all in one prompt (Qwen2-VL)
     max_new_tokens: int = 40
     section: ClassVar[str] = "caption"
 

@@ -85,6 +85,34 @@ def test_blip_captions_deterministically(tiny_blip):
     assert tiny_blip.caption([]) == ""
 
 
+def test_blip_captions_every_frame_in_one_batch_and_joins_the_distinct_ones(tiny_blip):
+    from egorag.captioners.blip import join_captions
+
+    shots = frames(3)
+    alone = [tiny_blip.caption([f]) for f in shots]  # one frame: its own caption
+    assert tiny_blip.caption(shots) == join_captions(alone)  # batched: the same captions, joined
+    assert join_captions(["a man in a kitchen", "a man standing in a kitchen.", "a dog on a sofa", "a  dog on a sofa"]) == \
+        "a man standing in a kitchen; a dog on a sofa"
+    assert join_captions(["", "  "]) == ""
+
+
+def test_caption_frames_follow_the_keyframes():
+    import av
+
+    from egorag.ingest.frames import CaptionFrames
+    from egorag.schema import SceneSpan
+
+    collector = CaptionFrames(size=32, period=1.0, per_scene=3)
+    for t in range(10):  # one frame a second, each a different grey
+        frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * t, np.uint8), format="rgb24")
+        collector.consume(t, float(t), frame)
+    spans = [SceneSpan(0, 0.0, 10.0)]
+    picked = collector.frames_for(spans, [(2.2, 7.9, 2.4)])[0]  # k-means picks: the frames nearest them, once each
+    assert [round(np.asarray(im)[0, 0, 0] / 20) for im in picked] == [2, 8]
+    even = collector.frames_for(spans)[0]  # no visual model: evenly spaced
+    assert [round(np.asarray(im)[0, 0, 0] / 20) for im in even] == [0, 4, 9]
+
+
 def test_qwen_captions_from_pil_frames(tiny_qwen):
     msgs = tiny_qwen.messages(frames(2))
     video = msgs[0]["content"][0]

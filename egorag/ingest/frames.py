@@ -128,14 +128,21 @@ class CaptionFrames:
         self._times.append(time)
         self._jpegs.append(jpeg_thumbnail(rgb, max(w, h), quality=90))
 
-    def frames_for(self, spans: Sequence[SceneSpan]) -> list[list]:
+    def frames_for(self, spans: Sequence[SceneSpan], keyframe_times: Sequence[Sequence[float] | None] = ()) -> list[list]:
+        """Each scene's frames for the captioner: those nearest its keyframes (the k-means picks
+        of the visual model, when it ran; ``keyframe_times`` per scene), else evenly spaced."""
         from PIL import Image
 
         times = np.asarray(self._times)
         out = []
-        for span in spans:
-            idx = samples_in(times, span, self.per_scene)
-            out.append([Image.open(io.BytesIO(self._jpegs[i])).convert("RGB") for i in idx])
+        for i, span in enumerate(spans):
+            picks = keyframe_times[i] if i < len(keyframe_times) else None
+            if picks and times.size:
+                nearest = [int(np.argmin(np.abs(times - t))) for t in picks]
+                idx = sorted(dict.fromkeys(nearest))[: self.per_scene]
+            else:
+                idx = samples_in(times, span, self.per_scene)
+            out.append([Image.open(io.BytesIO(self._jpegs[j])).convert("RGB") for j in idx])
         return out
 
 

@@ -114,7 +114,7 @@ def segment(path: Path, info: VideoInfo, config: EngineConfig, models: ModelSet,
     else:
         spans = build_scenes(detector.cut_times(), min(decoded, info.duration), config.scenes)
     keyframes = sampler.keyframes(spans) if sampler is not None else ()
-    frames = collector.frames_for(spans) if collector is not None else ()
+    frames = collector.frames_for(spans, [k.times if k is not None else None for k in keyframes]) if collector is not None else ()
     screen = reader.lines_for(spans) if reader is not None else ()
     return Segmented(info, tuple(spans), tuple(keyframes), tuple(frames), tuple(screen), tuple(thumbs.for_spans(spans)))
 
