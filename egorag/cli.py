@@ -154,7 +154,7 @@ def cmd_index(args) -> int:
 
         print(json.dumps(asdict(report), indent=2, default=str))
     elif not args.quiet:
-        print_modalities(report.modalities)
+        print_modalities(report.modalities, args.verbose)
         print(
             f"indexed {len(report.indexed)} video(s), replaced {len(report.replaced)}, "
             f"unchanged {len(report.unchanged)}, failed {len(report.failed)}; {report.scenes} scenes, "
@@ -171,10 +171,12 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
-def print_modalities(statuses) -> None:
+def print_modalities(statuses, verbose: bool = False) -> None:
+    """One short line per modality: on with its model, or off with the fix (``-v``: the
+    loader's full reason)."""
     for st in statuses:
         mark = "on " if st.enabled else "off"
-        print(f"  {st.name:8s} {mark} {st.detail}")
+        print(f"  {st.name:8s} {mark} {st.detail if verbose else st.short()}")
 
 
 def cmd_search(args) -> int:
@@ -350,7 +352,7 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps([{"name": s.name, "enabled": s.enabled, "detail": s.detail} for s in statuses.values()], indent=2))
     else:
-        print_modalities(statuses.values())
+        print_modalities(statuses.values(), args.verbose)
     return 0
 
 

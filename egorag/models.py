@@ -30,6 +30,14 @@ class ModalityStatus:
     enabled: bool
     detail: str  # the model when enabled; why not, and how to enable it, when disabled
 
+    def short(self) -> str:
+        """One short line: the model when on; the fix alone (its "To enable: ..." part) when off.
+        ``detail`` has the loader's full reason."""
+        if self.enabled:
+            return self.detail.split(" (found:")[0]
+        fix = self.detail.rpartition("To enable: ")[2] if "To enable: " in self.detail else self.detail
+        return f"to enable: {fix}" if "To enable: " in self.detail else fix
+
 
 @dataclass
 class ModelSet:

@@ -37,6 +37,10 @@ def test_status_classify_and_a_bad_file_fail_fast_without_the_ml_stack(tmp_path)
     (tmp_path / "notes.mp4").write_text("not a video\n")
     out, seconds, torch = cli("status", cwd=tmp_path)
     assert out.returncode == 0 and "visual   off" in out.stdout and "text     on" in out.stdout and not torch
+    visual = next(line for line in out.stdout.splitlines() if line.startswith("  visual"))
+    assert "to enable: set [visual] pretrained" in visual and "Tried" not in visual  # one short line: the fix
+    out, seconds, torch = cli("status", "-v", cwd=tmp_path)
+    assert "Tried: local path" in out.stdout  # -v: the loader's full reason
     out, seconds, torch = cli("classify", "a.jpg", "--labels", "a dog,a cat", cwd=tmp_path)
     assert out.returncode == 1 and "not in the local Hugging Face cache" in out.stderr and not torch
     out, seconds, torch = cli("classify", "missing.jpg", "--labels", "a dog,a cat", cwd=tmp_path)
