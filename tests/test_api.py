@@ -348,3 +348,23 @@ def test_a_bug_is_a_500_without_its_traceback(store, monkeypatch, caplog):
         assert any(r.exc_info and "secret internals" in str(r.exc_info[1]) for r in caplog.records)  # the log has it
         assert client.get("/search", params={"q": "bees"}).status_code == 200  # and the server goes on
     worker.close()
+
+
+def test_an_index_job_over_hostile_files_reports_them_and_indexes_the_rest(store, library, tmp_path):
+    root = tmp_path / "media"
+    root.mkdir()
+    (root / "good.mp4").write_bytes((library / "v5.mp4").read_bytes())
+    (root / "broken.mp4").write_bytes((library / "v3.mp4").read_bytes()[:2000])
+    (root / "notes.mp4").write_text("not a video\n")
+    os.mkfifo(root / "pipe.mp4")
+    (root / "loop.mp4").symlink_to(root / "loop.mp4")
+    client, worker, jobs = client_for(store, media_root=root)
+    with client:
+        job = wait_job(client, client.post("/videos", json={"paths": ["."]}).json()["id"])
+        assert job["state"] == "done", job
+        assert job["report"]["indexed"] == [str((root / "good.mp4").resolve())]
+        failed = {Path(f["path"]).name for f in job["report"]["failed"]}
+        assert {"broken.mp4", "notes.mp4"} <= failed, job["report"]
+        assert client.get("/search", params={"q": "saturn rings"}).status_code == 200
+    jobs.close()
+    worker.close()
