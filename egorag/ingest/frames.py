@@ -108,25 +108,42 @@ class FrameSampler:
         )
 
 
-class CaptionFrames:
-    """Keeps JPEG frames at the captioner's working size (shortest side ``size``) once per
-    ``period`` seconds, then hands each scene up to ``per_scene`` evenly spaced PIL frames."""
+class PeriodicFrames:
+    """Keeps the decoded frame as a JPEG once per ``period`` seconds, at the size ``_size``
+    picks; the two consumers below differ only in size, filter and quality."""
 
-    def __init__(self, size: int = 384, period: float = 1.0, per_scene: int = 4):
-        self.size, self.period, self.per_scene = size, period, per_scene
+    interpolation = "BICUBIC"
+
+    def __init__(self, period: float, quality: int):
+        self.period, self.quality = period, quality
         self._next = 0.0
         self._times: list[float] = []
         self._jpegs: list[bytes] = []
+
+    def _size(self, frame) -> tuple[int, int]:
+        raise NotImplementedError
 
     def consume(self, index: int, time: float, frame) -> None:
         if time + 1e-6 < self._next:
             return
         self._next = time + self.period
-        scale = self.size / min(frame.width, frame.height)
-        w, h = max(2, int(frame.width * scale)), max(2, int(frame.height * scale))
-        rgb = frame.to_ndarray(width=w, height=h, format="rgb24", interpolation="BICUBIC")
+        w, h = self._size(frame)
+        rgb = frame.to_ndarray(width=w, height=h, format="rgb24", interpolation=self.interpolation)
         self._times.append(time)
-        self._jpegs.append(jpeg_thumbnail(rgb, max(w, h), quality=90))
+        self._jpegs.append(jpeg_thumbnail(rgb, max(w, h), quality=self.quality))
+
+
+class CaptionFrames(PeriodicFrames):
+    """Frames at the captioner's working size (shortest side ``size``), then each scene's up to
+    ``per_scene`` of them as PIL images."""
+
+    def __init__(self, size: int = 384, period: float = 1.0, per_scene: int = 4):
+        super().__init__(period, quality=90)
+        self.size, self.per_scene = size, per_scene
+
+    def _size(self, frame) -> tuple[int, int]:
+        scale = self.size / min(frame.width, frame.height)
+        return max(2, int(frame.width * scale)), max(2, int(frame.height * scale))
 
     def frames_for(self, spans: Sequence[SceneSpan], keyframe_times: Sequence[Sequence[float] | None] = ()) -> list[list]:
         """Each scene's frames for the captioner: those nearest its keyframes (the k-means picks
@@ -146,25 +163,19 @@ class CaptionFrames:
         return out
 
 
-class SceneThumbnails:
-    """Keeps a small JPEG (longest side ``px``) once per ``period`` seconds and gives each scene
-    the one nearest its middle: every scene gets a picture, whatever modalities run."""
+class SceneThumbnails(PeriodicFrames):
+    """Small JPEGs (longest side ``px``), then for each scene the one nearest its middle: every
+    scene gets a picture, whatever modalities run."""
+
+    interpolation = "AREA"
 
     def __init__(self, px: int = 320, period: float = 1.0, quality: int = 75):
-        self.px, self.period, self.quality = px, period, quality
-        self._next = 0.0
-        self._times: list[float] = []
-        self._jpegs: list[bytes] = []
+        super().__init__(period, quality)
+        self.px = px
 
-    def consume(self, index: int, time: float, frame) -> None:
-        if time + 1e-6 < self._next:
-            return
-        self._next = time + self.period
+    def _size(self, frame) -> tuple[int, int]:
         scale = min(1.0, self.px / max(frame.width, frame.height))
-        w, h = max(2, int(frame.width * scale)), max(2, int(frame.height * scale))
-        rgb = frame.to_ndarray(width=w, height=h, format="rgb24", interpolation="AREA")
-        self._times.append(time)
-        self._jpegs.append(jpeg_thumbnail(rgb, self.px, self.quality))
+        return max(2, int(frame.width * scale)), max(2, int(frame.height * scale))
 
     def for_spans(self, spans: Sequence[SceneSpan]) -> list[bytes | None]:
         times = np.asarray(self._times)
