@@ -48,7 +48,7 @@ class Engine:
         self._store = None
         self._retriever = None
         self._accelerator = None
-        self._listing: tuple[list[str] | None, list[Video]] | None = None  # see _listed
+        self._listing: tuple[list[str] | None, list[Video]] | None = None  # (videos table stamp, its videos): see videos()
         self._lance = None  # see _records
 
     def sibling(self) -> Engine:
@@ -289,7 +289,7 @@ class Engine:
         wanted = getattr(where, "video_ids", ())
         if not wanted:
             return
-        videos = self._listed()
+        videos = self.videos()
         ids = {v.video_id for v in videos}
         for ref in wanted:
             if ref in ids:
@@ -388,8 +388,17 @@ class Engine:
     # -- catalogue ----------------------------------------------------------------------------
 
     def videos(self) -> list[Video]:
-        """The indexed videos by path (metadata only: global vectors are not loaded). Answered
-        from the listing snapshot while it is current, without importing LanceDB."""
+        """The indexed videos by path (metadata only: global vectors are not loaded). Read
+        again only after the videos table changed (a directory listing tells), from the listing
+        snapshot while it is current, without importing LanceDB."""
+        from index.mapped import table_versions
+
+        stamp = table_versions(self.db, "videos")
+        if self._listing is None or self._listing[0] != stamp or stamp is None:
+            self._listing = (stamp, self._read_videos())
+        return list(self._listing[1])
+
+    def _read_videos(self) -> list[Video]:
         from egorag.schema import videos_from_table
         from index.listing import read_snapshot
 
@@ -402,7 +411,7 @@ class Engine:
 
     def video(self, video_id: str) -> Video:
         """One indexed video by id; :class:`EgoragError` naming close ids if there is none."""
-        for video in self._listed():
+        for video in self.videos():
             if video.video_id == video_id:
                 return video
         raise NotFoundError(f"{video_id}: no such video in {self.db} (see `egorag videos`)")
@@ -432,15 +441,6 @@ class Engine:
             self._lance.refresh()
         return self._lance
 
-    def _listed(self) -> list[Video]:
-        """:meth:`videos`, read again only after the videos table changed (a directory listing
-        tells): a filtered search checks its video ids against it."""
-        from index.mapped import table_versions
-
-        stamp = table_versions(self.db, "videos")
-        if self._listing is None or self._listing[0] != stamp or stamp is None:
-            self._listing = (stamp, self.videos())
-        return self._listing[1]
 
     def _snapshot(self) -> None:
         from index.listing import write_snapshot
