@@ -283,6 +283,10 @@ def test_cli_serve_errors(db, tmp_path, capsys):
     assert "--max-batch must be at least 1" in capsys.readouterr().err
     assert main(["serve", "--db", str(tmp_path / "nothing"), "--config", str(cfg), "--port", "0"]) == 1
     assert "no egorag store here" in capsys.readouterr().err and not (tmp_path / "nothing").exists()
+    assert main(["serve", "--db", str(db), "--config", str(cfg), "--host", "0.0.0.0", "--port", "0"]) == 1
+    assert "give an --api-key" in capsys.readouterr().err
+    assert main(["serve", "--db", str(db), "--config", str(cfg), "--port", "0", "--media-root", str(tmp_path / "none")]) == 1
+    assert "--media-root" in capsys.readouterr().err
 
 
 def test_an_image_query_through_the_server(visual_built, cut_video, tmp_path):  # noqa: F811 - the fixture
