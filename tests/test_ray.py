@@ -70,3 +70,34 @@ def test_the_cli_passes_ray_on(monkeypatch, tmp_path, library):
     cli.main(["index", str(library), "--db", str(tmp_path / "db"), "--ray", "ray://head:10001"])
     cli.main(["index", str(library), "--db", str(tmp_path / "db")])
     assert seen == [True, "ray://head:10001", None]
+
+
+@pytest.mark.slow
+def test_ray_with_the_real_models_matches_one_process_on_dev_videos(cluster, tmp_path):
+    """The shipped models (whisper tiny.en, MiniLM, RapidOCR) on two dev-set videos: Ray's store
+    holds the same scenes, transcripts, screen text and vectors as the single-process one."""
+    import numpy as np
+
+    from egorag.engine import Engine
+    from index.lance import LanceSceneStore
+
+    devset = TESTS.parent / "benchmarks" / "data" / "devset"
+    videos = [devset / "travel.mp4", devset / "space.mp4"]
+    Engine(tmp_path / "one").index(videos)
+    report = Engine(tmp_path / "ray").index(videos, ray=True)
+    assert len(report.indexed) == 2 and not report.failed
+
+    def rows(db):
+        store = LanceSceneStore(db)
+        out = {}
+        for video in store.videos():
+            for s in store.scenes_of(video.video_id, with_vectors=True):
+                out[(Path(s.video_path).name, s.scene_index)] = s
+        return out
+
+    one, ray = rows(tmp_path / "one"), rows(tmp_path / "ray")
+    assert sorted(one) == sorted(ray) and len(one) >= 6
+    for key, a in one.items():
+        b = ray[key]
+        assert (a.start, a.end, a.transcript, a.screen_text) == (b.start, b.end, b.transcript, b.screen_text), key
+        np.testing.assert_allclose(a.vectors["text"], b.vectors["text"], atol=1e-4)
