@@ -97,7 +97,7 @@ def _load_text(config: EngineConfig) -> Any:
 def _load_visual(config: EngineConfig) -> Any:
     from egorag.encoders.registry import create_encoder
 
-    return create_encoder("open-clip", config=config.visual)
+    return create_encoder("xclip" if config.visual.model == "xclip" else "open-clip", config=config.visual)
 
 
 def _load_audio(config: EngineConfig) -> Any:
@@ -144,6 +144,10 @@ def _weights_of(config: EngineConfig, name: str) -> tuple[str, Any, str]:
             raise ModelLoadError(f"rapidocr is not installed. To enable: {HOW}")
         spec = importlib.util.find_spec("rapidocr")
         return "RapidOCR models", ResolvedModel("rapidocr", str(Path(spec.origin).parent / "models"), "package", ()), HOW
+    if name == "visual" and config.visual.model == "xclip":
+        from egorag.encoders.xclip import HOW, xclip_weights
+
+        return "X-CLIP model", resolve_model(xclip_weights(config.visual)), HOW
     if name == "visual":
         from egorag.encoders.clip import HOW, _resolve
 

@@ -160,6 +160,7 @@ class Keyframes:
     vectors: np.ndarray  # (n, dim) float32, L2-normalised
     times: tuple[float, ...]
     jpegs: tuple[bytes, ...] = ()
+    pooled: np.ndarray | None = None  # a clip encoder's (X-CLIP) scene vector; None: the keyframes' mean
 
 
 @dataclass(frozen=True)

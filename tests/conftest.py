@@ -339,3 +339,25 @@ def tiny_qwen():
     torch.manual_seed(0)
     processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), tokenizer=tok, video_processor=Qwen2VLVideoProcessor(), chat_template=QWEN_TEMPLATE)
     return Qwen2VLCaptioner.from_model(Qwen2VLForConditionalGeneration(config), processor, "tiny-qwen2-vl", CaptionConfig(captioner="qwen2-vl", max_new_tokens=4))
+
+
+@pytest.fixture(scope="session")
+def tiny_xclip():
+    """A tiny random X-CLIP built from an XCLIPConfig (8-frame clips of 32 px), wrapped as egorag's encoder."""
+    import torch
+    from transformers import VideoMAEImageProcessor, XCLIPConfig, XCLIPModel
+
+    from egorag.config import VisualConfig
+    from egorag.encoders.xclip import XClipEncoder
+
+    torch.manual_seed(0)
+    config = XCLIPConfig(
+        text_config=dict(vocab_size=len(VOCAB) + 8, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=32),
+        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32,
+                           patch_size=8, num_frames=8, mit_hidden_size=16, mit_intermediate_size=32, mit_num_hidden_layers=1,
+                           mit_num_attention_heads=2),
+        projection_dim=16, prompt_layers=1, prompt_num_attention_heads=2,
+    )
+    processor = VideoMAEImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return XClipEncoder.from_model(XCLIPModel(config), processor, word_tokenizer(VOCAB), "tiny-xclip", VisualConfig(model="xclip"))

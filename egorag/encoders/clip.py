@@ -67,6 +67,7 @@ def _open_clip_logs_as_debug():
 @register_encoder("open-clip")
 class OpenClipEncoder:
     modality = "visual"
+    clip_frames = None  # a scene's vector is its keyframes' mean (X-CLIP pools a clip instead)
 
     def __init__(self, config: VisualConfig = VisualConfig()):
         model_name, pretrained, resolved = _resolve(config)

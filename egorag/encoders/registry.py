@@ -16,6 +16,7 @@ _BUILTIN_MODULES = {
     "sentence-transformers": "egorag.encoders.sentence",
     "open-clip": "egorag.encoders.clip",
     "clap": "egorag.encoders.clap",
+    "xclip": "egorag.encoders.xclip",
 }
 
 

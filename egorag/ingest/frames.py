@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from egorag.config import VisualConfig
+from egorag.encoders.base import l2_normalize
 from egorag.ingest.keyframes import bipartite_merge, kmeans_keyframes
 from egorag.schema import Keyframes, SceneSpan
 
@@ -29,6 +30,18 @@ def frame_to_square(frame, size: int) -> np.ndarray:
     top = int(round((new_h - size) / 2.0))
     left = int(round((new_w - size) / 2.0))
     return rgb[top : top + size, left : left + size]
+
+
+def square(image: np.ndarray, size: int) -> np.ndarray:
+    """A uint8 RGB array resized (bicubic, shortest side to ``size``) and centre-cropped to
+    ``size`` x ``size``: :func:`frame_to_square` for an image already decoded."""
+    from PIL import Image
+
+    im = Image.fromarray(image)
+    scale = size / min(im.width, im.height)
+    im = im.resize((max(size, round(im.width * scale)), max(size, round(im.height * scale))), Image.BICUBIC)
+    left, top = (im.width - size) // 2, (im.height - size) // 2
+    return np.asarray(im.crop((left, top, left + size, top + size)))
 
 
 def jpeg_thumbnail(image: np.ndarray, px: int, quality: int = 80) -> bytes:
@@ -66,6 +79,7 @@ class FrameSampler:
         self._vectors: list[np.ndarray] = []
         self._times: list[float] = []
         self._thumbs: list[bytes] = []
+        self._crops: list[bytes] = []  # the model-sized frames, kept (JPEG) only for a clip encoder
 
     def consume(self, index: int, time: float, frame) -> None:
         if time + 1e-6 < self._next:
@@ -75,12 +89,18 @@ class FrameSampler:
         self._pending.append(crop)
         self._pending_times.append(time)
         self._thumbs.append(jpeg_thumbnail(crop, self.config.thumbnail_px))
+        if self.encoder.clip_frames:
+            self._crops.append(jpeg_thumbnail(crop, self.encoder.image_size, quality=90))
         if len(self._pending) >= self.config.batch_size:
             self._flush()
 
     def _flush(self) -> None:
         if self._pending:
-            self._vectors.append(self.encoder.encode_frames(np.stack(self._pending)))
+            frames = np.stack(self._pending)
+            # a clip encoder embeds a scene's picked frames together; its frames are told apart by
+            # their pixels (16 x 16 grey, normalised), not by a model call each
+            vectors = self.encoder.encode_frames(frames) if not self.encoder.clip_frames else pixel_features(frames)
+            self._vectors.append(vectors)
             self._times += self._pending_times
             self._pending, self._pending_times = [], []
 
@@ -97,6 +117,8 @@ class FrameSampler:
         return out
 
     def _reduce(self, vectors: np.ndarray, times: np.ndarray, idx: np.ndarray) -> Keyframes:
+        if self.encoder.clip_frames:
+            return self._clip(vectors, times, idx)
         k = self.config.max_keyframes
         if self.config.reducer == "bipartite":
             merged, merged_times = bipartite_merge(vectors, times, k)
@@ -106,6 +128,29 @@ class FrameSampler:
         return Keyframes(
             vectors[picks], tuple(float(t) for t in times[picks]), tuple(self._thumbs[int(idx[p])] for p in picks)
         )
+
+    def _clip(self, features: np.ndarray, times: np.ndarray, idx: np.ndarray) -> Keyframes:
+        """A clip encoder's scene: its ``clip_frames`` frames picked by k-means over their pixels,
+        in time order, embedded as one video; that vector is the scene's one keyframe, at the
+        middle pick's time."""
+        from PIL import Image
+
+        picks = sorted(int(p) for p in kmeans_keyframes(features, self.encoder.clip_frames))
+        frames = np.stack([np.asarray(Image.open(io.BytesIO(self._crops[int(idx[p])])).convert("RGB")) for p in picks])
+        pooled = self.encoder.encode_clip(frames)
+        middle = picks[len(picks) // 2]
+        return Keyframes(pooled[None], (float(times[middle]),), (self._thumbs[int(idx[middle])],), pooled)
+
+
+def pixel_features(frames: np.ndarray, side: int = 16) -> np.ndarray:
+    """Each uint8 frame (n, S, S, 3) as a small grey image, flattened, centred and L2-normalised:
+    enough to tell a scene's frames apart for k-means."""
+    from PIL import Image
+
+    grey = np.stack([np.asarray(Image.fromarray(f).convert("L").resize((side, side), Image.BILINEAR), np.float32).ravel()
+                     for f in frames])
+    grey -= grey.mean(axis=1, keepdims=True)
+    return l2_normalize(grey)
 
 
 class PeriodicFrames:

@@ -291,10 +291,12 @@ def encode_videos(
 
 def finish_video(job: VideoJob, segmented: Segmented, texts: SceneTexts, vectors: dict[str, list]) -> tuple[Video, list[Scene]]:
     """A video's records from its stages' outputs: the visual vector of each scene (its
-    keyframes' mean), the scene records, and the video's global vectors."""
+    keyframes' mean, or a clip encoder's pooled vector), the scene records, and the video's
+    global vectors."""
     job.check_unchanged()
     if segmented.keyframes:
-        vectors["visual"] = [None if k is None else l2_normalize(k.vectors.mean(axis=0)) for k in segmented.keyframes]
+        vectors["visual"] = [None if k is None else k.pooled if k.pooled is not None else l2_normalize(k.vectors.mean(axis=0))
+                             for k in segmented.keyframes]
     video_id = job.digest[:16]
     scenes = build_records(video_id, str(job.path), segmented, texts, vectors)
     global_vectors = {m: global_vector(vs) for m, vs in vectors.items()}
