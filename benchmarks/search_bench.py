@@ -38,10 +38,9 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 from egorag.config import RetrievalConfig  # noqa: E402
-from egorag.schema import EncoderFingerprint, scene_schema, video_schema  # noqa: E402
+from egorag.schema import EncoderFingerprint  # noqa: E402
 from index.faiss import FaissAccelerator, FaissOptions  # noqa: E402
 from index.lance import LanceSceneStore  # noqa: E402
-from retrieval.fusion import Calibration  # noqa: E402
 from retrieval.hierarchical import HierarchicalRetriever  # noqa: E402
 
 CACHE = HERE / "cache"
@@ -365,19 +364,19 @@ def main() -> None:
     raw = {}
     flat_ids = None
     for kind in ("flat", "ivf", "hnsw") if args.scenes <= 200_000 else ("flat", "ivf"):
-        index, build_s = timed(raw_index, text, kind)
-        _, add_s = timed(index.add, text)
+        ix, build_s = timed(raw_index, text, kind)
+        _, add_s = timed(ix.add, text)
         params = faiss.SearchParametersIVF(nprobe=FaissOptions().nprobe) if kind == "ivf" else None
         single = []
         for q in qs:
-            _, s = timed(lambda: index.search(q[None], 10, params=params))
+            _, s = timed(lambda: ix.search(q[None], 10, params=params))
             single.append(s * 1000)
-        (_, ids), batch_s = timed(lambda: index.search(qs, 10, params=params))
+        (_, ids), batch_s = timed(lambda: ix.search(qs, 10, params=params))
         if kind == "flat":
             flat_ids = ids
         rec = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, flat_ids)]))
         raw[kind] = {**pct(single), "batched_qps": len(qs) / batch_s, "build_s": build_s + add_s, "recall_at_10_vs_flat": rec}
-        del index
+        del ix
     lance_lat = []
     for q in qs[:10]:
         _, s = timed(store.search, "text", q[None], 10)
