@@ -369,9 +369,9 @@ def main() -> None:
         params = faiss.SearchParametersIVF(nprobe=FaissOptions().nprobe) if kind == "ivf" else None
         single = []
         for q in qs:
-            _, s = timed(lambda: ix.search(q[None], 10, params=params))
+            _, s = timed(lambda ix=ix, q=q: ix.search(q[None], 10, params=params))
             single.append(s * 1000)
-        (_, ids), batch_s = timed(lambda: ix.search(qs, 10, params=params))
+        (_, ids), batch_s = timed(lambda ix=ix: ix.search(qs, 10, params=params))
         if kind == "flat":
             flat_ids = ids
         rec = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, flat_ids)]))
