@@ -169,7 +169,13 @@ class Engine:
                 for job, (video, scenes) in zip(jobs, results):
                     indexing.write(store, video, scenes, report, reindex)
         else:
+            t_load = time.perf_counter()
             models = self.index_models()
+            if models.text is not None:
+                # the text encoder answers queries in ONNX and loads its PyTorch model for documents
+                # on first use: load it here, so that model loading is counted apart from encoding
+                models.text.encode_documents(["warm up"])
+            times.add("load_models", time.perf_counter() - t_load)
             report.modalities = list(models.status.values())
             store = self.store(create=True)
             store.purge_incomplete()
