@@ -97,6 +97,15 @@ def check_reachable(what: str, resolved: ResolvedModel, how: str) -> None:
         raise load_error(what, resolved, FileNotFoundError("not in the local Hugging Face cache"), how)
 
 
+def from_pretrained(what: str, resolved: ResolvedModel, how: str, *classes) -> list:
+    """``cls.from_pretrained`` of each transformers class at ``resolved`` (a processor, a model);
+    any failure (hub, file, config) is the :func:`load_error` naming what was tried."""
+    try:
+        return [cls.from_pretrained(resolved.location, local_files_only=resolved.is_local) for cls in classes]
+    except Exception as exc:  # hub, file and config errors all mean "could not load"
+        raise load_error(what, resolved, exc, how) from exc
+
+
 def load_error(what: str, resolved: ResolvedModel, exc: BaseException, how: str) -> ModelLoadError:
     """A :class:`ModelLoadError` naming everything that was tried and how to provide the weights."""
     offline = " (offline: HF_HUB_OFFLINE=1)" if resolved.source == "hub" and hub_offline() else ""

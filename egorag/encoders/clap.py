@@ -16,7 +16,7 @@ from egorag.devices import resolve_device
 from egorag.encoders.base import check_output, l2_normalize
 from egorag.encoders.registry import register_encoder
 from egorag.schema import SceneSpan
-from egorag.weights import check_reachable, load_error, resolve_model
+from egorag.weights import check_reachable, from_pretrained, resolve_model
 
 logger = logging.getLogger("egorag")
 
@@ -43,11 +43,7 @@ class ClapEncoder:
 
         self.config = config
         self.device = resolve_device(config.device)
-        try:
-            processor = ClapProcessor.from_pretrained(resolved.location, local_files_only=resolved.is_local)
-            model = ClapModel.from_pretrained(resolved.location, local_files_only=resolved.is_local)
-        except Exception as exc:  # hub, file and config errors all mean "could not load"
-            raise load_error("CLAP model", resolved, exc, HOW) from exc
+        processor, model = from_pretrained("CLAP model", resolved, HOW, ClapProcessor, ClapModel)
         self._setup(model, processor.feature_extractor, processor.tokenizer, config.model)
         logger.info("loaded CLAP %s from %s on %s", config.model, resolved.source, self.device)
 

@@ -19,7 +19,7 @@ from egorag.config import VisualConfig
 from egorag.devices import resolve_device
 from egorag.encoders.base import check_output, l2_normalize
 from egorag.encoders.registry import register_encoder
-from egorag.weights import check_reachable, load_error, resolve_model
+from egorag.weights import check_reachable, from_pretrained, resolve_model
 
 logger = logging.getLogger("egorag")
 
@@ -45,11 +45,7 @@ class XClipEncoder:
         from transformers import XCLIPModel, XCLIPProcessor
 
         self.device = resolve_device(config.device)
-        try:
-            processor = XCLIPProcessor.from_pretrained(resolved.location, local_files_only=resolved.is_local)
-            model = XCLIPModel.from_pretrained(resolved.location, local_files_only=resolved.is_local)
-        except Exception as exc:  # hub, file and config errors all mean "could not load"
-            raise load_error("X-CLIP model", resolved, exc, HOW) from exc
+        processor, model = from_pretrained("X-CLIP model", resolved, HOW, XCLIPProcessor, XCLIPModel)
         self._setup(model, processor.image_processor, processor.tokenizer, xclip_weights(config), config)
         logger.info("loaded X-CLIP %s from %s on %s", self.checkpoint, resolved.source, self.device)
 
