@@ -180,7 +180,7 @@ def print_modalities(statuses, verbose: bool = False) -> None:
 
 
 def cmd_search(args) -> int:
-    from index.base import SceneFilter
+    from egorag import SceneFilter
 
     if not args.text and not args.image:
         raise EgoragError("search needs a text query or --image IMG")

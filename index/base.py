@@ -38,6 +38,24 @@ class SceneFilter:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
                 raise QueryError(f"a time filter must be a finite number of seconds, got {name} = {value!r}")
 
+    @classmethod
+    def parse(cls, video=None, path: str | None = None, time_from=None, time_to=None) -> SceneFilter | None:
+        """From a request's values (HTTP, MCP, a retriever's filters): one video id or a list, a
+        path glob, times as seconds, ``mm:ss`` or ``hh:mm:ss``. None when nothing restricts; a
+        bad time is a :class:`QueryError` naming its field (``from`` / ``to``)."""
+        from egorag.times import parse_time
+
+        times = {}
+        for name, value in (("from", time_from), ("to", time_to)):
+            if value is not None:
+                try:
+                    times[name] = parse_time(value)
+                except ValueError as exc:
+                    raise QueryError(f"{name!r}: {exc}") from None
+        videos = (video,) if isinstance(video, str) else tuple(video or ())
+        where = cls(videos, path, times.get("from"), times.get("to"))
+        return None if where.is_empty() else where
+
     def is_empty(self) -> bool:
         return not self.video_ids and self.path_glob is None and self.time_from is None and self.time_to is None
 

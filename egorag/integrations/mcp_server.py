@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from egorag import SceneFilter
 from egorag.errors import EgoragError, LLMError, MissingExtraError
 
 try:
@@ -50,13 +51,6 @@ def create_server(engine) -> MCPServer:
     server = MCPServer("egorag", instructions=INSTRUCTIONS)
     lock = threading.Lock()  # sync tools run on worker threads; the engine takes one caller at a time
 
-    def filters(video: str | None, start: str | None, end: str | None):
-        from egorag import SceneFilter, parse_time
-
-        where = SceneFilter((video,) if video else (), None, None if start is None else parse_time(start),
-                            None if end is None else parse_time(end))
-        return None if where.is_empty() else where
-
     @server.tool()
     @_said
     def search_videos(
@@ -69,7 +63,7 @@ def create_server(engine) -> MCPServer:
         """Find the scenes of the indexed videos that match a query, best first, each with its
         video, start and end seconds, the moment the query matched, its words and its scores."""
         with lock:
-            result = engine.search(query, k=k, where=filters(video, start, end))
+            result = engine.search(query, k=k, where=SceneFilter.parse(video, None, start, end))
         hits = [{key: h[key] for key in ("scene_id", "video_id", "video", "start", "end", "moment", "score", "transcript",
                                           "screen_text", "caption")} for h in result.to_dict()["hits"]]
         return json.dumps({"query": query, "hits": hits}, indent=1)
@@ -83,7 +77,7 @@ def create_server(engine) -> MCPServer:
     ) -> str:
         """Answer a question from the videos, citing the scenes used. When egorag's LLM is not
         reachable, returns the evidence scenes and the prompt for you to answer from."""
-        where = filters(video, None, None)
+        where = SceneFilter.parse(video)
         with lock:
             try:
                 return json.dumps(engine.ask(question, k=k, where=where).to_dict(), indent=1)

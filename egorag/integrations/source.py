@@ -29,14 +29,11 @@ class LocalSource:
         self.engine, self.base_url = engine, base_url and base_url.rstrip("/")
 
     def search(self, query: str, k: int, filters: dict[str, Any] | None = None) -> list[dict]:
-        from egorag import SceneFilter, parse_time
+        from egorag import SceneFilter
 
-        f = dict(filters or {})
-        videos = f.get("video") or ()
-        where = SceneFilter((videos,) if isinstance(videos, str) else tuple(videos), f.get("path"),
-                            None if f.get("from") is None else parse_time(f["from"]),
-                            None if f.get("to") is None else parse_time(f["to"]))
-        return self.engine.search(query, k=k, where=None if where.is_empty() else where).to_dict()["hits"]
+        f = filters or {}
+        where = SceneFilter.parse(f.get("video"), f.get("path"), f.get("from"), f.get("to"))
+        return self.engine.search(query, k=k, where=where).to_dict()["hits"]
 
     def thumbnail_url(self, scene_id: str) -> str | None:
         """Where a server over the same store serves the thumbnail (``base_url``), if one was given."""

@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from egorag import SceneFilter, __version__, parse_time
+from egorag import SceneFilter, __version__
 from egorag.errors import EgoragError, LLMError, MediaError, NotFoundError
 from egorag.server.guard import COOKIE, BodyTimeout, BodyTooLarge
 from egorag.server.jobs import IndexingDisabled, IndexJobs
@@ -217,14 +217,14 @@ def create_app(engine, worker: EngineWorker, jobs: IndexJobs, chat_model) -> Fas
                          path: str | None = None, from_: Annotated[str | None, Query(alias="from")] = None,
                          to: str | None = None) -> Response:
         """Search by text: what ``egorag search --json`` prints."""
-        where = _where(video, path, from_, to)
+        where = SceneFilter.parse(video, path, from_, to)
         return await _search(_text(q, query, text), None, k, where)
 
     @app.post("/search", tags=["search"])
     async def search_post(body: SearchBody) -> Response:
         """Search by text, a base64 image, or several texts at once (``queries``: answers
         ``{"results": [...]}``)."""
-        where = _where(body.video, body.path, body.from_, body.to)
+        where = SceneFilter.parse(body.video, body.path, body.from_, body.to)
         if body.queries is not None:
             texts = body.queries
             if not texts or not all(t.strip() for t in texts):
@@ -248,7 +248,7 @@ def create_app(engine, worker: EngineWorker, jobs: IndexJobs, chat_model) -> Fas
                            video: Annotated[list[str] | None, Form()] = None, path: Annotated[str | None, Form()] = None,
                            from_: Annotated[str | None, Form(alias="from")] = None, to: Annotated[str | None, Form()] = None) -> Response:
         """Search by an uploaded image (multipart), with an optional text beside it."""
-        where = _where(video, path, from_, to)
+        where = SceneFilter.parse(video, path, from_, to)
         return await _search(_text(q), await _image(await image.read()), k, where)
 
     @app.post("/classify", tags=["search"])
@@ -274,11 +274,11 @@ def create_app(engine, worker: EngineWorker, jobs: IndexJobs, chat_model) -> Fas
                       video: Annotated[list[str] | None, Query()] = None, path: str | None = None,
                       from_: Annotated[str | None, Query(alias="from")] = None, to: str | None = None) -> Response:
         """Answer a question from the videos, citing scenes: what ``egorag ask --json`` prints."""
-        return await _ask(_text(q, question), k, no_llm, _where(video, path, from_, to))
+        return await _ask(_text(q, question), k, no_llm, SceneFilter.parse(video, path, from_, to))
 
     @app.post("/ask", tags=["ask"])
     async def ask_post(body: AskBody) -> Response:
-        return await _ask(_text(body.q, body.question), body.k, body.no_llm, _where(body.video, body.path, body.from_, body.to))
+        return await _ask(_text(body.q, body.question), body.k, body.no_llm, SceneFilter.parse(body.video, body.path, body.from_, body.to))
 
     async def _search(text: str | None, image, k: int, where: SceneFilter | None) -> Response:
         if text is None and image is None:
@@ -325,19 +325,6 @@ def _text(*values: str | None) -> str | None:
         if value is not None:
             return value if value.strip() else None
     return None
-
-
-def _where(video, path, start, end) -> SceneFilter | None:
-    videos = [video] if isinstance(video, str) else list(video or ())
-    times = {}
-    for name, value in (("from", start), ("to", end)):
-        if value is not None:
-            try:
-                times[name] = parse_time(value)
-            except ValueError as exc:
-                raise EgoragError(f"{name!r}: {exc}") from None
-    where = SceneFilter(tuple(videos), path, times.get("from"), times.get("to"))
-    return None if where.is_empty() else where
 
 
 FIELD_HINTS = {  # what a field must be, said in place of the validator's wording

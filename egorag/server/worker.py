@@ -20,7 +20,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from index.base import SceneFilter
+from egorag import SceneFilter
 
 logger = logging.getLogger("egorag.server")
 
