@@ -22,6 +22,7 @@ import functools
 import json
 import logging
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -30,6 +31,7 @@ from egorag.config import BadMediaPolicy, EngineConfig
 from egorag.errors import IndexMismatchError, MediaError, MissingExtraError
 from egorag.ingest.pipeline import VideoJob
 from egorag.models import ModelSet
+from egorag.models import fingerprints as fingerprints_of
 from egorag.reports import IndexReport
 from egorag.schema import EncoderFingerprint, scene_schema
 
@@ -61,19 +63,15 @@ def default_loader(config: EngineConfig) -> Loader:
     return functools.partial(load_models, config)
 
 
-def fingerprints_of(models: ModelSet) -> dict[str, EncoderFingerprint]:
-    return {m: EncoderFingerprint(m, e.name, e.checkpoint, int(e.dim)) for m, e in models.encoders().items()}
-
-
 def _load_fingerprints(loader: Loader, captioned: bool) -> dict[str, EncoderFingerprint]:
     """The fingerprints a new store gets: the encoders loaded once, on a worker."""
-    fingerprints = fingerprints_of(loader(FRAME_MODELS + EMBED_MODELS))
+    fingerprints = fingerprints_of(loader(FRAME_MODELS + EMBED_MODELS).encoders())
     if captioned and "text" in fingerprints:
         fingerprints["caption"] = replace(fingerprints["text"], modality="caption")
     return fingerprints
 
 
-class _Stage:
+class _Stage(ABC):
     """An actor's models, loaded once; rows that already failed pass through untouched."""
 
     components: tuple[str, ...] = ()
@@ -91,8 +89,9 @@ class _Stage:
             row["error"] = exc.reason
         return row
 
+    @abstractmethod
     def run(self, row: dict) -> None:
-        raise NotImplementedError
+        """This stage's work on one video's row (adds its output to the row)."""
 
 
 class Frames(_Stage):
@@ -138,7 +137,7 @@ class Embed(_Stage):
     def __init__(self, config: EngineConfig, loader: Loader, options: dict[str, Any]):
         super().__init__(config, loader, options)
         wanted = {m: fp for m, fp in options["fingerprints"].items() if m != "visual"}
-        mine = fingerprints_of(self.models)
+        mine = fingerprints_of(self.models.encoders())
         if options["captioned"] and "text" in mine:  # captions are embedded by the text encoder
             mine["caption"] = replace(mine["text"], modality="caption")
         if mine != wanted:

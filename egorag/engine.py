@@ -21,6 +21,7 @@ from egorag.errors import (
     QueryError,
 )
 from egorag.images import load_image
+from egorag.models import fingerprints
 from egorag.reports import CheckReport, IndexReport
 from egorag.schema import EncoderFingerprint, Video
 
@@ -65,12 +66,6 @@ class Engine:
             self._index_models = load_models(self.config)
         return self._index_models
 
-    def _fingerprints(self, encoders: dict[str, Any]) -> dict[str, EncoderFingerprint]:
-        return {
-            m: EncoderFingerprint(modality=m, encoder=e.name, checkpoint=e.checkpoint, dim=int(e.dim))
-            for m, e in encoders.items()
-        }
-
     def store(self, create: bool = False):
         """The scene store; ``create`` opens it for writing with the index models' fingerprint.
         Opened for reading with the FAISS backend, it is a :class:`index.mapped.MappedStore`
@@ -78,9 +73,9 @@ class Engine:
         if create:
             from index.lance import LanceSceneStore
 
-            fingerprints = self._fingerprints(self.index_models().encoders())
-            if not isinstance(self._store, LanceSceneStore) or dict(self._store.fingerprints) != fingerprints:
-                self._store = LanceSceneStore(self.db, fingerprints)
+            wanted = fingerprints(self.index_models().encoders())
+            if not isinstance(self._store, LanceSceneStore) or dict(self._store.fingerprints) != wanted:
+                self._store = LanceSceneStore(self.db, wanted)
                 self._retriever = self._accelerator = None
                 return self._store
         elif self._store is None:
@@ -165,7 +160,7 @@ class Engine:
             results = indexing.guarded(lambda: encode_videos(jobs, self.config, ModelSet(), times, swap), jobs, policy, report)
             report.modalities = list(swap.status.values())
             if results:
-                store = self._open_for_write(self._fingerprints({m: e for m, e in swap.encoders.items() if e is not None}))
+                store = self._open_for_write(fingerprints({m: e for m, e in swap.encoders.items() if e is not None}))
                 for job, (video, scenes) in zip(jobs, results):
                     indexing.write(store, video, scenes, report, reindex)
         else:
@@ -243,7 +238,7 @@ class Engine:
             self._query_models = load_models(self.config, tuple(wanted))
         qm = self._query_models
         encoders = {m: e for m, e in (("text", qm.text), ("caption", qm.text), ("visual", qm.visual), ("audio", qm.audio)) if e is not None and m in stored}
-        mine = self._fingerprints(encoders)
+        mine = fingerprints(encoders)
         for m, fp in mine.items():
             if stored[m] != fp:
                 raise IndexMismatchError(

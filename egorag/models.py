@@ -7,14 +7,14 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from egorag.config import EngineConfig
 from egorag.errors import ConfigError, ModalityUnavailableError, ModelLoadError
-from egorag.schema import MODALITIES
+from egorag.schema import MODALITIES, EncoderFingerprint
 from egorag.weights import ResolvedModel
 
 logger = logging.getLogger("egorag")
@@ -63,6 +63,11 @@ class ModelSet:
         if self.audio is not None:
             out["audio"] = self.audio
         return out
+
+
+def fingerprints(encoders: Mapping[str, Any]) -> dict[str, EncoderFingerprint]:
+    """What made each vector modality (``ModelSet.encoders()``): the store records and checks it."""
+    return {m: EncoderFingerprint(m, e.name, e.checkpoint, int(e.dim)) for m, e in encoders.items()}
 
 
 def requested(config: EngineConfig) -> tuple[str, ...] | None:

@@ -8,6 +8,7 @@ stays flat however long the video: only vectors and small JPEG thumbnails are ke
 from __future__ import annotations
 
 import io
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
@@ -153,7 +154,7 @@ def pixel_features(frames: np.ndarray, side: int = 16) -> np.ndarray:
     return l2_normalize(grey)
 
 
-class PeriodicFrames:
+class PeriodicFrames(ABC):
     """Keeps the decoded frame as a JPEG once per ``period`` seconds, at the size ``_size``
     picks; the two consumers below differ only in size, filter and quality."""
 
@@ -165,8 +166,9 @@ class PeriodicFrames:
         self._times: list[float] = []
         self._jpegs: list[bytes] = []
 
+    @abstractmethod
     def _size(self, frame) -> tuple[int, int]:
-        raise NotImplementedError
+        """The (width, height) a frame is kept at."""
 
     def consume(self, index: int, time: float, frame) -> None:
         if time + 1e-6 < self._next:
