@@ -173,3 +173,16 @@ def test_explicit_modality_without_weights_raises():
         load_models(cfg, ("text", "visual"))
     with pytest.raises(ConfigError, match="unknown modalities"):
         load_models(EngineConfig(modalities=("smell",)))
+
+
+def test_a_captioner_without_frames_is_a_bug_not_empty_captions(tiny_blip):
+    from egorag.ingest.pipeline import Segmented, caption
+    from egorag.schema import SceneSpan, VideoInfo
+
+    info = VideoInfo("v.mp4", 4.0, 25.0, 64, 48, False, 1000)
+    spans = (SceneSpan(0, 0.0, 2.0), SceneSpan(1, 2.0, 4.0))
+    assert caption(Segmented(info, spans), ModelSet()) == ["", ""]  # no captioner: no captions
+    with pytest.raises(RuntimeError, match="caption frames"):
+        caption(Segmented(info, spans), ModelSet(captioner=tiny_blip))
+    kept = Segmented(info, spans, caption_frames=(frames(1), frames(2)))
+    assert all(caption(kept, ModelSet(captioner=tiny_blip)))

@@ -132,8 +132,10 @@ def transcribe(path: Path, info: VideoInfo, models: ModelSet, window_s: float = 
 
 
 def caption(segmented: Segmented, models: ModelSet) -> list[str]:
-    if models.captioner is None or not segmented.caption_frames:  # no captioner, or no frames kept for one
+    if models.captioner is None:
         return [""] * len(segmented.spans)
+    if len(segmented.caption_frames) != len(segmented.spans):  # the decode pass was not told a captioner runs
+        raise RuntimeError("the captioner has no frames: segment() must keep caption frames (caption_frames=True)")
     return [models.captioner.caption(frames) for frames in segmented.caption_frames]
 
 
