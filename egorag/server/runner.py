@@ -52,6 +52,9 @@ class EgoragServer:
             # open the store and load the query encoders now, not on the first request
             self.worker.call(engine.retriever)
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            # proto=IPPROTO_TCP: the event loop turns Nagle's algorithm off on the connections
+            # of such sockets only; with it on, a response's body waited for the client's delayed ACK of
+            # its headers (40 ms a request)
             self.socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.socket.bind((host, port))
@@ -112,12 +115,6 @@ def _http_protocol():
     class Protocol(Base):
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
-            # headers and body go out in two writes: with Nagle's algorithm on, the body waits
-            # for the client's delayed ACK (40 ms a request). asyncio turns it off only for
-            # sockets made with proto=IPPROTO_TCP; this one is turned off whatever made it.
-            sock = transport.get_extra_info("socket")
-            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
     return Protocol
