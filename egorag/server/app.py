@@ -25,7 +25,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import (
+    Depends,
+    FastAPI,
+    File,
+    Form,
+    HTTPException,
+    Query,
+    Request,
+    UploadFile,
+)
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
     FileResponse,
@@ -62,6 +71,20 @@ class Filters(BaseModel):
     path: str | None = Field(None, description="a glob over the videos' paths")
     from_: str | float | None = Field(None, alias="from", description="seconds, mm:ss or hh:mm:ss")
     to: str | float | None = Field(None, description="seconds, mm:ss or hh:mm:ss")
+
+    def where(self) -> SceneFilter | None:
+        return SceneFilter.parse(self.video, self.path, self.from_, self.to)
+
+
+def query_filters(video: Annotated[list[str] | None, Query(description="a video id (repeatable)")] = None,
+                  path: Annotated[str | None, Query(description="a glob over the videos' paths")] = None,
+                  from_: Annotated[str | None, Query(alias="from", description="seconds, mm:ss or hh:mm:ss")] = None,
+                  to: Annotated[str | None, Query(description="seconds, mm:ss or hh:mm:ss")] = None) -> SceneFilter | None:
+    """The filters of a GET request's query string (the same names as a POST body's)."""
+    return SceneFilter.parse(video, path, from_, to)
+
+
+QueryFilters = Annotated[SceneFilter | None, Depends(query_filters)]
 
 
 class SearchBody(Filters):
@@ -212,19 +235,16 @@ def create_app(engine, worker: EngineWorker, jobs: IndexJobs, chat_model) -> Fas
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/search", tags=["search"])
-    async def search_get(q: str | None = None, query: str | None = None, text: str | None = None,
-                         k: Annotated[int, Query(ge=1, le=MAX_K)] = 10, video: Annotated[list[str] | None, Query()] = None,
-                         path: str | None = None, from_: Annotated[str | None, Query(alias="from")] = None,
-                         to: str | None = None) -> Response:
+    async def search_get(where: QueryFilters, q: str | None = None, query: str | None = None, text: str | None = None,
+                         k: Annotated[int, Query(ge=1, le=MAX_K)] = 10) -> Response:
         """Search by text: what ``egorag search --json`` prints."""
-        where = SceneFilter.parse(video, path, from_, to)
         return await _search(_text(q, query, text), None, k, where)
 
     @app.post("/search", tags=["search"])
     async def search_post(body: SearchBody) -> Response:
         """Search by text, a base64 image, or several texts at once (``queries``: answers
         ``{"results": [...]}``)."""
-        where = SceneFilter.parse(body.video, body.path, body.from_, body.to)
+        where = body.where()
         if body.queries is not None:
             texts = body.queries
             if not texts or not all(t.strip() for t in texts):
@@ -269,16 +289,14 @@ def create_app(engine, worker: EngineWorker, jobs: IndexJobs, chat_model) -> Fas
         return {"results": [c.to_dict() for c in found]}
 
     @app.get("/ask", tags=["ask"])
-    async def ask_get(q: str | None = None, question: str | None = None,
-                      k: Annotated[int | None, Query(ge=1, le=MAX_K)] = None, no_llm: bool = False,
-                      video: Annotated[list[str] | None, Query()] = None, path: str | None = None,
-                      from_: Annotated[str | None, Query(alias="from")] = None, to: str | None = None) -> Response:
+    async def ask_get(where: QueryFilters, q: str | None = None, question: str | None = None,
+                      k: Annotated[int | None, Query(ge=1, le=MAX_K)] = None, no_llm: bool = False) -> Response:
         """Answer a question from the videos, citing scenes: what ``egorag ask --json`` prints."""
-        return await _ask(_text(q, question), k, no_llm, SceneFilter.parse(video, path, from_, to))
+        return await _ask(_text(q, question), k, no_llm, where)
 
     @app.post("/ask", tags=["ask"])
     async def ask_post(body: AskBody) -> Response:
-        return await _ask(_text(body.q, body.question), body.k, body.no_llm, SceneFilter.parse(body.video, body.path, body.from_, body.to))
+        return await _ask(_text(body.q, body.question), body.k, body.no_llm, body.where())
 
     async def _search(text: str | None, image, k: int, where: SceneFilter | None) -> Response:
         if text is None and image is None:
