@@ -31,11 +31,10 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import HERE, save  # noqa: E402
-
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
+from common import HERE, save  # noqa: E402
 
 from egorag.config import RetrievalConfig  # noqa: E402
 from egorag.schema import EncoderFingerprint  # noqa: E402

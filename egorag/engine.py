@@ -267,8 +267,8 @@ class Engine:
 
     def search(self, text: str | None = None, *, image: Any = None, k: int = 10, where=None):
         """Ranked time-stamped hits for a text and/or image query (a PIL image or a path)."""
+        from egorag.hits import SearchResult
         from retrieval.hierarchical import Query
-        from retrieval.hits import SearchResult
 
         _check_k(k)
         self._check_videos(where)
@@ -317,8 +317,8 @@ class Engine:
     def search_many(self, texts: Sequence[str], *, k: int = 10, where=None) -> list:
         """:meth:`search` for several text queries: the same hits, in less time per query (the
         text encoder and the fused sketch's scan run once for all of them)."""
+        from egorag.hits import SearchResult
         from retrieval.hierarchical import Query
-        from retrieval.hits import SearchResult
 
         _check_k(k)
         self._check_videos(where)

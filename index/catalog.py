@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from index.base import SceneFilter, glob_to_like
+from egorag.filters import SceneFilter, glob_to_like
 
 META_KEY = b"egorag.catalog"
 SCALARS = ("scene_id", "video_id", "video_path", "scene_index", "start", "end")

@@ -11,9 +11,10 @@ import time
 
 import numpy as np
 
+from egorag.filters import SceneFilter
 from egorag.schema import Scene
 from index import kept
-from index.base import ColumnHits, SceneFilter
+from index.base import ColumnHits
 from index.catalog import SceneMeta
 
 FOLLOW_S = 0.5  # how stale the store contract's search may be about other processes' writes
@@ -129,7 +130,7 @@ class FaissQueries:
     def background_moments(self, modality: str, n: int):
         """The mean and covariance of :meth:`background`'s sample (the retriever's
         calibration), kept for the next process."""
-        from retrieval.fusion import Moments
+        from egorag.stats import Moments
 
         name = f"background-{modality}"
         arrays = self.load_derived(name, n)

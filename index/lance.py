@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from egorag.errors import EgoragError, IndexMismatchError, StoreDamagedError
+from egorag.filters import SceneFilter, sql_quote
 from egorag.schema import (
     FINGERPRINT_KEY,
     MODALITIES,
@@ -29,7 +30,7 @@ from egorag.schema import (
     video_schema,
     videos_from_table,
 )
-from index.base import ColumnHits, SceneFilter, sql_quote
+from index.base import ColumnHits
 from index.files import commit as _commit
 from index.files import first_line, store_lock
 

@@ -80,7 +80,7 @@ class FusedSketch:
         ``path``: the folder the 8-bit codes are mapped from (None: in memory)."""
         import faiss
 
-        from retrieval.fusion import Moments
+        from egorag.stats import Moments
 
         modalities = tuple(m for m, (x, _) in blocks.items() if len(x) >= 2)
         if not modalities:

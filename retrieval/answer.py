@@ -18,8 +18,8 @@ from typing import Protocol
 
 from egorag.config import AnswerConfig
 from egorag.errors import LLMError, ModelLoadError
+from egorag.hits import Hit
 from egorag.times import mmss
-from retrieval.hits import Hit
 
 logger = logging.getLogger("egorag")
 

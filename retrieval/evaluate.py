@@ -14,7 +14,7 @@ from pathlib import Path
 
 from egorag.config import RetrievalConfig
 from egorag.errors import EgoragError
-from retrieval.hits import Hit
+from egorag.hits import Hit
 
 KS = (1, 5, 10)
 

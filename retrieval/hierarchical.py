@@ -24,7 +24,8 @@ import numpy as np
 
 from egorag.config import RetrievalConfig
 from egorag.errors import QueryError
-from index.base import SceneFilter
+from egorag.filters import SceneFilter
+from egorag.hits import Hit
 from retrieval.fusion import (
     Calibration,
     Moments,
@@ -35,7 +36,6 @@ from retrieval.fusion import (
     total,
     weighted_contributions,
 )
-from retrieval.hits import Hit
 from retrieval.video_prior import VideoPrior
 
 logger = logging.getLogger("egorag")

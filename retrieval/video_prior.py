@@ -22,7 +22,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from retrieval.fusion import Calibration, Moments, weighted_fusion
+from egorag.stats import Moments
+from retrieval.fusion import Calibration, weighted_fusion
 
 logger = logging.getLogger("egorag")
 

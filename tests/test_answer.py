@@ -11,6 +11,7 @@ from test_engine import config, models
 from egorag.config import AnswerConfig
 from egorag.engine import Engine
 from egorag.errors import EgoragError
+from egorag.hits import Hit
 from retrieval.answer import (
     OpenAIChatClient,
     TransformersChatClient,
@@ -21,7 +22,6 @@ from retrieval.answer import (
     scene_tag,
     video_labels,
 )
-from retrieval.hits import Hit
 
 
 def hit(i, text="some words " * 20):

@@ -5,8 +5,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from egorag.filters import SceneFilter
 from egorag.schema import EncoderFingerprint, Scene, Video, VideoInfo, scene_id
-from index.base import SceneFilter
 from index.bm25 import K1, Live, Postings, query_tokens, search, stems, tokenize
 from index.faiss import FaissAccelerator
 from index.lance import LanceSceneStore

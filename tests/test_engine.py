@@ -9,9 +9,9 @@ from conftest import HashEncoder, ScriptedTranscriber, make_video, words_at
 from egorag.config import EngineConfig, TextConfig
 from egorag.engine import Engine
 from egorag.errors import EgoragError, IndexMismatchError, MediaError
+from egorag.filters import SceneFilter
 from egorag.models import ModelSet
 from egorag.schema import rows_to_table
-from index.base import SceneFilter
 
 SCRIPT = (
     words_at("volcano lava eruption magma", 0.05, 0.95)

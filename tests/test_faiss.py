@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import index.faiss as faiss_mod
+from egorag.filters import SceneFilter
 from egorag.schema import EncoderFingerprint, Scene, Video, VideoInfo, scene_id
-from index.base import SceneFilter
 from index.faiss import FaissAccelerator, FaissOptions
 from index.lance import LanceSceneStore
 from index.torch_exact import TorchExactIndex
@@ -301,7 +301,7 @@ def test_calibration_moments_are_kept_for_the_next_process_until_the_store_chang
     """A restarted process's first query takes the calibration moments from the file the last
     one left (the same numbers as drawing the sample), not from scattered rows; a changed store
     draws them again."""
-    from retrieval.fusion import Moments
+    from egorag.stats import Moments
 
     vectors = clustered(800)
     fill(store, vectors[:600], videos=3)

@@ -15,7 +15,7 @@ from conftest import REPO
 from writer_proc import engine
 
 from egorag.errors import QueryError
-from index.base import SceneFilter
+from egorag.filters import SceneFilter
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
 

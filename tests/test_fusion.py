@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
+from egorag.stats import Moments
 from egorag.times import mmss
 from retrieval.fusion import (
     Calibration,
-    Moments,
     Span,
     bm25_scale,
     merge_adjacent,

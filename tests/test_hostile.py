@@ -21,7 +21,7 @@ from egorag.config import (
     load_config,
 )
 from egorag.errors import ConfigError, EgoragError, MediaError, QueryError
-from index.base import SceneFilter
+from egorag.filters import SceneFilter
 
 GOOD_NAMES = ["plain.mp4", "new\nline.mp4", "ünïcødé 視頻.mp4", "with spaces .mp4", "-rf.mp4", "it's; DROP TABLE videos.mp4",
               "100%_done.mp4", "back\\slash.mp4", ".hidden.mp4", "UPPER.MP4", "x" * 200 + ".mp4"]

@@ -8,8 +8,8 @@ import pytest
 import index.faiss as faiss_mod
 import retrieval.hierarchical as hierarchical
 from egorag.config import RetrievalConfig
+from egorag.filters import SceneFilter
 from egorag.schema import EncoderFingerprint, Scene, Video, VideoInfo, scene_id
-from index.base import SceneFilter
 from index.faiss import FaissAccelerator, FaissOptions
 from index.lance import LanceSceneStore
 from index.sketch import FusedSketch

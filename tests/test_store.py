@@ -5,6 +5,7 @@ import pyarrow as pa
 import pytest
 
 from egorag.errors import IndexMismatchError
+from egorag.filters import SceneFilter
 from egorag.schema import (
     EncoderFingerprint,
     Scene,
@@ -13,7 +14,6 @@ from egorag.schema import (
     rows_to_table,
     scene_id,
 )
-from index.base import SceneFilter
 from index.lance import LanceSceneStore, StoreNotFoundError
 
 DIM = 8

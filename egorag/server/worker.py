@@ -62,7 +62,7 @@ class EngineWorker:
         self._thread.start()
 
     def search(self, request: SearchRequest):
-        """The engine's :class:`~retrieval.hits.SearchResult` for ``request``."""
+        """The engine's :class:`~egorag.hits.SearchResult` for ``request``."""
         return self.submit_search(request).result()
 
     def call(self, fn: Callable[[], Any]) -> Any:
