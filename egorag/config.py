@@ -163,13 +163,12 @@ class RetrievalConfig:
     prior_weight: float = 0.1  # chosen with benchmarks/tune_fusion.py on the dev set's tune split
     top_videos: int = 20
     candidates: int = 100  # per-modality scene candidates before fusion
-    # with a fused sketch (FAISS backend, large stores): scenes drawn by approximate fused score,
+    # with a fused sketch (large stores): scenes drawn by approximate fused score,
     # and how many of them (with the top videos' scenes) are re-scored exactly
     fused_pool: int = 3000
     fused_candidates: int = 300
     merge_adjacent: bool = True
     rrf_k: int = 60
-    backend: Literal["faiss", "lance"] = "faiss"  # per-column vector search
     faiss_index: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
     section: ClassVar[str] = "retrieval"
 

@@ -48,9 +48,7 @@ class Engine:
         self._query_models = models
         self._store = None
         self._retriever = None
-        self._accelerator = None
-        self._listing: tuple[list[str] | None, list[Video]] | None = None  # (videos table stamp, its videos): see videos()
-        self._lance = None  # see _records
+        self._snapshots = None
 
     def sibling(self) -> Engine:
         """Another engine on the same store and config, sharing the models this one was given
@@ -67,31 +65,47 @@ class Engine:
         return self._index_models
 
     def store(self, create: bool = False):
-        """The scene store; ``create`` opens it for writing with the index models' fingerprint.
-        Opened for reading with the FAISS backend, it is a :class:`index.mapped.MappedStore`
-        while the accelerator's record of the store is current: queries then need no LanceDB."""
-        if create:
-            from index.lance import LanceSceneStore
+        """The LanceDB store, the system of record (queries do not read it: see
+        :meth:`snapshots`); ``create`` opens it for writing with the index models' fingerprint."""
+        from index.lance import LanceSceneStore
 
+        if create:
             wanted = fingerprints(self.index_models().encoders())
             if not isinstance(self._store, LanceSceneStore) or dict(self._store.fingerprints) != wanted:
                 self._store = LanceSceneStore(self.db, wanted)
-                self._retriever = self._accelerator = None
                 return self._store
         elif self._store is None:
-            self._store = self._open_for_read()
+            self._store = LanceSceneStore(self.db)
             return self._store
         self._store.refresh()  # another process may have written since
         return self._store
 
-    def _open_for_read(self):
-        if self.config.retrieval.backend == "faiss":
-            from index.mapped import open_for_query
+    def snapshots(self):
+        """The store's search snapshots, followed (:class:`index.snapshot.Snapshots`): what
+        queries read, without LanceDB while the newest snapshot describes the store."""
+        if self._snapshots is None:
+            from index.snapshot import Snapshots
 
-            return open_for_query(self.db)
-        from index.lance import LanceSceneStore
+            self._check_store()
+            self._snapshots = Snapshots(self.db, self._build_snapshot, self._faiss_options())
+        return self._snapshots
 
-        return LanceSceneStore(self.db)
+    def _faiss_options(self):
+        from index.vectors import FaissOptions
+
+        return FaissOptions(kind=self.config.retrieval.faiss_index)
+
+    def _build_snapshot(self, wait: bool = True) -> bool:
+        from index.build import build_snapshot
+
+        return build_snapshot(self.store(), self._faiss_options(), wait)
+
+    def _check_store(self) -> None:
+        """A directory without both tables is no store: say so before any snapshot is built."""
+        from index.files import lance_versions
+
+        if lance_versions(self.db) is None:
+            self.store()  # raises StoreNotFoundError with what to do
 
     # -- indexing -----------------------------------------------------------------------------
 
@@ -149,8 +163,7 @@ class Engine:
             index_on_ray(self, jobs, report, reindex=reindex, policy=policy, options=options)
             from index.lance import LanceSceneStore
 
-            # the store as the driver committed it: _finish builds its text index and search files
-            self._store, self._retriever, self._accelerator = LanceSceneStore(self.db), None, None
+            self._store = LanceSceneStore(self.db)  # as the driver committed it: _finish builds the snapshot
         elif self.config.low_memory:
             from egorag.models import ModelSet
 
@@ -204,23 +217,17 @@ class Engine:
         from index.lance import LanceSceneStore
 
         self._store = LanceSceneStore(self.db, fingerprints)
-        self._retriever = self._accelerator = None
         self._store.purge_incomplete()
         return self._store
 
     def _finish(self, report: IndexReport, times, t0: float) -> None:
-        if self._store is not None and (report.indexed or report.replaced):
-            t_fts = time.perf_counter()
-            self._store.build_text_index()
-            times.add("text_index", time.perf_counter() - t_fts)
-            self._snapshot()
-        if self._store is not None and self.config.retrieval.backend == "faiss":
-            t_ann = time.perf_counter()
-            self.accelerator().sync()
-            times.add("vector_index", time.perf_counter() - t_ann)
+        """Publish the search snapshot of what was committed (every write ends here)."""
+        if self._store is not None:
+            t_snapshot = time.perf_counter()
+            self._build_snapshot()
+            times.add("snapshot", time.perf_counter() - t_snapshot)
         report.stage_seconds = dict(times.seconds)
         report.wall_seconds = time.perf_counter() - t0
-        self._retriever = None
 
     # -- querying -----------------------------------------------------------------------------
 
@@ -228,8 +235,7 @@ class Engine:
         """Query-side encoders for the store's modalities, checked against its fingerprint."""
         from egorag.models import load_models
 
-        store = self.store()
-        stored = dict(store.fingerprints)
+        stored = dict(self.snapshots().current().fingerprints)
         if self._query_models is None:
             wanted = []
             if {"text", "caption"} & set(stored):
@@ -249,20 +255,11 @@ class Engine:
             logger.warning("modality %r is in the store but its query encoder is unavailable here", m)
         return encoders
 
-    def accelerator(self):
-        """The FAISS accelerator (``[retrieval] backend = "faiss"``), kept in step with the store."""
-        if self._accelerator is None:
-            from index.faiss import FaissAccelerator, FaissOptions
-
-            self._accelerator = FaissAccelerator(self.store(), FaissOptions(kind=self.config.retrieval.faiss_index))
-        return self._accelerator
-
     def retriever(self):
         if self._retriever is None:
             from retrieval.hierarchical import HierarchicalRetriever
 
-            backend = self.accelerator() if self.config.retrieval.backend == "faiss" else self.store()
-            self._retriever = HierarchicalRetriever(self.store(), self.query_encoders(), self.config.retrieval, backend)
+            self._retriever = HierarchicalRetriever(self.snapshots().current, self.query_encoders(), self.config.retrieval)
         return self._retriever
 
     def search(self, text: str | None = None, *, image: Any = None, k: int = 10, where=None):
@@ -307,7 +304,7 @@ class Engine:
             raise ModalityUnavailableError(self._no_image_queries())
 
     def _no_image_queries(self) -> str:
-        if "visual" not in self.store().fingerprints:
+        if "visual" not in self.snapshots().current().fingerprints:
             return (f"{self.db}: image queries need the visual modality (CLIP), and this store was indexed without it; "
                     "re-index with CLIP weights available (see `egorag status`)")
         status = self._query_models.status.get("visual") if self._query_models is not None else None
@@ -347,12 +344,10 @@ class Engine:
         base = self.retriever()
         if not ablation:
             return {"default": evaluate(lambda texts: base.search_many([Query(text=t) for t in texts], k), queries)}
-        sources = [m for m in self.store().modalities if m in base.encoders]
-        if self.store().has_text_index():
-            sources.append("bm25")
+        sources = [m for m in self.snapshots().current().modalities if m in base.encoders] + ["bm25"]
         results = {}
         for name, cfg in ablation_configs(self.config.retrieval, sources).items():
-            retriever = HierarchicalRetriever(base.store, base.encoders, cfg, base.backend)
+            retriever = HierarchicalRetriever(base.backend, base.encoders, cfg)
             results[name] = evaluate(lambda texts, r=retriever: r.search_many([Query(text=t) for t in texts], k), queries)
         return results
 
@@ -389,26 +384,16 @@ class Engine:
     # -- catalogue ----------------------------------------------------------------------------
 
     def videos(self) -> list[Video]:
-        """The indexed videos by path (metadata only: global vectors are not loaded). Read
-        again only after the videos table changed (a directory listing tells), from the listing
-        snapshot while it is current, without importing LanceDB."""
-        from index.mapped import table_versions
+        """The indexed videos by path (metadata only): the videos table as the newest search
+        snapshot holds it when that snapshot describes the store's current version (only its
+        ``videos.arrow`` is read: no LanceDB import), else from the snapshot built now."""
+        from index.snapshot import read_videos
 
-        stamp = table_versions(self.db, "videos")
-        if self._listing is None or self._listing[0] != stamp or stamp is None:
-            self._listing = (stamp, self._read_videos())
-        return list(self._listing[1])
-
-    def _read_videos(self) -> list[Video]:
-        from egorag.schema import videos_from_table
-        from index.listing import read_snapshot
-
-        listed = read_snapshot(self.db)
-        if listed is not None:
-            return listed
-        store = self.store()
-        self._snapshot()
-        return sorted(videos_from_table(store.video_scalars()), key=lambda v: v.path)
+        self._check_store()
+        videos = read_videos(self.db)
+        if videos is None:
+            videos = self.snapshots().current(max_age=0).video_table()
+        return sorted(videos, key=lambda v: v.path)
 
     def video(self, video_id: str) -> Video:
         """One indexed video by id; :class:`EgoragError` naming close ids if there is none."""
@@ -419,45 +404,24 @@ class Engine:
 
     def scene(self, scene_id: str):
         """One scene's record (texts, times, moments; no vectors) by id."""
-        found = self._records().get_scenes([scene_id])
+        found = self.store().get_scenes([scene_id])
         if not found:
             raise NotFoundError(f"{scene_id}: no such scene in {self.db} (scene ids are <video id>:<index>, as hits give them)")
         return found[0]
 
     def thumbnail(self, scene_id: str) -> bytes:
         """The scene's JPEG thumbnail, made at index time."""
-        jpeg = self._records().thumbnail(scene_id)
+        jpeg = self.store().thumbnail(scene_id)
         if jpeg is None:
             self.scene(scene_id)  # no such scene: says so
             raise EgoragError(f"{scene_id}: this scene has no thumbnail (indexed by an egorag without them; `egorag index --reindex` adds them)")
         return jpeg
 
-    def _records(self):
-        """The LanceDB store, for what the query path does not hold (thumbnails, scene records)."""
-        from index.lance import LanceSceneStore
-
-        if self._lance is None:
-            self._lance = LanceSceneStore(self.db)
-        else:
-            self._lance.refresh()
-        return self._lance
-
-
-    def _snapshot(self) -> None:
-        from index.listing import write_snapshot
-
-        if self._store is not None:
-            try:
-                write_snapshot(self.db, self._store)
-            except OSError as exc:  # a read-only store still lists, just without the fast path
-                logger.debug("no listing snapshot for %s: %s", self.db, exc)
-
     def delete(self, refs: Sequence[str] | str) -> list[Video]:
         """Delete videos by id or path; raises :class:`EgoragError` for one that is not indexed."""
         from index.lance import LanceSceneStore
 
-        store = LanceSceneStore(self.db)  # the system of record, whatever queries read
-        self._store, self._accelerator = store, None
+        store = self._store = LanceSceneStore(self.db)
         refs = [refs] if isinstance(refs, str) else list(refs)
         found = []
         with store.writing():
@@ -468,41 +432,33 @@ class Engine:
                 found.append(video)
             for video in found:
                 store.delete_video(video.video_id)
-            store.build_text_index()  # BM25's statistics must not count the deleted scenes
-        self._snapshot()
-        if self.config.retrieval.backend == "faiss":
-            self.accelerator().sync()
-        self._retriever = None  # its per-version caches describe the store before the delete
+            self._build_snapshot()  # under the same lock: no reader sees the deletion unpublished for long
         return found
 
     def check(self) -> CheckReport:
         """Verify the store: read every row of its tables (LanceDB), check each video's scene
-        rows, and re-hash every search file against its manifest. Damaged search files and
-        listing are rebuilt from the store; damage to the tables is reported with what to do."""
-        from index.files import MANIFEST, check_manifest, read_manifest
+        rows, and re-hash every file of the newest search snapshot against its manifest. A
+        damaged snapshot is rebuilt from the store; damage to the tables is reported with what
+        to do."""
+        from index import files
         from index.lance import LanceSceneStore
-        from index.listing import SNAPSHOT, read_snapshot
 
         report = CheckReport()
-        store = LanceSceneStore(self.db)
+        store = self._store = LanceSceneStore(self.db)
         report.videos, report.scenes, damage = store.verify()
         if damage:
             report.problems += [f"{d}; restore {self.db} from a backup, or index the videos again into a new --db" for d in damage]
             return report
-        root = Path(self.db) / "faiss"
-        manifest = read_manifest(root)
-        if manifest is not None:
-            report.search_files = len(manifest["files"])
-            problem = check_manifest(root, manifest, full=True)
-            if problem is not None:
-                report.repaired.append(f"{problem}: search files rebuilt from the store")
-                (root / MANIFEST).unlink()  # untrusted from now on: the next sync rebuilds them
-        if (Path(self.db) / SNAPSHOT).exists() and read_snapshot(self.db) is None:
-            report.repaired.append(f"{Path(self.db) / SNAPSHOT}: listing rewritten from the store")
-        self._store, self._accelerator, self._retriever = store, None, None
-        self._snapshot()
-        if self.config.retrieval.backend == "faiss":
-            self.accelerator().sync()
+        with files.store_lock(self.db):
+            newest = files.newest(self.db)
+            manifest = files.read_manifest(newest[1]) if newest else None
+            if newest is not None:
+                report.search_files = len(manifest["files"]) if manifest else 0
+                problem = "its manifest is missing or unreadable" if manifest is None else files.check_manifest(newest[1], manifest, full=True)
+                if problem is not None:
+                    report.repaired.append(f"{problem}: search snapshot rebuilt from the store")
+                    (newest[1] / files.MANIFEST).unlink(missing_ok=True)  # never built on or read again
+            self._build_snapshot()
         return report
 
 

@@ -1,11 +1,18 @@
-"""Row-addressed scene metadata for the search accelerator. A scene's row number is its FAISS
-label in every column, so search results, filters and metadata lookups stay in numpy/Arrow, with
-no per-query dictionaries. Scenes of a video are stored contiguously in scene order."""
+"""What a snapshot knows of the scenes and the videos, besides their vectors and texts.
+
+:class:`SceneCatalog`: row-addressed scene metadata. A scene's row number is its FAISS label in
+every column, so search results, filters and metadata lookups stay in numpy/Arrow, with no
+per-query dictionaries. Scenes of a video are stored contiguously in scene order; each row also
+says where its keyframe vectors start in the snapshot's ``keyframes.f32`` and how many it has.
+
+The video level: the videos table as of the snapshot (``videos.arrow``: what ``egorag videos``
+lists, and each video's global vectors) and what is derived from it once per snapshot
+(:func:`derive_video_level`).
+"""
 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +23,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from egorag.filters import SceneFilter, glob_to_like
+from egorag.schema import EncoderFingerprint, vector_column
+from index.files import atomic_path
 
 META_KEY = b"egorag.catalog"
 SCALARS = ("scene_id", "video_id", "video_path", "scene_index", "start", "end")
@@ -25,7 +34,7 @@ SCALARS = ("scene_id", "video_id", "video_path", "scene_index", "start", "end")
 class SceneMeta:
     """Where a scene is: what retrieval needs before it fetches any text."""
 
-    key: object  # the backend's handle: a row number here, a scene id in the Lance store
+    key: int  # the catalog row
     scene_id: str
     video_id: str
     video_path: str
@@ -46,7 +55,8 @@ class SceneCatalog:
     def empty(cls, modalities: Sequence[str]) -> SceneCatalog:
         schema = pa.schema(
             [("scene_id", pa.string()), ("video_id", pa.string()), ("video_path", pa.string()), ("scene_index", pa.int32()),
-             ("start", pa.float64()), ("end", pa.float64())] + [(f"has_{m}", pa.bool_()) for m in modalities]
+             ("start", pa.float64()), ("end", pa.float64()), ("kf_first", pa.int64()), ("kf_count", pa.int32())]
+            + [(f"has_{m}", pa.bool_()) for m in modalities]
         )
         return cls(schema.empty_table(), np.zeros(0, bool), {}, modalities)
 
@@ -54,6 +64,8 @@ class SceneCatalog:
         self.start = self.table.column("start").to_numpy()
         self.end = self.table.column("end").to_numpy()
         self.scene_index = self.table.column("scene_index").to_numpy()
+        self.kf_first = self.table.column("kf_first").to_numpy()
+        self.kf_count = self.table.column("kf_count").to_numpy()
         self.has = {m: self.table.column(f"has_{m}").to_numpy(zero_copy_only=False) for m in self.modalities}
         # each row's video as a code into video_names (dictionary-encoded in Arrow: no per-row
         # Python strings, which made opening a 1M-scene catalog take seconds)
@@ -151,31 +163,73 @@ class SceneCatalog:
 
     # -- persistence --------------------------------------------------------------------------
 
-    def save(self, path: Path, version: int) -> str:
-        """Write the catalog with a new generation (returned): the token by which a process
-        tells whether the files on disk are still the ones it loaded or wrote."""
-        from index.files import atomic_path
-
-        generation = uuid.uuid4().hex
+    def save(self, path: Path) -> None:
         table = self.table.append_column("alive", pa.array(self.alive))
-        info = {"version": version, "generation": generation, "stamps": self.stamps, "modalities": self.modalities}
+        info = {"stamps": self.stamps, "modalities": self.modalities}
         with atomic_path(path) as tmp:
             pq.write_table(table.replace_schema_metadata({META_KEY: json.dumps(info).encode()}), tmp)
-        return generation
-
-    @staticmethod
-    def generation(path: Path) -> str | None:
-        """The generation of the catalog at ``path`` (its footer only); None without one."""
-        try:
-            return json.loads(pq.read_schema(path).metadata[META_KEY]).get("generation")
-        except (OSError, KeyError, TypeError, ValueError):
-            return None
 
     @classmethod
-    def load(cls, path: Path) -> tuple[SceneCatalog, str | None]:
-        """The catalog at ``path`` and its generation."""
+    def load(cls, path: Path) -> SceneCatalog:
         table = pq.read_table(path)
         info = json.loads(table.schema.metadata[META_KEY])
         alive = table.column("alive").to_numpy(zero_copy_only=False)
         table = table.drop_columns(["alive"]).replace_schema_metadata(None).combine_chunks()  # one chunk: fast takes
-        return cls(table, alive, info["stamps"], info["modalities"]), info.get("generation")
+        return cls(table, alive, info["stamps"], info["modalities"])
+
+
+# -- the video level ----------------------------------------------------------------------------
+
+VIDEO_SAMPLE = 4096  # videos the moments are drawn from (all of them when fewer)
+SKETCH_DIMS = 64  # principal components per modality in the shortlist sketch
+EXACT_BELOW = 2048  # from this many videos the retriever shortlists them by the sketch
+
+
+def video_vectors(videos: pa.Table, fingerprints: Mapping[str, EncoderFingerprint]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Each modality's global vectors as one matrix, a row per video of ``videos`` (zeros where
+    it has none: views of the mapped file, nothing copied), and which rows are present."""
+    vectors, present = {}, {}
+    for m, fp in fingerprints.items():
+        name = vector_column(m)
+        if name not in videos.column_names:
+            continue
+        column = videos.column(name)
+        column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        if not len(column):
+            vectors[m], present[m] = np.zeros((0, fp.dim), np.float32), np.zeros(0, bool)
+            continue
+        present[m] = column.is_valid().to_numpy(zero_copy_only=False)
+        if column.null_count:  # a null list's slot may hold no values: fill it with zeros
+            column = pc.if_else(column.is_valid(), column, pa.scalar([0.0] * fp.dim, column.type))
+            column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        vectors[m] = column.values.to_numpy(zero_copy_only=False).reshape(len(column), fp.dim)
+    return vectors, present
+
+
+def derive_video_level(vectors: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray],
+                       exact_below: int = EXACT_BELOW) -> dict[str, np.ndarray]:
+    """What the video prior needs beyond the vectors, computed once per snapshot: for each
+    modality held by at least two videos the moments of a fixed sample of them (``<m>.mean``,
+    ``<m>.cov``, ``<m>.n``); with ``exact_below`` videos or more, also each modality's centre
+    and top ``SKETCH_DIMS`` principal axes (``<m>.centre``, ``<m>.axes``) and ``sketch``: every
+    video's projections on them, concatenated (float16, what the shortlist scans)."""
+    from egorag.stats import Moments
+
+    out: dict[str, np.ndarray] = {}
+    rng = np.random.default_rng(0)
+    used = [m for m in sorted(vectors) if present[m].sum() >= 2]  # one video cannot be standardised
+    for m in used:
+        positions = np.flatnonzero(present[m])
+        sample = positions if len(positions) <= VIDEO_SAMPLE else np.sort(rng.choice(positions, VIDEO_SAMPLE, replace=False))
+        moments = Moments.of(vectors[m][sample])
+        out.update({f"{m}.mean": moments.mean, f"{m}.cov": moments.cov, f"{m}.n": np.array(moments.n)})
+    n_videos = len(next(iter(present.values()))) if present else 0
+    if used and n_videos >= exact_below:
+        parts = []
+        for m in used:
+            moments = Moments(out[f"{m}.mean"], out[f"{m}.cov"], int(out[f"{m}.n"]))
+            centre, axes = moments.mean.astype(np.float32), moments.principal_axes(SKETCH_DIMS)
+            out[f"{m}.centre"], out[f"{m}.axes"] = centre, axes
+            parts.append(np.where(present[m][:, None], (vectors[m] - centre) @ axes.T, 0.0).astype(np.float32))
+        out["sketch"] = np.concatenate(parts, axis=1).astype(np.float16)
+    return out

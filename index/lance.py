@@ -4,10 +4,13 @@ fingerprint lives in both tables' schema metadata."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -30,9 +33,7 @@ from egorag.schema import (
     video_schema,
     videos_from_table,
 )
-from index.base import ColumnHits
-from index.files import commit as _commit
-from index.files import first_line, store_lock
+from index.files import store_lock
 
 logger = logging.getLogger("egorag")
 
@@ -42,12 +43,68 @@ SCENE_TEXT_COLUMNS = ["scene_id", "video_id", "video_path", "scene_index", "star
                       "moments"]
 
 
+#: One query's ranked candidates: (scene_id, cosine similarity), best first.
+ColumnHits = list[tuple[str, float]]
+
+
+@runtime_checkable
+class SceneStore(Protocol):
+    """Storage of videos and their scene records, with per-modality vector search."""
+
+    @property
+    def fingerprints(self) -> Mapping[str, EncoderFingerprint]: ...
+
+    def add_video(self, video: Video, scenes: Sequence[Scene]) -> None:
+        """Write the scenes, then mark the video complete: it becomes visible atomically."""
+
+    def delete_video(self, video_id: str) -> bool: ...
+
+    def get_video(self, video_id: str) -> Video | None: ...
+
+    def videos(self) -> list[Video]: ...
+
+    def get_scenes(self, scene_ids: Sequence[str]) -> list[Scene]: ...
+
+    def search(
+        self, modality: str, vectors: np.ndarray, k: int, where: SceneFilter | None = None
+    ) -> list[ColumnHits]: ...
+
+
+#: What LanceDB says of a commit that lost a race with another writer and may be tried again.
+RETRYABLE = ("Retryable commit conflict", "Commit conflict", "too much write contention")
+COMMIT_ATTEMPTS = 8
+T = TypeVar("T")
+
+
+def _commit(uri: str, action: Callable[[], T], attempts: int = COMMIT_ATTEMPTS) -> T:
+    """Run one LanceDB commit, retrying its retryable conflicts with a growing pause (another
+    program committing to the same table); a conflict that persists is an :class:`EgoragError`,
+    and any other failure of LanceDB a :class:`StoreDamagedError` (damaged or missing files)."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except (RuntimeError, OSError, ValueError, RecursionError) as exc:
+            if not any(s in str(exc) for s in RETRYABLE):
+                raise StoreDamagedError(f"{uri}: LanceDB could not write the store ({first_line(exc)}); "
+                                        "run `egorag check` on it") from exc
+            if attempt + 1 == attempts:
+                raise EgoragError(
+                    f"{uri}: another process kept writing the store at the same time ({first_line(exc)}); run the command again"
+                ) from exc
+            time.sleep(0.05 * 2**attempt * (1 + random.random()))
+    raise ValueError(f"attempts must be at least 1, got {attempts}")
+
+
+def first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 class StoreNotFoundError(EgoragError):
     """No egorag store exists at the given location."""
 
 
 class LanceSceneStore:
-    """A :class:`~index.base.SceneStore` on LanceDB.
+    """A :class:`SceneStore` on LanceDB.
 
     Opened with ``fingerprints`` it creates missing tables and refuses a store built by other
     encoders (:class:`IndexMismatchError`); opened without, it reads an existing store as it is.
@@ -291,6 +348,18 @@ class LanceSceneStore:
             keep = pa.compute.is_in(batch.column("video_id"), value_set=value_set)
             yield batch.filter(keep)
 
+    def iter_keyframes(self, video_ids: Sequence[str] | None = None, batch_size: int = 4096):
+        """Stream the keyframe vectors and times of the scenes that have them."""
+        sql = "keyframe_vecs IS NOT NULL"
+        if video_ids is not None:
+            sql += f" AND {self._video_sql(video_ids)}"
+        columns = ["video_id", "scene_index", "keyframe_vecs", "keyframe_times"]
+        yield from self._scenes.search().where(sql).select(columns).limit(None).to_batches(batch_size)
+
+    def videos_table(self) -> pa.Table:
+        """The whole videos table at the handle's version: every complete video, vectors too."""
+        return self._videos.search().limit(None).to_arrow()
+
     @staticmethod
     def _video_sql(video_ids: Sequence[str]) -> str:
         return f"video_id IN ({', '.join(sql_quote(v) for v in video_ids)})"
@@ -315,47 +384,6 @@ class LanceSceneStore:
             if counts.get(video_id, 0) != n:
                 problems.append(f"{path}: {counts.get(video_id, 0)} scene rows in the store, not the {n} indexed")
         return len(videos), sum(counts.values()), problems
-
-    # -- the retriever's backend protocol (keys are scene ids here) ---------------------------
-
-    def search_keys(self, modality: str, query: np.ndarray, k: int, where: SceneFilter | None = None) -> list[tuple[str, float]]:
-        return self.search(modality, query, k, where)[0]
-
-    def meta(self, keys) -> list:
-        from index.catalog import SceneMeta
-
-        return [  # the retriever has already dropped scenes of half-written videos
-            SceneMeta(s.scene_id, s.scene_id, s.video_id, s.video_path, s.scene_index, s.start, s.end)
-            for s in self.get_scenes(list(keys))
-        ]
-
-    def filter_keys(self, where: SceneFilter, limit: int) -> list[str] | None:
-        """Every scene id passing the filter; None when more than ``limit``."""
-        table = self._scenes.search().where(where.to_sql()).select(["scene_id"]).limit(limit + 1).to_arrow()
-        return None if table.num_rows > limit else table.column("scene_id").to_pylist()
-
-    def videos_of(self, keys) -> list[str]:
-        """Each key's (scene id's) video id."""
-        return [k.rpartition(":")[0] for k in keys]
-
-    def vectors(self, modality: str, keys) -> np.ndarray:
-        keys = list(keys)
-        by_id = {s.scene_id: s for s in self.get_scenes(keys, with_vectors=True)}
-        out = np.full((len(keys), self._fingerprints[modality].dim), np.nan, dtype=np.float32)
-        for i, k in enumerate(keys):
-            vec = by_id[k].vectors.get(modality) if k in by_id else None
-            if vec is not None:
-                out[i] = vec
-        return out
-
-    def background(self, modality: str, n: int) -> np.ndarray:
-        _, vectors = self.scene_vectors(modality)
-        if len(vectors) > n:
-            vectors = vectors[np.sort(np.random.default_rng(0).choice(len(vectors), n, replace=False))]
-        return vectors
-
-    def scenes(self, keys, with_vectors: bool = False) -> list[Scene]:
-        return self.get_scenes(list(keys), with_vectors=with_vectors)
 
     def has_keyframes(self) -> bool:
         """Whether any scene carries keyframe vectors (bulk-ingested stores may have none)."""

@@ -1,22 +1,19 @@
 """The hierarchical retriever: a video prior from global embeddings, per-modality scene search,
 calibrated fusion (weighted or RRF) with BM25, then adjacent-scene merging into time ranges.
 
-It talks to a search backend through keys it never interprets: the FAISS accelerator's catalog
-rows (the fast path) or the Lance store's scene ids. Both offer ``search_keys``, ``filter_keys``, ``videos_of``,
-``vectors``, ``background``, ``text_search``, ``meta`` and ``scenes``; only the best candidates
-fetch their metadata, and only the final hits their text. A backend with a fused sketch
-(``sketch_modalities``, ``sketch_query``, ``sketch_search`` of a batch of queries, ``sketch_scores``: see
-:mod:`index.sketch`) draws an unfiltered query's candidates by their approximate fused score
-instead of per modality, and narrows them on that score before the exact re-scoring. The video level (global vectors and
-the prior) is :class:`retrieval.video_prior.VideoPrior`, built from the store.
+It talks to a :class:`index.snapshot.SearchBackend` (a search snapshot) through keys it never
+interprets; each query takes the backend once and uses it to the end. Only the best candidates
+fetch their metadata, and only the final hits their text. A backend with a fused sketch draws an
+unfiltered query's candidates by their approximate fused score instead of per modality, and
+narrows them on that score before the exact re-scoring. The video level (global vectors and the
+prior) is :class:`retrieval.video_prior.VideoPrior`, built once per snapshot.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +23,9 @@ from egorag.config import RetrievalConfig
 from egorag.errors import QueryError
 from egorag.filters import SceneFilter
 from egorag.hits import Hit
+from index.snapshot import SearchBackend
 from retrieval.fusion import (
     Calibration,
-    Moments,
     Span,
     bm25_scale,
     merge_adjacent,
@@ -40,9 +37,7 @@ from retrieval.video_prior import VideoPrior
 
 logger = logging.getLogger("egorag")
 
-BACKGROUND_SAMPLE = 4096  # scene vectors per modality used to calibrate a query's similarities
 BM25_Z = 3.0  # a query's best BM25 match counts like a 3-sigma similarity
-VERSION_CHECK_S = 0.5  # how stale a long-lived retriever may be about other processes' writes
 MAXSIM_REFINE = 50  # best candidates whose visual score is refined by MaxSim over keyframes
 TOP_VIDEO_SCENES = 200  # mean scenes per top video up to which all of its scenes are candidates
 
@@ -68,24 +63,32 @@ class Query:
                                  "set the terminal or client to UTF-8") from None
 
 
-class HierarchicalRetriever:
-    """Composes a scene store, query encoders, a search backend and fusion."""
+@dataclass
+class _Derived:
+    """What the retriever derives from one snapshot (its ``generation``), for all its queries."""
 
-    def __init__(self, store, encoders: Mapping[str, Any], config: RetrievalConfig = RetrievalConfig(), backend=None):
-        self.store = store
+    generation: int
+    videos: VideoPrior | None = None
+    code_positions: tuple[np.ndarray, np.ndarray] | None = None  # the backend's video names, their positions
+
+
+class HierarchicalRetriever:
+    """Composes query encoders, a search backend and fusion. ``backend`` returns the backend a
+    query is answered from (:meth:`index.snapshot.Snapshots.current` follows a store)."""
+
+    def __init__(self, backend: Callable[[], SearchBackend], encoders: Mapping[str, Any], config: RetrievalConfig = RetrievalConfig()):
+        self.backend = backend
         self.encoders = dict(encoders)
         self.config = config
-        self.backend = backend if backend is not None else store
-        self._cache_version: int | None = None
-        self._checked_at = -1e9
-        self._clear_caches()
+        self._derived: _Derived | None = None
 
-    def _clear_caches(self) -> None:
-        """Per-store-version caches: calibration samples, the video level, keyframe presence."""
-        self._background: dict[str, Moments] = {}
-        self._videos: VideoPrior | None = None
-        self._keyframes_present: bool | None = None
-        self._code_positions: tuple[np.ndarray, np.ndarray] | None = None  # backend's video names, their positions
+    def _take(self) -> tuple[SearchBackend, _Derived]:
+        """The backend for one query, and what is derived from it (made anew per generation)."""
+        b = self.backend()
+        derived = self._derived
+        if derived is None or derived.generation != b.generation:
+            derived = self._derived = _Derived(b.generation)
+        return b, derived
 
     # -- query embedding ----------------------------------------------------------------------
 
@@ -93,11 +96,13 @@ class HierarchicalRetriever:
         """The query in each searchable (non-zero weight) modality's space."""
         return self.embed_many([query])[0]
 
-    def embed_many(self, queries: Sequence[Query]) -> list[dict[str, np.ndarray]]:
-        """:meth:`embed` for several queries, each encoder called once with all of them."""
+    def embed_many(self, queries: Sequence[Query], modalities: Sequence[str] | None = None) -> list[dict[str, np.ndarray]]:
+        """:meth:`embed` for several queries, each encoder called once with all of them;
+        ``modalities``: the store's (default: the backend's)."""
         out: list[dict[str, np.ndarray]] = [{} for _ in queries]
         weights = self.config.weights
-        modalities = {m for m in set(self.store.modalities) & set(self.encoders) if weights.get(m, 0.0) > 0}
+        held = self.backend().modalities if modalities is None else modalities
+        modalities = {m for m in set(held) & set(self.encoders) if weights.get(m, 0.0) > 0}
         texts = [i for i, q in enumerate(queries) if q.text]
         for m in sorted(modalities):
             if texts:
@@ -127,32 +132,29 @@ class HierarchicalRetriever:
                             where: SceneFilter | None = None) -> list[list[Hit]]:
         """:meth:`search_vectors` for several queries. The fused sketch is scanned for all of
         them in one FAISS call, which reads each block of codes once for a block of queries."""
-        self._refresh()
-        calibrations = [self._calibrations(qv) for qv in qvs]
-        sketches = [self._sketch_query(qv, cal, where) for qv, cal in zip(qvs, calibrations)]
+        b, derived = self._take()
+        calibrations = [self._calibrations(b, qv) for qv in qvs]
+        sketches = [self._sketch_query(b, qv, cal, where) for qv, cal in zip(qvs, calibrations)]
         pools: list = [None] * len(qvs)
         wanted = [i for i, sketch in enumerate(sketches) if sketch is not None]
         if wanted:
-            found = self.backend.sketch_search(np.stack([sketches[i] for i in wanted]), self.config.fused_pool)
+            found = b.sketch_search(np.stack([sketches[i] for i in wanted]), self.config.fused_pool)
             for i, rows in zip(wanted, found):
                 pools[i] = rows
-        hits = [self._search(*args, k, where) for args in zip(qvs, texts, calibrations, sketches, pools)]
-        if hasattr(self.backend, "warm_up"):  # after the answer: see FaissAccelerator.warm_up
-            self.backend.warm_up()
-        return hits
+        return [self._search(b, derived, *args, k, where) for args in zip(qvs, texts, calibrations, sketches, pools)]
 
-    def _search(self, qv, text, calibration, sketch, pool, k, where) -> list[Hit]:
+    def _search(self, b: SearchBackend, derived: _Derived, qv, text, calibration, sketch, pool, k, where) -> list[Hit]:
         """One query, its calibration, sketch query and sketch pool already found."""
         if not qv and not text:
             return []
-        videos = self._video_level()
+        videos = self._video_level(b, derived)
         weights = self.config.weights
         video_cal = videos.calibrations(qv, weights) if self.config.prior_weight > 0 else {}
         top_videos, top_priors = np.zeros(0, np.int64), np.zeros(0)
         if video_cal and len(videos) > self.config.top_videos:
             top_videos, top_priors = videos.best(qv, weights, video_cal, self.config.top_videos)
-        keys, bm25, protected = self._candidates(qv, text, list(videos.ids[top_videos]), where, pool)
-        positions = self._positions(videos, keys)
+        keys, bm25, protected = self._candidates(b, qv, text, list(videos.ids[top_videos]), where, pool)
+        positions = self._positions(b, derived, videos, keys)
         if (positions < 0).any():  # scenes of half-written videos are no results
             keys = [key for key, p in zip(keys, positions) if p >= 0]
             positions = positions[positions >= 0]
@@ -163,11 +165,11 @@ class HierarchicalRetriever:
                 bound[top_videos] = top_priors
             elif video_cal:  # few videos: all exact
                 bound = videos.prior(qv, weights, video_cal, np.arange(len(videos)))
-            keep = self._narrow(sketch, keys, bm25, protected, qv, bound[positions])
+            keep = self._narrow(b, sketch, keys, bm25, protected, qv, bound[positions])
             keys, positions = [keys[i] for i in keep], positions[keep]
         if not keys:
             return []
-        raw = self._similarities(qv, keys)
+        raw = self._similarities(b, qv, keys)
         if bm25:
             raw["bm25"] = np.array([bm25.get(key, np.nan) for key in keys])
         priors = np.zeros(len(keys))
@@ -176,62 +178,39 @@ class HierarchicalRetriever:
             priors = videos.prior(qv, weights, video_cal, unique)[inverse]
         fused, parts = self._fuse(raw, priors, calibration)
         moments: dict[int, float] = {}
-        if "visual" in qv and self._has_keyframes() and not np.isnan(raw["visual"]).all():
+        if "visual" in qv and b.has_keyframes and not np.isnan(raw["visual"]).all():
             best = [int(i) for i in np.argsort(-fused)[:MAXSIM_REFINE] if not np.isnan(raw["visual"][i])]
-            moments = self._maxsim(qv["visual"], keys, best, raw["visual"])
+            moments = self._maxsim(b, qv["visual"], keys, best, raw["visual"])
             fused, parts = self._fuse(raw, priors, calibration)
         logger.debug("fused %d candidates from %s", len(keys), sorted(raw))
-        return self._hits(keys, fused, parts, raw, priors, moments, k, text)
+        return self._hits(b, keys, fused, parts, raw, priors, moments, k, text)
 
-    def _refresh(self) -> None:
-        """Follow store changes made by other processes, checking at most every
-        ``VERSION_CHECK_S`` (writes through the Engine rebuild the retriever at once)."""
-        now = time.monotonic()
-        if now - self._checked_at < VERSION_CHECK_S:
-            return
-        self._checked_at = now
-        if hasattr(self.backend, "sync"):
-            self.backend.sync()  # refreshes the store, then follows it
-        elif hasattr(self.store, "refresh"):
-            self.store.refresh()
-        version = self.backend.version  # what the search state describes (a sync may wait for a writer)
-        if version != self._cache_version:
-            self._clear_caches()
-            self._cache_version = version
-
-    def _positions(self, videos: VideoPrior, keys) -> np.ndarray:
-        """Each key's video's position in the video level (-1: not a complete video). A backend
-        with ``video_codes`` (codes into a video name table) needs one lookup per video, not per key."""
+    def _positions(self, b: SearchBackend, derived: _Derived, videos: VideoPrior, keys) -> np.ndarray:
+        """Each key's video's position in the video level (-1: not a complete video): one
+        lookup per video of the backend's name table, not per key."""
         if not keys:
             return np.zeros(0, np.int64)
-        if not hasattr(self.backend, "video_codes"):
-            return videos.positions_of(self.backend.videos_of(keys))
-        codes, names = self.backend.video_codes(keys)
-        if self._code_positions is None or self._code_positions[0] is not names:
-            self._code_positions = (names, videos.positions_of(names))
-        return self._code_positions[1][codes]
+        codes, names = b.video_codes(keys)
+        if derived.code_positions is None or derived.code_positions[0] is not names:
+            derived.code_positions = (names, videos.positions_of(names))
+        return derived.code_positions[1][codes]
 
-    def _video_level(self) -> VideoPrior:
-        """The video level, its derived state kept by a backend that keeps such things for the
-        next process (``load_derived``/``keep_derived``: see :mod:`index.kept`)."""
-        if self._videos is None:
-            keeps = hasattr(self.backend, "keep_derived")
-            derived = self.backend.load_derived("videos") if keeps else None
-            self._videos = VideoPrior.from_store(self.store, derived=derived)
-            if keeps and not self._videos.reused:  # none kept, or kept for other videos
-                self.backend.keep_derived("videos", self._videos.derived())
-        return self._videos
+    def _video_level(self, b: SearchBackend, derived: _Derived) -> VideoPrior:
+        if derived.videos is None:
+            level = b.video_level()
+            derived.videos = VideoPrior(level.ids, level.vectors, level.present, level.derived)
+        return derived.videos
 
-    def _sketch_query(self, qv, calibration: Mapping[str, Calibration], where) -> np.ndarray | None:
+    def _sketch_query(self, b: SearchBackend, qv, calibration: Mapping[str, Calibration], where) -> np.ndarray | None:
         """The fused sketch's query (each covered modality's query times ``w / sigma``), or None
         when the backend has no sketch, the query none of its modalities, or a filter applies
         (filtered searches go per modality, exactly when few scenes pass)."""
-        covered = [m for m in qv if m in getattr(self.backend, "sketch_modalities", ()) and self.config.weights.get(m, 0) > 0]
+        covered = [m for m in qv if m in b.sketch_modalities and self.config.weights.get(m, 0) > 0]
         if not covered or (where is not None and not where.is_empty()):
             return None
-        return self.backend.sketch_query({m: self.config.weights[m] / calibration[m].std * qv[m] for m in covered})
+        return b.sketch_query({m: self.config.weights[m] / calibration[m].std * qv[m] for m in covered})
 
-    def _candidates(self, qv, text, top_videos: list[str], where, pool) -> tuple[list, dict, set]:
+    def _candidates(self, b: SearchBackend, qv, text, top_videos: list[str], where, pool) -> tuple[list, dict, set]:
         """Stage 2: scene candidates: the fused sketch's ``pool`` (None: no sketch) or each
         modality's, plus the top videos' scenes and BM25 matches. Also returns the keys that
         narrowing must keep (those found by a modality the sketch does not cover)."""
@@ -244,35 +223,35 @@ class HierarchicalRetriever:
             scope = tuple(set(top_videos) & set(base.video_ids)) if base.video_ids else tuple(top_videos)
             in_top = SceneFilter(scope, base.path_glob, base.time_from, base.time_to)
             # every scene of the top videos is a candidate, unless they are very long
-            keys = self.backend.filter_keys(in_top, TOP_VIDEO_SCENES * max(1, len(scope))) if scope else []
+            keys = b.filter_keys(in_top, TOP_VIDEO_SCENES * max(1, len(scope))) if scope else []
             if keys is None:
                 filters.append(in_top)
             else:
                 candidates.update(dict.fromkeys(keys))
-        covered = set(self.backend.sketch_modalities) if pool is not None else set()
+        covered = set(b.sketch_modalities) if pool is not None else set()
         if pool is not None:
             candidates.update(dict.fromkeys(pool))
         for m, q in qv.items():
             for f in filters:
                 if m in covered and f is where:  # the sketch's pool stands for it
                     continue
-                found = dict(self.backend.search_keys(m, q[None, :], n, f))
+                found = dict(b.search_keys(m, q[None, :], n, f))
                 candidates.update(found)
                 if pool is not None and m not in covered:
                     protected.update(found)
         bm25: dict = {}
         if text and self.config.weights.get("bm25", 0) > 0:
-            bm25 = dict(self.backend.text_search(text, n, where))
+            bm25 = dict(b.text_search(text, n, where))
             candidates.update(bm25)
         return list(candidates), bm25, protected
 
-    def _narrow(self, sketch: np.ndarray, keys: list, bm25: dict, protected: set, qv, priors: np.ndarray) -> np.ndarray:
+    def _narrow(self, b: SearchBackend, sketch: np.ndarray, keys: list, bm25: dict, protected: set, qv, priors: np.ndarray) -> np.ndarray:
         """The ``fused_candidates`` best keys by approximate fused score (sketch codes, BM25 and
         ``priors``: exact for the top videos' scenes, for the others the weakest top video's, an
         upper bound), plus the protected keys, in their original order."""
         weights = self.config.weights
         total = sum(weights[m] for m in qv if weights.get(m, 0) > 0) + (weights.get("bm25", 0) if bm25 else 0)
-        approx = self.backend.sketch_scores(sketch, keys).astype(np.float64)
+        approx = b.sketch_scores(sketch, keys).astype(np.float64)
         if bm25:
             approx += weights["bm25"] * np.nan_to_num(bm25_scale(np.array([bm25.get(k, np.nan) for k in keys]), BM25_Z))
         approx = approx / (total or 1.0) + self.config.prior_weight * priors
@@ -283,47 +262,29 @@ class HierarchicalRetriever:
             keep |= np.fromiter((k in protected for k in keys), bool, len(keys))
         return np.flatnonzero(keep)
 
-    def _similarities(self, qv, keys) -> dict[str, np.ndarray]:
+    def _similarities(self, b: SearchBackend, qv, keys) -> dict[str, np.ndarray]:
         """Exact per-modality cosine for every candidate (visual: against the keyframes' mean);
         NaN where a candidate has no vector for the modality."""
-        return {m: (self.backend.vectors(m, keys) @ q).astype(np.float64) for m, q in qv.items()}
+        return {m: (b.vectors(m, keys) @ q).astype(np.float64) for m, q in qv.items()}
 
-    def _maxsim(self, q: np.ndarray, keys, positions: list[int], visual: np.ndarray) -> dict[int, float]:
+    def _maxsim(self, b: SearchBackend, q: np.ndarray, keys, positions: list[int], visual: np.ndarray) -> dict[int, float]:
         """Rescore candidates by their best keyframe (MaxSim); returns each best keyframe's time."""
         moments: dict[int, float] = {}
-        metas = {m.key: m for m in self.backend.meta([keys[i] for i in positions])}
-        keyframes = self.backend.keyframes([keys[i] for i in positions if keys[i] in metas])
+        keyframes = b.keyframes([keys[i] for i in positions])
         for i in positions:
-            meta = metas.get(keys[i])
-            found = keyframes.get(meta.scene_id) if meta is not None else None
+            found = keyframes.get(keys[i])
             if found is None or not len(found.vectors):
                 continue
             kf = found.vectors @ q
             best = int(np.argmax(kf))
             visual[i] = float(kf[best])
-            if best < len(found.times):
+            if best < len(found.times) and np.isfinite(found.times[best]):
                 moments[i] = float(found.times[best])
         return moments
 
-    def _background_for(self, modality: str) -> Moments:
-        if modality not in self._background:
-            if hasattr(self.backend, "background_moments"):  # kept by the backend across processes
-                self._background[modality] = self.backend.background_moments(modality, BACKGROUND_SAMPLE)
-            else:
-                self._background[modality] = Moments.of(self.backend.background(modality, BACKGROUND_SAMPLE))
-        return self._background[modality]
-
-    def _has_keyframes(self) -> bool:
-        if self._keyframes_present is None:
-            self._keyframes_present = bool(self.store.has_keyframes())
-        return self._keyframes_present
-
-    def _calibrations(self, qv) -> dict[str, Calibration]:
+    def _calibrations(self, b: SearchBackend, qv) -> dict[str, Calibration]:
         """Each modality's mean and spread of this query's similarity to the collection."""
-        out = {}
-        for m, q in qv.items():
-            out[m] = Calibration.from_moments(self._background_for(m), q)
-        return out
+        return {m: Calibration.from_moments(b.background_moments(m), q) for m, q in qv.items()}
 
     def _fuse(self, raw: Mapping[str, np.ndarray], priors: np.ndarray,
               calibration: Mapping[str, Calibration]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -348,12 +309,12 @@ class HierarchicalRetriever:
                 parts["prior"] = cfg.prior_weight * priors
         return total(parts, len(priors)), parts
 
-    def _hits(self, keys, fused: np.ndarray, parts, raw, priors: np.ndarray, moments, k, text: str | None = None) -> list[Hit]:
+    def _hits(self, b: SearchBackend, keys, fused: np.ndarray, parts, raw, priors: np.ndarray, moments, k, text: str | None = None) -> list[Hit]:
         order = np.argsort(-fused, kind="stable")[: max(k * 8, 64)]  # merging needs a little more than k
-        metas = {m.key: m for m in self.backend.meta([keys[i] for i in order])}
+        metas = {m.key: m for m in b.meta([keys[i] for i in order])}
         spans = [Span(int(i), metas[keys[i]].video_id, metas[keys[i]].scene_index, float(fused[i])) for i in order if keys[i] in metas]
         groups = (merge_adjacent(spans) if self.config.merge_adjacent else [[s] for s in spans])[:k]
-        texts = {s.scene_id: s for s in self.backend.scenes([keys[s.item] for g in groups for s in g])}
+        texts = {s.scene_id: s for s in b.scenes([keys[s.item] for g in groups for s in g])}
         said = TextMoments(text) if text else None
         hits = []
         for group in groups:
@@ -388,7 +349,7 @@ class TextMoments:
     when none holds any. Made once per query, called per hit."""
 
     def __init__(self, query: str):
-        from index.bm25 import query_tokens, stems
+        from index.texts import query_tokens, stems
 
         self._tokens, self._stems = query_tokens, stems
         self.wanted = {t for t in stems(query_tokens(query)) if t}

@@ -1,7 +1,7 @@
 """The video level of the hierarchy: every complete video's global vectors, and its prior for a query.
 
 A video's prior for a query is its similarity to the query in each modality, standardised against
-the collection's videos (mean and spread from a fixed sample of at most ``SAMPLE`` videos: exact
+the collection's videos (mean and spread from a fixed sample of at most ``VIDEO_SAMPLE`` videos: exact
 for smaller collections) and fused with the retrieval weights. The retriever needs it for two
 things only: the best videos (whose scenes are searched exhaustively) and the videos of its scene
 candidates. Scanning every video's float32 vectors for each query costs ~10 ms at 20,000 videos
@@ -9,77 +9,48 @@ candidates. Scanning every video's float32 vectors for each query costs ~10 ms a
 vectors projected on its top ``SKETCH_DIMS`` principal components (from the calibration sample),
 concatenated, so that the whole fused prior of every video is one small matrix-vector product
 (a FAISS scan of float16 values). The shortlist is then re-scored exactly; candidates' videos
-are always scored exactly. What a build derives from the vectors (moments, axes, sketch: 0.6 s
-at 20,000 videos) can be handed to the next build on the same videos (:meth:`VideoPrior.derived`),
-which the retriever keeps beside the FAISS indexes for a restarted process (:mod:`index.kept`).
+are always scored exactly. What is derived from the vectors (moments, axes, sketch: 0.6 s at
+20,000 videos) is computed once per search snapshot (:func:`index.catalog.derive_video_level`),
+so a restarted process only maps it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from egorag.stats import Moments
+from index.catalog import EXACT_BELOW, derive_video_level
 from retrieval.fusion import Calibration, weighted_fusion
 
 logger = logging.getLogger("egorag")
 
-SAMPLE = 4096
-SKETCH_DIMS = 64  # principal components per modality in the shortlist sketch
 SHORTLIST = 8  # the sketch shortlists this many videos per video wanted
 STD_FLOOR = 1e-9  # videos that do not differ for a query in a modality give no prior there
 
 
 class VideoPrior:
     def __init__(self, ids: Sequence[str], vectors: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray],
-                 exact_below: int = 2048, derived: Mapping[str, np.ndarray] | None = None):
+                 derived: Mapping[str, np.ndarray] | None = None, exact_below: int = EXACT_BELOW):
         """``ids``: every complete video; ``vectors[m]``: their global vectors for modality ``m``,
         one row per id (zeros where ``present[m]`` is False: the video has none). Use :meth:`of`
-        for vectors as the store lists them. ``derived``: :meth:`derived` of an earlier build on
-        the same videos, so that its moments, axes and sketch are not computed again (ignored
-        when it does not match)."""
+        for vectors as the store lists them. ``derived``: what a snapshot derived from these
+        vectors (:func:`index.catalog.derive_video_level`); derived here when not given."""
         self.ids = np.asarray(ids, dtype=object)
         self.position = {v: i for i, v in enumerate(self.ids)}
-        self.vectors: dict[str, np.ndarray] = {}  # modality -> (n_videos, dim); zeros where absent
-        self.present: dict[str, np.ndarray] = {}
-        self._moments: dict[str, Moments] = {}
-        self._bases: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # modality -> (mean, components)
-        self._sketch = None  # a FAISS flat index of (n_videos, sum of components), when many videos
-        for m in vectors:
-            if present[m].sum() >= 2:  # one video cannot be standardised against the others
-                self.vectors[m], self.present[m] = vectors[m], np.asarray(present[m], bool)
-        sketched = len(self.ids) >= exact_below and bool(self.vectors)
-        if derived is not None and not self._matches(derived, sketched):
-            logger.debug("video level: the kept state is for other videos; deriving it again")
-            derived = None
-        self.reused = derived is not None  # built from kept state, not derived here
-        if derived is not None:
-            self._moments = {m: Moments(derived[f"{m}.mean"], derived[f"{m}.cov"], int(derived[f"{m}.n"])) for m in self.vectors}
-            if sketched:
-                self._bases = {m: (derived[f"{m}.centre"], derived[f"{m}.axes"]) for m in self.vectors}
-                self._sketch = _flat_index(derived["sketch"])
-            return
-        rng = np.random.default_rng(0)
-        for m, full in self.vectors.items():
-            positions = np.flatnonzero(self.present[m])
-            sample = positions if len(positions) <= SAMPLE else np.sort(rng.choice(positions, SAMPLE, replace=False))
-            self._moments[m] = Moments.of(full[sample])
-        if sketched:
-            parts = []
-            for m, full in self.vectors.items():
-                moments = self._moments[m]
-                mean = moments.mean.astype(np.float32)
-                components = moments.principal_axes(SKETCH_DIMS)
-                self._bases[m] = (mean, components)
-                parts.append(np.where(self.present[m][:, None], (full - mean) @ components.T, 0.0).astype(np.float32))
-            self._sketch = _flat_index(np.concatenate(parts, axis=1))
+        if derived is None:
+            derived = derive_video_level(vectors, present, exact_below)
+        used = [m for m in vectors if f"{m}.mean" in derived]
+        self.vectors = {m: vectors[m] for m in used}  # modality -> (n_videos, dim); zeros where absent
+        self.present = {m: np.asarray(present[m], bool) for m in used}
+        self._moments = {m: Moments(derived[f"{m}.mean"], derived[f"{m}.cov"], int(derived[f"{m}.n"])) for m in used}
+        self._bases = {m: (derived[f"{m}.centre"], derived[f"{m}.axes"]) for m in used if f"{m}.axes" in derived}
+        self._sketch = _flat_index(np.asarray(derived["sketch"], np.float32)) if "sketch" in derived else None
 
     @classmethod
-    def of(cls, per_modality: Mapping[str, tuple[Sequence[str], np.ndarray]], video_ids=(), exact_below: int = 2048,
-           derived: Mapping[str, np.ndarray] | None = None) -> VideoPrior:
+    def of(cls, per_modality: Mapping[str, tuple[Sequence[str], np.ndarray]], video_ids=(), exact_below: int = EXACT_BELOW) -> VideoPrior:
         """From ``per_modality``: modality -> (video ids, their global vectors), as
         :meth:`index.lance.LanceSceneStore.video_vectors` lists them; ``video_ids``: videos that
         have no global vector at all (they get a neutral prior)."""
@@ -92,42 +63,7 @@ class VideoPrior:
             vectors[m][at] = x
             present[m] = np.zeros(len(ids), bool)
             present[m][at] = True
-        return cls(ids, vectors, present, exact_below, derived)
-
-    @classmethod
-    def from_store(cls, store, exact_below: int = 2048, derived: Mapping[str, np.ndarray] | None = None) -> VideoPrior:
-        """Every complete video (with or without global vectors) and its vectors: as one matrix
-        per modality when the store has them so (the FAISS accelerator's mapped record of the
-        videos, :meth:`index.mapped.MappedStore.video_matrices`: nothing is copied), else as
-        listed by modality."""
-        matrices = store.video_matrices() if hasattr(store, "video_matrices") else None
-        if matrices is not None:
-            ids, per_modality = matrices
-            return cls(ids, {m: x for m, (x, _) in per_modality.items()}, {m: p for m, (_, p) in per_modality.items()},
-                       exact_below, derived)
-        return cls.of({m: store.video_vectors(m) for m in store.modalities}, store.complete_ids(), exact_below, derived)
-
-    def derived(self) -> dict[str, np.ndarray]:
-        """What this build derived from the videos' vectors (moments, principal axes, the
-        shortlist sketch): pass it to the next build on the same videos, e.g. in a restarted
-        process (:mod:`index.kept`), which then costs no more than mapping the vectors."""
-        out = {"videos": np.array(len(self.ids)), "digest": _digest(self.ids)}
-        for m, moments in self._moments.items():
-            out.update({f"{m}.present": np.array(int(self.present[m].sum())), f"{m}.mean": moments.mean,
-                        f"{m}.cov": moments.cov, f"{m}.n": np.array(moments.n)})
-        for m, (centre, axes) in self._bases.items():
-            out.update({f"{m}.centre": centre, f"{m}.axes": axes})
-        if self._sketch is not None:
-            out["sketch"] = _sketch_rows(self._sketch)
-        return out
-
-    def _matches(self, derived: Mapping[str, np.ndarray], sketched: bool) -> bool:
-        try:
-            same = int(derived["videos"]) == len(self.ids) and bytes(derived["digest"]) == bytes(_digest(self.ids))
-            same = same and all(int(derived[f"{m}.present"]) == int(p.sum()) for m, p in self.present.items())
-            return same and set(self.vectors) == {k[: -len(".mean")] for k in derived if k.endswith(".mean")} and (not sketched or "sketch" in derived)
-        except (KeyError, TypeError, ValueError):
-            return False
+        return cls(ids, vectors, present, exact_below=exact_below)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -184,20 +120,8 @@ def _flat_index(rows: np.ndarray):
     return index
 
 
-def _sketch_rows(index) -> np.ndarray:
-    """The float16 rows an index of :func:`_flat_index` holds (as float16: what it scans)."""
-    import faiss
-
-    return faiss.vector_to_array(index.codes).view(np.float16).reshape(index.ntotal, index.d)
-
-
-def _digest(ids: np.ndarray) -> np.ndarray:
-    """A digest of the video ids, in order (what derived state is checked against)."""
-    return np.frombuffer(hashlib.blake2b("\n".join(ids).encode(), digest_size=16).digest(), np.uint8)
-
-
 def _top(index, query: np.ndarray, n: int) -> np.ndarray:
-    from index.faiss_index import single_threaded
+    from index.vectors import single_threaded
 
     with single_threaded(True):
         _, found = index.search(np.ascontiguousarray(query[None, :], dtype=np.float32), n)

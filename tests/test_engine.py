@@ -219,31 +219,12 @@ def test_low_memory_mode_holds_one_model_at_a_time(tmp_path, cut_video, silent_v
     assert low.index([cut_video]).unchanged  # the skip check works in low-memory mode too
 
 
-def test_lance_backend_gives_the_same_answers(tmp_path, cut_video):
-    from dataclasses import replace
-
-    from egorag.config import RetrievalConfig
-
-    faiss_engine = Engine(tmp_path / "db", config(), models=models())
-    faiss_engine.index([cut_video])
-    lance_cfg = replace(config(), retrieval=RetrievalConfig(backend="lance"))
-    lance_engine = Engine(tmp_path / "db", lance_cfg, models=models())
-    for query in ("honey bees hive", "saturn rings planet", "volcano lava"):
-        a, b = faiss_engine.search(query, k=4).hits, lance_engine.search(query, k=4).hits
-        assert [(h.scene_id, h.start, h.end) for h in a] == [(h.scene_id, h.start, h.end) for h in b]
-        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-4)
-    where = SceneFilter(time_to=2.0)
-    assert [h.scene_id for h in lance_engine.search("saturn", k=4, where=where).hits] == [
-        h.scene_id for h in faiss_engine.search("saturn", k=4, where=where).hits
-    ]
-
-
 def test_long_lived_engine_sees_another_writers_changes(tmp_path, cut_video, silent_video, monkeypatch):
     """A server's engine keeps its store open; videos indexed or deleted by another process (here
     another Engine on the same folder) show up in its next search and listing."""
-    import retrieval.hierarchical as hierarchical
+    import index.snapshot
 
-    monkeypatch.setattr(hierarchical, "VERSION_CHECK_S", 0.0)
+    monkeypatch.setattr(index.snapshot, "CHECK_S", 0.0)
     server = Engine(tmp_path / "db", config(), models=models())
     server.index([silent_video])
     assert not [h for h in server.search("honey bees hive", k=3).hits if "hive" in h.transcript]
@@ -280,17 +261,16 @@ def test_listing_comes_from_a_current_snapshot_without_lancedb(engine, cut_video
     assert list_in_a_fresh_process() == {"lancedb": False, "paths": both[1:]}  # rewritten by that read
 
 
-def test_engine_opened_from_the_mapped_record_follows_writes_and_writes_itself(tmp_path, cut_video, silent_video, monkeypatch):
-    """A fresh engine queries through the accelerator's record of the store (no LanceDB), still
+def test_engine_reading_a_snapshot_follows_writes_and_writes_itself(tmp_path, cut_video, silent_video, monkeypatch):
+    """A fresh engine queries from the search snapshot (LanceDB's store never opened), still
     sees another writer's videos, and can itself index and delete."""
-    import retrieval.hierarchical as hierarchical
-    from index.mapped import MappedStore
+    import index.snapshot
 
-    monkeypatch.setattr(hierarchical, "VERSION_CHECK_S", 0.0)
+    monkeypatch.setattr(index.snapshot, "CHECK_S", 0.0)
     Engine(tmp_path / "db", config(), models=models()).index([silent_video])
     reader = Engine(tmp_path / "db", config(), models=models())
     assert not [h for h in reader.search("honey bees hive", k=3).hits if "hive" in h.transcript]
-    assert isinstance(reader.store(), MappedStore) and reader.store()._real is None
+    assert reader._store is None
     Engine(tmp_path / "db", config(), models=models()).index([cut_video])
     assert "honey bees hive" in reader.search("honey bees hive", k=1).hits[0].transcript
     reader.delete(str(cut_video))

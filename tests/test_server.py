@@ -24,7 +24,7 @@ from egorag.cli import main
 from egorag.config import AnswerConfig
 from egorag.engine import Engine
 from egorag.server import EgoragServer, EngineWorker, SearchRequest
-from retrieval.hierarchical import VERSION_CHECK_S
+from index.snapshot import CHECK_S as VERSION_CHECK_S
 
 QUERIES = ["volcano lava eruption", "bread dough in the oven", "honey bees hive", "saturn rings planet", "magma",
            "flour", "queen bee", "moons of a planet"]

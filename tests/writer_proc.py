@@ -80,7 +80,7 @@ def dying_loader(marker: str, components: tuple[str, ...]) -> ModelSet:
 
 def pause_commits(seed: int | None, pause: float, hold: list | None) -> None:
     import index.lance as lance
-    from index.files import COMMIT_ATTEMPTS
+    from index.lance import COMMIT_ATTEMPTS
 
     real = lance._commit
     rng = random.Random(seed)
