@@ -42,7 +42,7 @@ class VideoPrior:
         self.position = {v: i for i, v in enumerate(self.ids)}
         if derived is None:
             derived = derive_video_level(vectors, present, exact_below)
-        used = [m for m in vectors if f"{m}.mean" in derived]
+        used = sorted(m for m in vectors if f"{m}.mean" in derived)  # the sketch's blocks are in this order
         self.vectors = {m: vectors[m] for m in used}  # modality -> (n_videos, dim); zeros where absent
         self.present = {m: np.asarray(present[m], bool) for m in used}
         self._moments = {m: Moments(derived[f"{m}.mean"], derived[f"{m}.cov"], int(derived[f"{m}.n"])) for m in used}

@@ -7,10 +7,20 @@ import pytest
 
 from egorag.filters import SceneFilter
 from egorag.schema import EncoderFingerprint, Scene, Video, VideoInfo, scene_id
-from index.bm25 import K1, Live, Postings, query_tokens, search, stems, tokenize
-from index.faiss import FaissAccelerator
+from index.build import build_snapshot
+from index.files import newest
 from index.lance import LanceSceneStore
-from index.texts import SceneTexts
+from index.snapshot import Snapshot
+from index.texts import (
+    K1,
+    Live,
+    Postings,
+    SceneTexts,
+    query_tokens,
+    search,
+    stems,
+    tokenize,
+)
 
 WORDS = (
     "kitchen knife onion chopping cooking pan garden flowers watering running runner dog leash park "
@@ -102,7 +112,7 @@ def test_segments_and_merge_give_the_same_ranking():
 def test_merged_and_dense_accumulation_give_the_same_scores(monkeypatch):
     """Rare terms' rows are merged from the sorted lists, common terms' summed in a dense array:
     the same rows and the same float64 sums either way."""
-    import index.bm25 as bm25
+    import index.texts as bm25
 
     texts = sentences(400, seed=3)
     segments = [(0, Postings.build(pa.array(texts[:250]))), (250, Postings.build(pa.array(texts[250:])))]
@@ -116,7 +126,7 @@ def test_merged_and_dense_accumulation_give_the_same_scores(monkeypatch):
         assert dense and merged == dense
 
 
-def test_scene_texts_persist_merge_and_rebuild_missing_postings(tmp_path, monkeypatch):
+def test_scene_texts_persist_and_merge(tmp_path, monkeypatch):
     import index.texts as texts_mod
 
     monkeypatch.setattr(texts_mod, "MAX_SEGMENTS", 3)
@@ -124,31 +134,15 @@ def test_scene_texts_persist_merge_and_rebuild_missing_postings(tmp_path, monkey
     st = SceneTexts(tmp_path)
     for a in range(0, 200, 40):  # 5 segments: merged into one past 3
         st.append(a, pa.table({"transcript": texts[a : a + 40], "caption": [""] * len(texts[a : a + 40])}))
-    assert st.starts == [0, 160] and sorted(p.name for p in tmp_path.glob("bm25-*")) == ["bm25-0", "bm25-160"]
+    assert st.starts == [0, 160] and sorted(p.name for p in tmp_path.glob("bm25-*")) == ["bm25-0.arrow", "bm25-160.arrow"]
     want = st.search("guitar song", 10, np.ones(200, bool), np.ones(200, bool))
     rows = np.random.default_rng(0).permutation(200)[:100]  # across segments, in no order
     assert st.get(rows[:5]) == st.get(rows)[:5] == [(texts[r], "", "") for r in rows[:5]]  # scalar reads = takes
     assert st.get(rows) == [(texts[r], "", "") for r in rows]
     reopened = SceneTexts.open(tmp_path, 200)
     assert reopened.search("guitar song", 10, np.ones(200, bool), np.ones(200, bool)) == want
-    import shutil
-
-    shutil.rmtree(tmp_path / "bm25-160")  # a store indexed before the postings existed
-    rebuilt = SceneTexts.open(tmp_path, 200)
-    assert (tmp_path / "bm25-160" / "hashes.npy").exists()
-    assert rebuilt.search("guitar song", 10, np.ones(200, bool), np.ones(200, bool)) == want
-    (tmp_path / "bm25-0" / "postings.json").write_text('{"tokenizer": "another"}')  # made by another tokenizer
-    assert Postings.load(tmp_path / "bm25-0", 160) is None
-    assert SceneTexts.open(tmp_path, 200).search("guitar song", 10, np.ones(200, bool), np.ones(200, bool)) == want
-    assert Postings.load(tmp_path / "bm25-0", 160) is not None
-    shutil.rmtree(tmp_path / "bm25-160")  # and a store that cannot be written to still searches
-
-    def read_only(self, path):
-        raise PermissionError(f"{path}: read-only file system")
-
-    monkeypatch.setattr(Postings, "save", read_only)
-    assert SceneTexts.open(tmp_path, 200).search("guitar song", 10, np.ones(200, bool), np.ones(200, bool)) == want
-    assert not (tmp_path / "bm25-160").exists()
+    with pytest.raises(ValueError, match="cover 200 rows, not 240"):
+        SceneTexts.open(tmp_path, 240)
 
 
 def fill_texts(store, texts, videos=4, dim=8):
@@ -173,9 +167,13 @@ def text_store(tmp_path):
     return store
 
 
-def test_accelerator_bm25_agrees_with_lancedb_fts(text_store):
-    acc = FaissAccelerator(text_store)
-    acc.sync()
+def snapshot(store) -> Snapshot:
+    build_snapshot(store)
+    return Snapshot.open(newest(store.uri)[1])
+
+
+def test_snapshot_bm25_agrees_with_lancedb_fts(text_store):
+    acc = snapshot(text_store)
     overlap = []
     for query in ("onion knife", "snow mountain hiking", "charging the camera battery", "surfing waves", "coffee meeting"):
         lance = [acc.catalog.row_of(s) for s, _ in text_store.text_search(query, 10)]
@@ -185,15 +183,14 @@ def test_accelerator_bm25_agrees_with_lancedb_fts(text_store):
     assert np.mean(overlap) >= 0.8
 
 
-def test_accelerator_bm25_filters_and_never_returns_deleted_rows(text_store):
-    acc = FaissAccelerator(text_store)
-    acc.sync()
+def test_snapshot_bm25_filters_and_never_returns_deleted_rows(text_store):
+    acc = snapshot(text_store)
     first = acc.text_search("guitar", 5)
     video = acc.catalog.meta([first[0][0]])[0].video_id
     only = acc.text_search("guitar", 50, SceneFilter(video_ids=(video,)))
     assert only and {m.video_id for m in acc.catalog.meta([r for r, _ in only])} == {video}
     text_store.delete_video(video)
-    acc.sync()
+    acc = snapshot(text_store)
     after = acc.text_search("guitar", 100)
     assert after and all(acc.catalog.alive[r] for r, _ in after)
     assert video not in {m.video_id for m in acc.catalog.meta([r for r, _ in after])}

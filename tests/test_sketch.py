@@ -2,17 +2,21 @@
 with the store (build, persist, extend, retrain, drop), and the retriever's candidates drawn
 from it find the exact fused top 10."""
 
+import os
+
 import numpy as np
 import pytest
 
-import index.faiss as faiss_mod
+import index.build as build_mod
 import retrieval.hierarchical as hierarchical
 from egorag.config import RetrievalConfig
 from egorag.filters import SceneFilter
 from egorag.schema import EncoderFingerprint, Scene, Video, VideoInfo, scene_id
-from index.faiss import FaissAccelerator, FaissOptions
+from index import files
+from index.build import build_snapshot
 from index.lance import LanceSceneStore
-from index.sketch import FusedSketch
+from index.snapshot import Snapshot
+from index.vectors import FaissOptions, FusedSketch
 from retrieval.hierarchical import HierarchicalRetriever
 
 DIMS = {"text": 32, "visual": 24}
@@ -72,7 +76,7 @@ def test_one_query_on_a_large_sketch_is_scanned_in_one_part_per_core(monkeypatch
     tied at the cut may differ); the whole index is unchanged; an append reaches the parts."""
     import faiss
 
-    import index.sketch as sketch_mod
+    import index.vectors as sketch_mod
 
     sketch, x, present = trained(n=3000)
     monkeypatch.setattr(sketch_mod, "PART_MIN_ROWS", 1000)
@@ -128,56 +132,40 @@ def store(tmp_path):
     return LanceSceneStore(tmp_path / "db", {m: EncoderFingerprint(m, "test", m, d) for m, d in DIMS.items()})
 
 
-def test_accelerator_builds_persists_extends_retrains_and_drops_the_sketch(store, monkeypatch):
+def snapshot(store, options) -> Snapshot:
+    build_snapshot(store, options)
+    return Snapshot.open(files.newest(store.uri)[1], options)
+
+
+def test_snapshots_build_extend_retrain_and_drop_the_sketch(store, monkeypatch):
     x = {m: embeddings(900, d, seed=i) for i, (m, d) in enumerate(DIMS.items())}
     fill(store, x, 0, 6, 100)
     options = FaissOptions(sketch_threshold=300)
-    acc = FaissAccelerator(store, options)
-    acc.sync()
-    assert acc.sketch_modalities == ("text", "visual") and len(acc.sketch) == 600
-    assert (acc.root / "sketch.faiss").exists() and len(list(acc.root.glob("sketch-*.u8"))) == 1
+    snap = snapshot(store, options)
+    assert snap.sketch_modalities == ("text", "visual") and len(snap.sketch) == 600
+    assert (snap.root / "sketch.faiss").exists() and len(list(snap.root.glob("sketch-*.u8"))) == 1
 
     trainings = []
     real_train = FusedSketch.train
-    monkeypatch.setattr(faiss_mod.FusedSketch, "train", lambda *a, **k: trainings.append(1) or real_train(*a, **k))
-    reopened = FaissAccelerator(LanceSceneStore(store.uri), options)
-    reopened.sync()
-    assert not trainings and len(reopened.sketch) == 600  # loaded, not retrained
+    monkeypatch.setattr(build_mod.FusedSketch, "train", lambda *a, **k: trainings.append(1) or real_train(*a, **k))
     fill(LanceSceneStore(store.uri), {m: v[600:] for m, v in x.items()}, 6, 1, 100)  # another process adds a video
-    reopened.sync()
-    assert not trainings and len(reopened.sketch) == 700
-    row = reopened.catalog.row_of(scene_id("v006", 42))
-    q = reopened.sketch_query({"text": 20 * x["text"][642], "visual": 20 * x["visual"][642]})
-    assert reopened.sketch_search(q[None], 5)[0][0] == row
+    extended = snapshot(store, options)
+    assert not trainings and len(extended.sketch) == 700  # appended to, not retrained
+    assert os.path.samefile(snap.root / snap.sketch.codes.path.name, extended.root / extended.sketch.codes.path.name)
+    row = extended.catalog.row_of(scene_id("v006", 42))
+    q = extended.sketch_query({"text": 20 * x["text"][642], "visual": 20 * x["visual"][642]})
+    assert extended.sketch_search(q[None], 5)[0][0] == row
 
     for vid in ("v000", "v001", "v002"):
         store.delete_video(vid)
-    reopened.sync()
+    retrained = snapshot(store, options)
     assert trainings == [1]  # 3/7 of the rows gone: retrained on the rest
-    assert len(list(reopened.root.glob("sketch-*.u8"))) == 1  # the old codes removed
-    assert all(reopened.catalog.alive[r] for r in reopened.sketch_search(q[None], 400)[0])
+    assert len(list(retrained.root.glob("sketch-*.u8"))) == 1  # the old codes not carried over
+    assert all(retrained.catalog.alive[r] for r in retrained.sketch_search(q[None], 400)[0])
     for vid in ("v003", "v004"):
         store.delete_video(vid)
-    reopened.sync()
-    assert reopened.sketch is None and not (reopened.root / "sketch.faiss").exists()  # 200 scenes left
-
-
-@pytest.mark.parametrize("name", ["sketch.npz", "sketch.faiss", "sketch.json"])
-def test_an_unreadable_sketch_file_is_rebuilt_not_fatal(store, name, caplog):
-    x = {m: embeddings(600, d, seed=i) for i, (m, d) in enumerate(DIMS.items())}
-    fill(store, x, 0, 6, 100)
-    options = FaissOptions(sketch_threshold=300)
-    acc = FaissAccelerator(store, options)
-    acc.sync()
-    path = acc.root / name
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a torn copy, a bad disk
-    with caplog.at_level("WARNING", logger="egorag"):
-        reopened = FaissAccelerator(LanceSceneStore(store.uri), options)
-        reopened.sync()
-    assert "rebuilding them from the store" in caplog.text and len(reopened.sketch) == 600
-    q = reopened.sketch_query({"text": 20 * x["text"][242], "visual": 20 * x["visual"][242]})
-    assert reopened.sketch_search(q[None], 5)[0][0] == reopened.catalog.row_of(scene_id("v002", 42))
-    assert FusedSketch.load(reopened.root) is not None  # rewritten
+    dropped = snapshot(store, options)
+    assert dropped.sketch is None and not (dropped.root / "sketch.faiss").exists()  # 200 scenes left
 
 
 def oracle(retriever, acc, qv, k=10):
@@ -185,9 +173,10 @@ def oracle(retriever, acc, qv, k=10):
     cfg = retriever.config
     rows = np.flatnonzero(acc.catalog.alive)
     total = sum(cfg.weights[m] for m in qv)
-    cal = retriever._calibrations(qv)
+    b, derived = retriever._take()
+    cal = retriever._calibrations(b, qv)
     fused = sum(cfg.weights[m] * (acc.rows[m].take(rows) @ q - cal[m].mean) / cal[m].std for m, q in qv.items()) / total
-    videos = retriever._video_level()
+    videos = retriever._video_level(b, derived)
     prior = videos.prior(qv, cfg.weights, videos.calibrations(qv, cfg.weights), np.arange(len(videos)))
     fused = fused + cfg.prior_weight * prior[videos.positions_of(acc.catalog.video_ids(rows))]
     return set(acc.catalog.scene_ids(rows[np.argsort(-fused)[:k]]))
@@ -197,9 +186,9 @@ def test_retriever_candidates_from_the_sketch_find_the_exact_fused_top(store, mo
     n = 3000
     x = {m: embeddings(n, d, seed=10 + i) for i, (m, d) in enumerate(DIMS.items())}
     fill(store, x, 0, 60, 50)
-    acc = FaissAccelerator(store, FaissOptions(sketch_threshold=1000))
+    acc = snapshot(store, FaissOptions(sketch_threshold=1000))
     config = RetrievalConfig(merge_adjacent=False, top_videos=5, fused_pool=300, fused_candidates=60)
-    retriever = HierarchicalRetriever(store, {}, config, backend=acc)
+    retriever = HierarchicalRetriever(lambda: acc, {}, config)
     per_modality = []
     real_search = acc.search_keys
     monkeypatch.setattr(acc, "search_keys", lambda *a, **k: per_modality.append(a[0]) or real_search(*a, **k))
@@ -244,9 +233,8 @@ def test_retriever_candidates_from_the_sketch_find_the_exact_fused_top(store, mo
     acc.sketch.modalities = ("text",)
     monkeypatch.setattr(acc, "search_keys", lambda *a, **k: per_modality.append(a[0]) or real_search(*a, **k))
     per_modality.clear()
-    retriever._checked_at = -1e9
     pool = acc.sketch_search(acc.sketch_query({"text": qv["text"]})[None], config.fused_pool)[0]
-    keys, _, protected = retriever._candidates(qv, None, [], None, pool)
+    keys, _, protected = retriever._candidates(acc, qv, None, [], None, pool)
     assert per_modality == ["visual"] and protected and protected <= set(keys)
 
 
@@ -259,6 +247,5 @@ def test_no_sketch_for_a_large_store_without_vectors(store):
             Video(vid, f"/data/{vid}.mp4", vid, VideoInfo(f"/data/{vid}.mp4", 40, 25, 8, 8, False, 1), 40, {}),
             [Scene(scene_id(vid, i), vid, f"/data/{vid}.mp4", i, float(i), float(i + 1), transcript="words") for i in range(40)],
         )
-    acc = FaissAccelerator(store, FaissOptions(sketch_threshold=50))
-    acc.sync()
+    acc = snapshot(store, FaissOptions(sketch_threshold=50))
     assert acc.sketch is None and acc.sketch_modalities == () and len(acc.catalog) == 120

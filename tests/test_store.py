@@ -105,12 +105,15 @@ def test_incomplete_video_is_invisible_and_purged(filled, store):
     _, scenes = make_video("vc", "/videos/c.mp4", 2, offset=6)
     store._scenes.add(rows_to_table([s.to_row() for s in scenes], store._scenes.schema))
     assert "vc" not in store.complete_ids()
-    from index.faiss import FaissAccelerator
+    from index.build import build_snapshot
+    from index.files import newest
+    from index.snapshot import Snapshot
     from retrieval.hierarchical import HierarchicalRetriever
 
-    for backend in (store, FaissAccelerator(store)):  # its best-matching scene is no result
-        hits = HierarchicalRetriever(store, {}, backend=backend).search_vectors({"text": unit(6)}, "scene", k=10)
-        assert hits and all(h.video_id != "vc" for h in hits)
+    build_snapshot(store)
+    snap = Snapshot.open(newest(store.uri)[1])
+    hits = HierarchicalRetriever(lambda: snap, {}).search_vectors({"text": unit(6)}, "scene", k=10)  # its best-matching scene is no result
+    assert hits and all(h.video_id != "vc" for h in hits)
     assert store.purge_incomplete() == 1
     assert store.count_scenes() == 6
 
@@ -156,22 +159,12 @@ def test_bulk_arrow_ingest(store):
         store.add_arrow(videos.append_column("bogus", pa.array([1, 2])), scenes)
 
 
-def test_lance_backend_bm25_depends_on_content_not_history(tmp_path, library):
-    """After a delete, LanceDB's full-text index is rebuilt: BM25 scores equal a store that
+def test_bm25_depends_on_content_not_history(tmp_path, library):
+    """BM25's statistics count the live scenes only: after a delete, scores equal a store that
     never held the deleted video."""
-    from dataclasses import replace
+    from writer_proc import engine
 
-    from writer_proc import HashEncoder, ScriptByLength, config
-
-    from egorag.config import RetrievalConfig
-    from egorag.engine import Engine
-    from egorag.models import ModelSet
-
-    def lance_engine(db):
-        cfg = replace(config(), retrieval=RetrievalConfig(backend="lance"))
-        return Engine(db, cfg, models=ModelSet(transcriber=ScriptByLength(), text=HashEncoder(dim=64)))
-
-    history, fresh = lance_engine(tmp_path / "history"), lance_engine(tmp_path / "fresh")
+    history, fresh = engine(str(tmp_path / "history")), engine(str(tmp_path / "fresh"))
     history.index([library])
     history.delete([str(library / "v6.mp4")])
     fresh.index([library / f"v{n}.mp4" for n in (3, 4, 5)])
@@ -192,7 +185,6 @@ def test_a_store_without_the_newer_text_columns_still_searches(tmp_path, library
     db = tmp_path / "db"
     engine(str(db)).index([library / "v4.mp4"])
     LanceSceneStore(db)._scenes.drop_columns(["screen_text", "moments"])
-    shutil.rmtree(db / "faiss")
-    (db / "videos.snapshot.parquet").unlink()
+    shutil.rmtree(db / "snapshots")
     hit = engine(str(db)).search("honey bees hive", k=1).hits[0]
     assert "honey" in hit.transcript and hit.screen_text == "" and hit.moment is None
