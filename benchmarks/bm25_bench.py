@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 from common import save  # noqa: E402
 
-from index import bm25  # noqa: E402
+from index import texts as bm25  # noqa: E402
 
 
 def old_module(rev: str):

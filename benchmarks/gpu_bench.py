@@ -1,4 +1,4 @@
-"""GPU exact search: egorag's blockwise top-k (index.torch_exact.TorchExactIndex) vs the naive
+"""GPU exact search: egorag's blockwise top-k (index.vectors.TorchExactIndex) vs the naive
 ``torch.topk(Q @ X.T, k)``, same matrix, same queries, same run, results checked equal.
 
     python benchmarks/gpu_bench.py [--rows 10000000] [--dim 512] [--blocks 65536 262144]
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def main() -> None:
     import torch
 
-    from index.torch_exact import TorchExactIndex
+    from index.vectors import TorchExactIndex
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=10_000_000)

@@ -38,8 +38,11 @@ from common import HERE, save  # noqa: E402
 
 from egorag.config import RetrievalConfig  # noqa: E402
 from egorag.schema import EncoderFingerprint  # noqa: E402
-from index.faiss import FaissAccelerator, FaissOptions  # noqa: E402
+from index import files  # noqa: E402
+from index.build import build_snapshot  # noqa: E402
 from index.lance import LanceSceneStore  # noqa: E402
+from index.snapshot import Snapshot, Snapshots  # noqa: E402
+from index.vectors import FaissOptions  # noqa: E402
 from retrieval.hierarchical import HierarchicalRetriever  # noqa: E402
 
 CACHE = HERE / "cache"
@@ -242,12 +245,12 @@ def main() -> None:
         store = LanceSceneStore(root)
         assert store.count_scenes() == args.scenes, f"{root} holds {store.count_scenes()} scenes, not {args.scenes}"
         figures = {"lance": f"reused {root}"}
-        shutil.rmtree(root / "faiss", ignore_errors=True)
+        shutil.rmtree(root / files.SNAPSHOTS, ignore_errors=True)
     else:
         store, figures = build_store(root, args.scenes, real, sentences, spectrum)
     options = FaissOptions(kind=args.index, nprobe=args.nprobe)
-    _, figures["faiss_build_s"] = timed(lambda: FaissAccelerator(store, FaissOptions(kind=args.index, nprobe=args.nprobe, sketch_threshold=0)).sync())
-    acc, figures["sketch_build_s"] = timed(lambda: (a := FaissAccelerator(store, options), a.sync(), a)[-1])  # loads the columns, adds the sketch
+    _, figures["snapshot_build_s"] = timed(lambda: build_snapshot(store, options))
+    acc, figures["snapshot_open_s"] = timed(lambda: Snapshot.open(files.newest(root)[1], options))
     assert any(t for t, _ in acc.texts.get(range(min(10, len(acc.catalog))))), f"{root} has no transcripts (built by an older benchmark): remove it"
     figures["sketch"] = {"modalities": list(acc.sketch_modalities), "rows": len(acc.sketch) if acc.sketch else 0}
     figures["index_kinds"] = {m: c.kind for m, c in acc.columns.items()}
@@ -269,10 +272,8 @@ def main() -> None:
                 qv[m] = spectrum.perturb(acc.vectors(m, [target])[0], noise=1.0)
         queries.append(qv)
     cfg = RetrievalConfig(merge_adjacent=False)
-    retriever = HierarchicalRetriever(store, {}, cfg, backend=acc)
-    retriever.search_vectors(queries[0], None, 10)  # warm caches (video vectors, backgrounds)
-    if acc.warming is not None:  # the background mapping of the files' pages that answer started (index/prefault.py)
-        acc.warming.join()
+    retriever = HierarchicalRetriever(lambda: acc, {}, cfg)
+    retriever.search_vectors(queries[0], None, 10)  # warm caches (the video level)
     lat = []
     results = []
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -305,11 +306,10 @@ def main() -> None:
         acc.options = dataclasses.replace(acc.options, split_scan=True)
         figures["split_scan_ab"] = {"parts_per_core": pct(lat_ab[True]), "one_core": pct(lat_ab[False]), "same_hits": same / len(queries)}
     figures["per_column_ab"] = per_column_ab(acc, queries, options)
-    # a restarted server: the same queries in fresh processes, with and without the background
-    # warm-up of the mapped files (index/prefault.py)
+    # a restarted server: the same queries in a fresh process
     with tempfile.TemporaryDirectory() as tmp:
-        np.savez(Path(tmp) / "queries.npz", **{m: np.stack([q[m] for q in queries]) for m in DIMS})
-        figures["fresh_process"] = {name: fresh_queries(root, Path(tmp) / "queries.npz", warm) for name, warm in (("unwarmed", False), ("warmed", True))}
+        files.write_arrays(Path(tmp) / "queries.arrow", {m: np.stack([q[m] for q in queries]) for m in DIMS})
+        figures["fresh_process"] = fresh_queries(root, Path(tmp) / "queries.arrow")
     # the same queries with their text: BM25 joins the fusion (and its candidates)
     texts = [held_out_text[i % len(held_out_text)] for i in range(args.queries)]
     figures["egorag_fused_with_text"] = pct([timed(retriever.search_vectors, qv, t, 10)[1] * 1000 for qv, t in zip(queries, texts)])
@@ -348,7 +348,7 @@ def main() -> None:
             acc.options = FaissOptions(kind=args.index, nprobe=nprobe)
             acc.sketch = sketch if path == "sketch" else None  # the per-modality path, as before the sketch
             config = RetrievalConfig(merge_adjacent=False, candidates=candidates, fused_pool=pool or 3000, fused_candidates=keep or 300)
-            r = HierarchicalRetriever(store, {}, config, backend=acc)
+            r = HierarchicalRetriever(lambda: acc, {}, config)
             r.search_vectors(queries[0], None, 10)
             got, ms = zip(*[timed(r.search_vectors, qv, None, 10) for qv in queries[:n_check]])
             rec = float(np.mean([len(w & {h.scene_id for h in g}) / 10 for w, g in zip(wanted, got)]))
@@ -444,47 +444,37 @@ def per_column_ab(acc, queries, options: FaissOptions, k: int = 10) -> dict:
 
 def cold(root: str) -> None:
     t0 = time.perf_counter()  # (the module's own imports ran before: see process_s)
-    from index.faiss import FaissAccelerator, FaissOptions
-    from index.mapped import open_for_query
+    from index.snapshot import Snapshots
     from retrieval.hierarchical import HierarchicalRetriever
 
     t1 = time.perf_counter()
-    store = open_for_query(root)  # as the engine opens a store to query (no LanceDB while current)
-    acc = FaissAccelerator(store, FaissOptions())
-    acc.sync()
+    snapshots = Snapshots(root, build=lambda wait: False)  # as the engine follows a store (no LanceDB while current)
+    snapshot = snapshots.current()
     t2 = time.perf_counter()
     rng = np.random.default_rng(0)
     qv = {m: (lambda v: v / np.linalg.norm(v))(rng.standard_normal(d).astype(np.float32)) for m, d in DIMS.items()}
-    HierarchicalRetriever(store, {}, RetrievalConfig(), backend=acc).search_vectors(qv, "return the number of elements in the list", 10)
+    HierarchicalRetriever(snapshots.current, {}, RetrievalConfig()).search_vectors(qv, "return the number of elements in the list", 10)
     t3 = time.perf_counter()
     print(json.dumps({"imports_s": t1 - t0, "open_s": t2 - t1, "first_query_s": t3 - t2, "open_to_first_answer_s": t3 - t1,
-                      "store": type(store).__name__, "lancedb_imported": "lancedb" in sys.modules}))
+                      "snapshot": snapshot.generation, "lancedb_imported": "lancedb" in sys.modules}))
 
 
-def fresh(root: str, queries_path: str, warm: bool) -> None:
+def fresh(root: str, queries_path: str) -> None:
     """The child of :func:`fresh_queries`: open the store, then answer every query once."""
-    from index.mapped import open_for_query
-
-    with np.load(queries_path) as z:
-        arrays = {m: z[m] for m in z.files}
+    arrays = files.read_arrays(Path(queries_path))
     queries = [{m: arrays[m][i] for m in arrays} for i in range(len(next(iter(arrays.values()))))]
-    store = open_for_query(root)
-    acc = FaissAccelerator(store, FaissOptions(warm=warm))
-    acc.sync()
-    retriever = HierarchicalRetriever(store, {}, RetrievalConfig(merge_adjacent=False), backend=acc)
-    retriever.search_vectors(queries[0], None, 10)  # its caches (video level, backgrounds); starts the warm-up
-    if acc.warming is not None:
-        acc.warming.join()
+    snapshots = Snapshots(root, build=lambda wait: False)
+    retriever = HierarchicalRetriever(snapshots.current, {}, RetrievalConfig(merge_adjacent=False))
+    retriever.search_vectors(queries[0], None, 10)  # its caches (the video level)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     lat = [timed(retriever.search_vectors, qv, None, 10)[1] * 1000 for qv in queries]
     faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / len(queries)
     print(json.dumps({**pct(lat), "page_faults_per_query": faults}))
 
 
-def fresh_queries(root, queries_path, warm: bool) -> dict:
-    """The queries answered once each by a fresh process (a restarted server), after its open
-    and, with ``warm``, its warm-up."""
-    out = subprocess.run([sys.executable, __file__, "--fresh", str(root), str(queries_path), str(int(warm))], capture_output=True, text=True)
+def fresh_queries(root, queries_path) -> dict:
+    """The queries answered once each by a fresh process (a restarted server), after its open."""
+    out = subprocess.run([sys.executable, __file__, "--fresh", str(root), str(queries_path)], capture_output=True, text=True)
     if out.returncode:
         return {"error": out.stderr[-500:]}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -503,21 +493,19 @@ def cold_runs(root, n: int) -> dict:
             return {"error": out.stderr[-500:]}
         runs.append(dict(json.loads(out.stdout.strip().splitlines()[-1]), process_s=process_s))
     medians = {k: float(np.median([r[k] for r in runs])) for k in runs[0] if isinstance(runs[0][k], float)}
-    return {"runs": runs, "median": medians, "store": runs[0]["store"], "lancedb_imported": any(r["lancedb_imported"] for r in runs)}
+    return {"runs": runs, "median": medians, "lancedb_imported": any(r["lancedb_imported"] for r in runs)}
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--cold":  # one cold open (the child process)
         cold(sys.argv[2])
-    elif len(sys.argv) == 5 and sys.argv[1] == "--fresh":  # queries in a fresh process (the child)
-        fresh(sys.argv[2], sys.argv[3], sys.argv[4] == "1")
+    elif len(sys.argv) == 4 and sys.argv[1] == "--fresh":  # queries in a fresh process (the child)
+        fresh(sys.argv[2], sys.argv[3])
     elif len(sys.argv) == 4 and sys.argv[1] == "--cold-runs":  # --cold-runs DB N: cold opens of a kept store
         db = Path(sys.argv[2])
         figures = cold_runs(db, int(sys.argv[3]))
         print(json.dumps(figures, indent=1))
-        import pyarrow.parquet as pq
-
-        scenes = pq.ParquetFile(db / "faiss" / "catalog.parquet").metadata.num_rows
+        scenes = files.read_manifest(files.newest(db)[1])["scenes"]
         save(f"search_bench_cold_{scenes}", {"db": str(db), "scenes": scenes, "figures": figures})
     else:
         main()

@@ -127,7 +127,7 @@ def main() -> None:
     if not (root / "scenes.lance").exists():
         t0 = time.perf_counter()
         build_store(root, args.scenes, real[:120_000], sentences[:120_000], Spectrum(real[:120_000]), {"text": text_fingerprint()})
-        egorag.Engine(root).accelerator().sync()  # the FAISS indexes, BM25 postings and record
+        egorag.Engine(root).snapshots().current(0)  # the search snapshot
         figures["build_s"] = time.perf_counter() - t0
     os.sync()
 
