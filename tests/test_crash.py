@@ -37,7 +37,7 @@ def kill_during(spec: dict, moment: tuple[str, float], tmp_path: Path) -> bool:
     return False
 
 
-MOMENTS = [("commit", n) for n in (0, 1, 2, 4, 5, 8, 11, 12, 13, 14)] + [("time", t) for t in (2.0, 3.5, 5.0)]
+MOMENTS = [("commit", n) for n in (0, 1, 2, 4, 5, 8, 10, 11)] + [("time", t) for t in (2.0, 3.5, 5.0)]
 
 
 @pytest.mark.parametrize("moment", MOMENTS, ids=[f"{k}-{v}" for k, v in MOMENTS])
@@ -50,7 +50,7 @@ def test_index_killed_then_rerun_equals_a_clean_run(library, clean, tmp_path, mo
     assert_same(state(Path(db)), clean)
 
 
-@pytest.mark.parametrize("moment", [("commit", n) for n in (0, 1, 2, 3)] + [("time", 2.5)])
+@pytest.mark.parametrize("moment", [("commit", n) for n in (0, 1)] + [("time", 1.0), ("time", 2.5)])
 def test_delete_killed_then_rerun_equals_a_clean_run(library, clean, tmp_path, moment):
     db = str(tmp_path / "db")
     engine(db).index([library])
