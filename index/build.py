@@ -11,6 +11,7 @@ from LanceDB alone.
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from egorag.stats import Moments
 from index import files
 from index.catalog import SceneCatalog, derive_video_level, video_vectors
 from index.lance import LanceSceneStore
-from index.snapshot import FORMAT
+from index.snapshot import FORMAT, SnapshotInvalid, SnapshotParts, verified_manifest
 from index.texts import SceneTexts
 from index.vectors import (
     TRAIN_ROWS,
@@ -47,51 +48,42 @@ def build_snapshot(store: LanceSceneStore, options: FaissOptions = FaissOptions(
             return False
         store.refresh()
         versions = files.lance_versions(store.uri)
-        previous = files.newest(store.uri)
-        manifest = files.read_manifest(previous[1]) if previous else None
-        if manifest is not None and manifest.get("versions") == versions:
-            problem = files.check_manifest(previous[1], manifest)
-            if problem is None and manifest.get("format") == FORMAT:
-                return True
-        _Builder(store, options, versions, previous[1] if previous else None).run()
+        newest = files.newest(store.uri)
+        previous, manifest = None, None
+        if newest is not None:
+            try:
+                previous, manifest = newest[1], verified_manifest(newest[1])
+            except SnapshotInvalid as exc:
+                logger.warning("%s: search snapshot not used (%s); building the next one from the store", newest[1], exc)
+        if manifest is not None and manifest["versions"] == versions:
+            return True
+        _Builder(store, options, versions, previous, manifest).run()
         return True
 
 
-class _Builder:
+class _Builder(SnapshotParts):
     """One snapshot build: the previous snapshot's state loaded from a staged copy, changed,
     written back into it, then published."""
 
-    def __init__(self, store: LanceSceneStore, options: FaissOptions, versions: dict[str, int], previous: Path | None):
+    def __init__(self, store: LanceSceneStore, options: FaissOptions, versions: dict[str, int], previous: Path | None,
+                 manifest: dict | None):
+        """``previous``/``manifest``: the newest snapshot, verified (None: build from the store alone)."""
         self.store = store
         self.options = options
         self.versions = versions
-        self.previous = previous if previous is not None and self._valid(previous) else None
-        self.root = files.stage(store.uri, self.previous)
         self.modalities = store.modalities
         self.fingerprints = store.fingerprints
-        self.columns: dict[str, ColumnIndex] = {}
-        self.rows: dict[str, RowVectors] = {}
-        self.sketch: FusedSketch | None = None
-
-    @staticmethod
-    def _valid(root: Path) -> bool:
-        manifest = files.read_manifest(root)
-        problem = f"{root / files.MANIFEST} is missing or damaged" if manifest is None else (
-            "it was written in another layout" if manifest.get("format") != FORMAT else files.check_manifest(root, manifest))
-        if problem is not None:
-            logger.warning("%s: search snapshot not used (%s); building the next one from the store", root, problem)
-        return problem is None
+        same_encoders = manifest is not None and manifest["fingerprints"] == encode_fingerprints(self.fingerprints).decode()
+        self.previous = manifest if same_encoders else None
+        self.root = files.stage(store.uri, previous if same_encoders else None)
 
     def run(self) -> None:
         try:
             self._load()
             self._apply()
-            info = self._save()
-            files.write_manifest(self.root, info, files.read_manifest(self.previous) if self.previous else None)
+            files.write_manifest(self.root, self._save(), self.previous)
             generation, _ = files.publish(self.store.uri, self.root)
         except BaseException:
-            import shutil
-
             shutil.rmtree(self.root, ignore_errors=True)
             raise
         files.collect(self.store.uri)
@@ -100,31 +92,15 @@ class _Builder:
     # -- the previous state -------------------------------------------------------------------
 
     def _load(self) -> None:
-        import faiss
-
-        manifest = files.read_manifest(self.previous) if self.previous else None
-        if manifest is None or manifest["fingerprints"] != encode_fingerprints(self.fingerprints).decode():
-            for name in files.list_files(self.root):  # nothing to build on
-                (self.root / name).unlink()
-            self.catalog = SceneCatalog.empty(self.modalities)
+        """The previous snapshot's state from the staged copy, or an empty one."""
+        if self.previous is not None:
+            self._load_parts(self.root, self.previous, self.fingerprints)
+        else:
+            self.catalog, self.columns, self.rows, self.sketch = SceneCatalog.empty(self.modalities), {}, {}, None
             self.texts = SceneTexts(self.root)
-            self.keyframes = RowVectors(self.fingerprints["visual"].dim, self.root / "keyframes.f32") if "visual" in self.modalities else None
-            self.keyframe_times = RowVectors(1, self.root / "keyframe_times.f32") if "visual" in self.modalities else None
-            return
-        self.catalog = SceneCatalog.load(self.root / "catalog.parquet")
-        n = len(self.catalog)
-        for m, meta in manifest["columns"].items():
-            flags = faiss.IO_FLAG_MMAP | (faiss.IO_FLAG_MMAP_IFC if meta["kind"] == "flat" else 0)
-            index = faiss.read_index(str(self.root / f"{m}.faiss"), flags)
-            self.columns[m] = ColumnIndex(index, meta["kind"], set(meta["dead"]), str(self.root / f"{m}.faiss"), dirty=False)
-        self.rows = {m: RowVectors.open(self.root / f"{m}.f32", self.fingerprints[m].dim, n) for m in manifest["rows"]}
-        self.texts = SceneTexts.open(self.root, n)
-        self.sketch = FusedSketch.load(self.root, manifest["sketch"]) if manifest.get("sketch") else None
-        kf = manifest.get("keyframes") or {"dim": self.fingerprints["visual"].dim if "visual" in self.modalities else 0, "rows": 0}
-        self.keyframes = RowVectors.open(self.root / "keyframes.f32", kf["dim"], kf["rows"]) if kf["dim"] else None
-        self.keyframe_times = RowVectors.open(self.root / "keyframe_times.f32", 1, kf["rows"]) if kf["dim"] else None
-        if self.keyframes is None and kf["dim"]:
-            self.keyframes = RowVectors(kf["dim"], self.root / "keyframes.f32")
+            self.keyframe_vectors = self.keyframe_times = None
+        if self.keyframe_vectors is None and "visual" in self.modalities:
+            self.keyframe_vectors = RowVectors(self.fingerprints["visual"].dim, self.root / "keyframes.f32")
             self.keyframe_times = RowVectors(1, self.root / "keyframe_times.f32")
 
     # -- applying what changed ----------------------------------------------------------------
@@ -135,7 +111,7 @@ class _Builder:
         known = self.catalog.stamps
         removed = [v for v in known if stamps.get(v) != known[v]]
         added = [v for v in stamps if known.get(v) != stamps[v]]
-        before = (files.read_manifest(self.previous) or {}).get("versions", {}) if self.previous else {}
+        before = self.previous["versions"] if self.previous else {}
         behind = {t: (v, self.versions.get(t, 0)) for t, v in before.items() if self.versions.get(t, 0) < v}
         if behind:
             gone = sorted(set(known) - set(stamps))
@@ -184,7 +160,7 @@ class _Builder:
         has, those keyframes appended (streamed from the store in the scenes' order)."""
         first = np.zeros(scenes.num_rows, np.int64)
         count = np.zeros(scenes.num_rows, np.int32)
-        if self.keyframes is not None and scenes.num_rows:
+        if self.keyframe_vectors is not None and scenes.num_rows:
             position = {(v, int(i)): r for r, (v, i) in enumerate(zip(scenes.column("video_id").to_pylist(),
                                                                      scenes.column("scene_index").to_pylist()))}
             found = []
@@ -194,17 +170,17 @@ class _Builder:
                     if r is not None and vecs:
                         found.append((r, np.asarray(vecs, np.float32), np.asarray(times or [np.nan] * len(vecs), np.float32)))
             found.sort(key=lambda f: f[0])
-            at = len(self.keyframes)
+            at = len(self.keyframe_vectors)
             total = at + sum(len(v) for _, v, _ in found)
-            self.keyframes.resize(total)
+            self.keyframe_vectors.resize(total)
             self.keyframe_times.resize(total)
             for r, vecs, times in found:
                 first[r], count[r] = at, len(vecs)
                 span = np.arange(at, at + len(vecs))
-                self.keyframes.write(span, vecs)
+                self.keyframe_vectors.write(span, vecs)
                 self.keyframe_times.write(span, times[:, None])
                 at += len(vecs)
-            self.keyframes.flush()
+            self.keyframe_vectors.flush()
             self.keyframe_times.flush()
         return scenes.append_column("kf_first", pa.array(first)).append_column("kf_count", pa.array(count))
 
@@ -292,8 +268,8 @@ class _Builder:
         files.write_table(self.root / "videos.arrow", self.videos)
         files.write_arrays(self.root / "derived.arrow", self._derived())
         keyframes = None
-        if self.keyframes is not None and len(self.keyframes):
-            keyframes = {"dim": self.keyframes.dim, "rows": len(self.keyframes)}
+        if self.keyframe_vectors is not None and len(self.keyframe_vectors):
+            keyframes = {"dim": self.keyframe_vectors.dim, "rows": len(self.keyframe_vectors)}
         else:
             for name in ("keyframes.f32", "keyframe_times.f32"):
                 (self.root / name).unlink(missing_ok=True)

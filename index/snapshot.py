@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from egorag.errors import StoreDamagedError
+from egorag.errors import EgoragError, StoreDamagedError
 from egorag.filters import SceneFilter
 from egorag.schema import (
     EncoderFingerprint,
@@ -113,49 +113,70 @@ class SnapshotInvalid(Exception):
     """A snapshot's files do not match its manifest (the message names the file)."""
 
 
-class Snapshot:
+def verified_manifest(root: Path, full: bool = False) -> dict:
+    """The manifest of the snapshot ``root`` once its files are checked against it (``full``:
+    every checksum, as ``egorag check`` does); :class:`SnapshotInvalid` says what is wrong."""
+    manifest = files.read_manifest(root)
+    if manifest is None:
+        raise SnapshotInvalid(f"{root / files.MANIFEST} is missing or damaged")
+    if manifest.get("format") != FORMAT:
+        raise SnapshotInvalid(f"{root} was written in another layout ({manifest.get('format')})")
+    problem = files.check_manifest(root, manifest, full)
+    if problem is not None:
+        raise SnapshotInvalid(problem)
+    return manifest
+
+
+class SnapshotParts:
+    """The searchable state a snapshot's files hold, loaded the same way by its readers and,
+    from a staged copy, by the writer that builds the next snapshot on it."""
+
+    catalog: SceneCatalog
+    columns: dict[str, ColumnIndex]
+    rows: dict[str, RowVectors]
+    keyframe_vectors: RowVectors | None
+    keyframe_times: RowVectors | None
+    texts: SceneTexts
+    sketch: FusedSketch | None
+
+    def _load_parts(self, root: Path, manifest: Mapping, fingerprints: Mapping[str, EncoderFingerprint]) -> None:
+        import faiss
+
+        self.catalog = SceneCatalog.load(root / "catalog.parquet")
+        n = len(self.catalog)
+        self.columns = {}
+        for m, meta in manifest["columns"].items():
+            # IVF lists and flat vectors stay in the file, mapped; an HNSW graph is read
+            flags = faiss.IO_FLAG_MMAP | (faiss.IO_FLAG_MMAP_IFC if meta["kind"] == "flat" else 0)
+            index = faiss.read_index(str(root / f"{m}.faiss"), flags)
+            self.columns[m] = ColumnIndex(index, meta["kind"], set(meta["dead"]), str(root / f"{m}.faiss"), dirty=False)
+        self.rows = {m: RowVectors.open(root / f"{m}.f32", fingerprints[m].dim, n) for m in manifest["rows"]}
+        kf = manifest.get("keyframes")
+        self.keyframe_vectors = RowVectors.open(root / "keyframes.f32", kf["dim"], kf["rows"]) if kf else None
+        self.keyframe_times = RowVectors.open(root / "keyframe_times.f32", 1, kf["rows"]) if kf else None
+        self.texts = SceneTexts.open(root, n)
+        self.sketch = FusedSketch.load(root, manifest["sketch"]) if manifest.get("sketch") else None
+
+
+class Snapshot(SnapshotParts):
     """One published snapshot, opened read-only. Implements :class:`SearchBackend`."""
 
     def __init__(self, root: Path, manifest: Mapping, options: FaissOptions = FaissOptions()):
-        import faiss
-
         self.root = root
         self.manifest = manifest
         self.options = options
         self.generation = int(root.name)
         self.versions: dict[str, int] = dict(manifest["versions"])
         self.fingerprints: dict[str, EncoderFingerprint] = decode_fingerprints(manifest["fingerprints"].encode())
-        self.catalog = SceneCatalog.load(root / "catalog.parquet")
-        n = len(self.catalog)
-        self.columns: dict[str, ColumnIndex] = {}
-        for m, meta in manifest["columns"].items():
-            # IVF lists and flat vectors stay in the file, mapped; an HNSW graph is read
-            flags = faiss.IO_FLAG_MMAP | (faiss.IO_FLAG_MMAP_IFC if meta["kind"] == "flat" else 0)
-            index = faiss.read_index(str(root / f"{m}.faiss"), flags)
-            self.columns[m] = ColumnIndex(index, meta["kind"], set(meta["dead"]), str(root / f"{m}.faiss"), dirty=False)
-        self.rows = {m: RowVectors.open(root / f"{m}.f32", self.fingerprints[m].dim, n) for m in manifest["rows"]}
-        kf = manifest.get("keyframes")
-        self.keyframe_vectors = RowVectors.open(root / "keyframes.f32", kf["dim"], kf["rows"]) if kf else None
-        self.keyframe_times = RowVectors.open(root / "keyframe_times.f32", 1, kf["rows"]) if kf else None
-        self.texts = SceneTexts.open(root, n)
-        self.sketch = FusedSketch.load(root, manifest["sketch"]) if manifest.get("sketch") else None
+        self._load_parts(root, manifest, self.fingerprints)
         self.videos = files.read_table(root / "videos.arrow")
         self.derived = files.read_arrays(root / "derived.arrow")
         self._place()
 
     @classmethod
     def open(cls, root: Path, options: FaissOptions = FaissOptions(), full: bool = False) -> Snapshot:
-        """Open a published snapshot after checking its files against its manifest (``full``:
-        every checksum); :class:`SnapshotInvalid` says what is wrong."""
-        manifest = files.read_manifest(root)
-        if manifest is None:
-            raise SnapshotInvalid(f"{root / files.MANIFEST} is missing or unreadable")
-        if manifest.get("format") != FORMAT:
-            raise SnapshotInvalid(f"{root} was written in another layout ({manifest.get('format')})")
-        problem = files.check_manifest(root, manifest, full)
-        if problem is not None:
-            raise SnapshotInvalid(problem)
-        return cls(root, manifest, options)
+        """Open a published snapshot after checking its files against its manifest."""
+        return cls(root, verified_manifest(root, full), options)
 
     # -- what the snapshot holds --------------------------------------------------------------
 
@@ -339,7 +360,19 @@ class Snapshots:
                         logger.warning("%s: search snapshot not used (%s); rebuilding it from the store", newest[1], exc)
                     except FileNotFoundError:  # removed by a writer since it was listed
                         continue
-                if not self.build(self._snapshot is None or attempt > 0):
+                try:
+                    built = self.build(self._snapshot is None or attempt > 0)
+                except OSError as exc:  # a store this process may not write: a read-only mount
+                    if self._snapshot is None:
+                        raise EgoragError(f"{self.db}: no search snapshot describes the store and none can be written here "
+                                          f"({exc}); run `egorag check` where the store is writable") from exc
+                    logger.warning("%s: newer commits than the search snapshot, which cannot be rebuilt here (%s); "
+                                   "answering from snapshot %d", self.db, exc, self._snapshot.generation)
+                    return self._snapshot
+                if not built:
+                    if self._snapshot is None:
+                        raise EgoragError(f"{self.db}: no search snapshot describes the store and none could be built here; "
+                                          "run `egorag check` where the store is writable")
                     return self._snapshot  # another process is publishing one: answer from this meanwhile
             raise StoreDamagedError(f"{self.db}: the search snapshot cannot be built; run `egorag check` on it")
 

@@ -146,6 +146,26 @@ def test_a_reader_mid_query_keeps_its_snapshot_while_newer_ones_are_published_an
     assert newest.generation == held.generation + 3 and len(newest.video_table()) == 6
 
 
+def test_a_reader_that_cannot_write_the_store_says_so(store, caplog):
+    """A replica on a read-only mount: behind the store, it keeps answering from the snapshot it
+    has, with a warning; with none at all, a clear error (never an empty answer)."""
+    from egorag.errors import EgoragError
+
+    def read_only(wait):
+        raise PermissionError(f"{store.uri}/write.lock: read-only file system")
+
+    fill(store, clustered(100), videos=2)
+    with pytest.raises(EgoragError, match="none can be written here.*read-only file system"):
+        Snapshots(store.uri, read_only).current()
+    build_snapshot(store)
+    replica = Snapshots(store.uri, read_only)
+    held = replica.current(0)
+    fill(store, clustered(40, seed=2), videos=1, first=5)  # a commit no snapshot describes
+    with caplog.at_level("WARNING", logger="egorag"):
+        assert replica.current(0) is held
+    assert "cannot be rebuilt here" in caplog.text and len(held.video_table()) == 2
+
+
 def test_two_writer_threads_end_with_one_snapshot_holding_both(tmp_path):
     fp = {"text": EncoderFingerprint("text", "test-hash", "h", DIM)}
     LanceSceneStore(tmp_path / "db", fp)
