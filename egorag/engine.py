@@ -222,6 +222,10 @@ class Engine:
 
     def _finish(self, report: IndexReport, times, t0: float) -> None:
         """Publish the search snapshot of what was committed (every write ends here)."""
+        if self._store is not None and (report.indexed or report.replaced):
+            t_lookup = time.perf_counter()
+            self._store.build_indexes()
+            times.add("lookup_indexes", time.perf_counter() - t_lookup)
         if self._store is not None:
             t_snapshot = time.perf_counter()
             self._build_snapshot()

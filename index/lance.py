@@ -223,11 +223,6 @@ class LanceSceneStore:
     def videos(self) -> list[Video]:
         return sorted(self._query_videos(None), key=lambda v: v.path)
 
-    def video_scalars(self) -> pa.Table:
-        """The videos table without its vector columns (what a listing shows)."""
-        columns = [f.name for f in self._videos.schema if not f.name.endswith("_vec")]
-        return self._videos.search().select(columns).limit(None).to_arrow()
-
     def complete_ids(self) -> set[str]:
         table = self._videos.search().select(["video_id"]).limit(None).to_arrow()
         return set(table.column("video_id").to_pylist())
@@ -299,15 +294,6 @@ class LanceSceneStore:
         table = search.to_arrow()
         return list(zip(table.column("scene_id").to_pylist(), table.column("_score").to_pylist()))
 
-    def video_vectors(self, modality: str) -> tuple[list[str], np.ndarray]:
-        """Every complete video's global vector for ``modality`` (videos without one are left out)."""
-        column = vector_column(modality)
-        if modality not in self._fingerprints:
-            return [], np.zeros((0, 0), dtype=np.float32)
-        table = self._videos.search().where(f"{column} IS NOT NULL").select(["video_id", column]).limit(None).to_arrow()
-        dim = self._fingerprints[modality].dim
-        return table.column("video_id").to_pylist(), vector_matrix(table.column(column), dim)
-
     def scene_vectors(self, modality: str, where: SceneFilter | None = None) -> tuple[list[str], np.ndarray]:
         """All non-null scene vectors of one modality, for building accelerators."""
         column = vector_column(modality)
@@ -317,12 +303,6 @@ class LanceSceneStore:
             sql += f" AND {extra}"
         table = self._scenes.search().where(sql).select(["scene_id", column]).limit(None).to_arrow()
         return table.column("scene_id").to_pylist(), vector_matrix(table.column(column), dim)
-
-    def video_stamps(self) -> dict[str, int]:
-        """Complete videos and when each was (re-)indexed, in microseconds."""
-        table = self._videos.search().select(["video_id", "indexed_at"]).limit(None).to_arrow()
-        stamps = table.column("indexed_at").cast(pa.int64()).to_pylist()
-        return dict(zip(table.column("video_id").to_pylist(), stamps))
 
     def scene_scalars(self, video_ids: Sequence[str] | None = None, with_text: bool = False) -> pa.Table:
         """Ids, times and ``has_<modality>`` flags (no vectors read) of the scenes of
@@ -385,33 +365,12 @@ class LanceSceneStore:
                 problems.append(f"{path}: {counts.get(video_id, 0)} scene rows in the store, not the {n} indexed")
         return len(videos), sum(counts.values()), problems
 
-    def has_keyframes(self) -> bool:
-        """Whether any scene carries keyframe vectors (bulk-ingested stores may have none)."""
-        if "visual" not in self._fingerprints:
-            return False
-        found = self._scenes.search().where("keyframe_vecs IS NOT NULL").select(["scene_id"]).limit(1).to_arrow()
-        return found.num_rows > 0
-
     def thumbnail(self, scene_id: str) -> bytes | None:
         """The scene's JPEG thumbnail (None: no such scene, or a store made without them)."""
         if "thumbnail" not in self._scenes.schema.names:
             return None
         table = self._scenes.search().where(f"scene_id = {sql_quote(scene_id)}").select(["thumbnail"]).limit(1).to_arrow()
         return table.column("thumbnail")[0].as_py() if table.num_rows else None
-
-    def keyframes(self, scene_ids: Sequence[str]) -> dict[str, Keyframes]:
-        """Keyframe vectors and times of the scenes that have them (only those columns are read)."""
-        if not scene_ids or "visual" not in self._fingerprints:
-            return {}
-        ids = ", ".join(sql_quote(s) for s in scene_ids)
-        table = (
-            self._scenes.search().where(f"scene_id IN ({ids}) AND keyframe_vecs IS NOT NULL")
-            .select(["scene_id", "keyframe_vecs", "keyframe_times"]).limit(None).to_arrow()
-        )
-        return {
-            row["scene_id"]: Keyframes(np.asarray(row["keyframe_vecs"], np.float32), tuple(row["keyframe_times"] or ()))
-            for row in table.to_pylist()
-        }
 
     @property
     def version(self) -> int:
@@ -428,16 +387,18 @@ class LanceSceneStore:
     def has_text_index(self) -> bool:
         return any(getattr(ix, "index_type", "") == "FTS" for ix in self._scenes.list_indices())
 
-    def build_text_index(self) -> None:
-        """(Re)build the BM25 index over ``search_text`` and the scalar indexes on ``scene_id``
-        and ``video_id``. Rows added later are still found (unindexed rows are scanned), so this
-        is needed once per batch of additions, not per add."""
+    def build_indexes(self, full_text: bool = False) -> None:
+        """(Re)build the scalar indexes on ``scene_id`` and ``video_id`` that point lookups
+        (a scene's record, its thumbnail, a video's scenes) use instead of scanning, and with
+        ``full_text`` LanceDB's BM25 index (the reference egorag's own BM25 is tested against).
+        Rows added later are still found (unindexed rows are scanned), so this is needed once
+        per batch of additions, not per add."""
         from lancedb.index import FTS, BTree
 
         with self.writing():
             if self.count_scenes():
-                _commit(self.uri, lambda: self._scenes.create_index("search_text", config=FTS(), replace=True))
-                # point lookups of hits and per-video reads use these instead of scanning
+                if full_text:
+                    _commit(self.uri, lambda: self._scenes.create_index("search_text", config=FTS(), replace=True))
                 _commit(self.uri, lambda: self._scenes.create_index("scene_id", config=BTree(), replace=True))
                 _commit(self.uri, lambda: self._scenes.create_index("video_id", config=BTree(), replace=True))
 

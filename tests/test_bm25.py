@@ -163,7 +163,7 @@ def fill_texts(store, texts, videos=4, dim=8):
 def text_store(tmp_path):
     store = LanceSceneStore(tmp_path / "db", {"text": EncoderFingerprint("text", "test-hash", "h", 8)})
     fill_texts(store, sentences(400, seed=2))
-    store.build_text_index()
+    store.build_indexes(full_text=True)
     return store
 
 

@@ -37,7 +37,7 @@ def kill_during(spec: dict, moment: tuple[str, float], tmp_path: Path) -> bool:
     return False
 
 
-MOMENTS = [("commit", n) for n in (0, 1, 2, 4, 5, 8, 10, 11)] + [("time", t) for t in (2.0, 3.5, 5.0)]
+MOMENTS = [("commit", n) for n in (0, 1, 2, 4, 5, 8, 11, 12, 13)] + [("time", t) for t in (2.0, 3.5, 5.0)]
 
 
 @pytest.mark.parametrize("moment", MOMENTS, ids=[f"{k}-{v}" for k, v in MOMENTS])

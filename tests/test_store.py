@@ -120,17 +120,18 @@ def test_incomplete_video_is_invisible_and_purged(filled, store):
 
 def test_bm25_text_search(filled):
     assert filled.text_search("zorblax", 5) == []  # no index built yet: BM25 is off, not an error
-    filled.build_text_index()
+    filled.build_indexes(full_text=True)
     hits = filled.text_search("zorblax", 5)
     assert [i for i, _ in hits] == ["vb:00001"] and hits[0][1] > 0
     assert filled.text_search("zorblax", 5, SceneFilter(video_ids=("va",))) == []
 
 
-def test_vectors_for_accelerators(filled):
+def test_vectors_for_snapshots(filled):
     ids, vecs = filled.scene_vectors("visual")
     assert len(ids) == 4 and vecs.shape == (4, DIM) and vecs.dtype == np.float32
-    vids, gv = filled.video_vectors("text")
-    assert sorted(vids) == ["va", "vb"] and gv.shape == (2, DIM)
+    videos = filled.videos_table()
+    assert sorted(videos.column("video_id").to_pylist()) == ["va", "vb"]
+    assert videos.column("text_vec").type.list_size == DIM and videos.column("text_vec").null_count == 0
 
 
 def test_reopen_checks_fingerprint(filled, tmp_path):
