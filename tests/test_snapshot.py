@@ -315,3 +315,32 @@ def test_a_store_with_keyframes_answers_in_a_fresh_process_without_lancedb(tmp_p
     # the same answer in this process, through LanceDB-free code either way
     here = HierarchicalRetriever(Snapshots(store.uri, build=lambda wait: False).current, {}, RetrievalConfig())
     assert here.search_vectors({m: np.asarray(v, np.float32) for m, v in qv.items()}, spec["text"], 3)[0].scene_id == top
+
+
+@pytest.mark.parametrize("fault", ["truncate", "zero", "delete", "corrupt"])
+def test_a_damaged_sketch_file_is_named_and_the_snapshot_rebuilt(tmp_path, fault, caplog):
+    """The fault harness's library is too small for a fused sketch: its files, damaged here one
+    at a time, are caught by the manifest like every other file."""
+    import shutil
+
+    from test_faults import damage
+
+    options = FaissOptions(sketch_threshold=100)
+    pristine = LanceSceneStore(tmp_path / "pristine", {"text": EncoderFingerprint("text", "test-hash", "h", DIM)})
+    fill(pristine, clustered(400), videos=4)
+    clean = snapshot(pristine, options)
+    assert clean.sketch is not None
+    queries = [{"text": q} for q in clustered(5, seed=7)]
+    want = [[h.scene_id for h in HierarchicalRetriever(lambda: clean, {}).search_vectors(q, None, 5)] for q in queries]
+    names = [n for n in files.list_files(clean.root) if n.startswith("sketch")]
+    assert len(names) == 3
+    for name in names:
+        db = tmp_path / f"{fault}-{name}"
+        shutil.copytree(pristine.uri, db)
+        damage(files.newest(db)[1] / name, fault)
+        follower = Snapshots(db, lambda wait, db=db: build_snapshot(LanceSceneStore(db), options, wait), options)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="egorag"):
+            got = [[h.scene_id for h in HierarchicalRetriever(follower.current, {}).search_vectors(q, None, 5)] for q in queries]
+        assert name in caplog.text, f"{name} {fault}: not said"
+        assert got == want and follower.current().sketch is not None
