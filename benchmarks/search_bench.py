@@ -125,10 +125,13 @@ class Spectrum:
 
 
 def build_store(root: Path, n: int, real: np.ndarray, sentences: list[str], spectrum: Spectrum,
-                fps: dict[str, EncoderFingerprint] | None = None) -> tuple[LanceSceneStore, dict]:
+                fps: dict[str, EncoderFingerprint] | None = None, keyframes: bool = False) -> tuple[LanceSceneStore, dict]:
     """Scenes whose text vectors are the real sentences' embeddings (then synthetic ones) and
     whose transcripts are those sentences (beyond them, the sentences again, for BM25). ``fps``:
-    the modalities and their encoders' fingerprints (default: all four, made by "bench")."""
+    the modalities and their encoders' fingerprints (default: all four, made by "bench").
+    ``keyframes``: each scene also gets 4-8 keyframe vectors with their times (the scene's
+    vector plus spectrum-shaped noise), its visual vector their normalised mean, as ingest
+    makes them."""
     fps = fps or {m: EncoderFingerprint(m, "bench", f"{m}-{d}", d) for m, d in DIMS.items()}
     store = LanceSceneStore(root, fps)
     n_videos = n // SCENES_PER_VIDEO
@@ -147,6 +150,9 @@ def build_store(root: Path, n: int, real: np.ndarray, sentences: list[str], spec
             else:
                 v = spectrum.sample(rows, d)
             cols[m] = v
+        extra = {}
+        if keyframes and "visual" in cols:
+            extra = keyframe_columns(cols, idx, spectrum)
         video_ids = [f"v{i:07d}" for i in vid_of]
         transcripts = [sentences[(first + j) % len(sentences)] for j in range(rows)]
         scenes = pa.table({
@@ -158,6 +164,7 @@ def build_store(root: Path, n: int, real: np.ndarray, sentences: list[str], spec
             "end": idx * 10.0 + 10.0,
             "transcript": transcripts, "caption": [""] * rows, "search_text": transcripts,
             **{f"{m}_vec": pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), v.shape[1]) for m, v in cols.items()},
+            **extra,
         })
         gv = {m: v.reshape(len(vids), SCENES_PER_VIDEO, -1).mean(axis=1) for m, v in cols.items()}
         gv = {m: v / np.linalg.norm(v, axis=1, keepdims=True) for m, v in gv.items()}
@@ -178,12 +185,30 @@ def build_store(root: Path, n: int, real: np.ndarray, sentences: list[str], spec
     return store, {"lance_write_s": lance_s, "lance_indexes_s": time.perf_counter() - t0}
 
 
+def keyframe_columns(cols: dict[str, np.ndarray], idx: np.ndarray, spectrum: Spectrum) -> dict[str, pa.Array]:
+    """4-8 keyframes per scene around its visual vector (which becomes their normalised mean,
+    in ``cols``), as Lance list columns, with times 1 s apart from the scene's start."""
+    rows, dim = cols["visual"].shape
+    counts = 4 + np.arange(rows) % 5
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    kf = np.repeat(cols["visual"], counts, axis=0) + 0.6 * spectrum.sample(int(counts.sum()), dim)
+    kf = (kf / np.linalg.norm(kf, axis=1, keepdims=True)).astype(np.float32)
+    mean = np.add.reduceat(kf, starts, axis=0)
+    cols["visual"] = (mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32)
+    offsets = pa.array(np.concatenate([starts, [len(kf)]]).astype(np.int32))
+    times = np.repeat(idx * 10.0, counts) + (np.arange(len(kf)) - np.repeat(starts, counts))
+    return {
+        "keyframe_vecs": pa.ListArray.from_arrays(offsets, pa.FixedSizeListArray.from_arrays(pa.array(kf.reshape(-1)), dim)),
+        "keyframe_times": pa.ListArray.from_arrays(offsets, pa.array(times.astype(np.float64))),
+    }
+
+
 # -- measurement ------------------------------------------------------------------------------
 
 def raw_index(vectors: np.ndarray, kind: str):
     """What a user of FAISS alone would build: IndexFlatIP, IndexIVFFlat (same nlist and
     training-sample size as egorag), IndexHNSWFlat; trained, empty."""
-    from index.faiss_index import ivf_lists
+    from index.vectors import ivf_lists
 
     dim = vectors.shape[1]
     if kind == "flat":
@@ -215,11 +240,12 @@ def exact_fused(retriever, acc, qv, all_vectors, video_positions, k=10) -> list[
     cfg = retriever.config
     total = sum(cfg.weights.get(m, 0) for m in qv)
     fused = np.zeros(len(video_positions))
+    b, derived = retriever._take()
     for m, q in qv.items():
-        cal = retriever._calibrations({m: q})[m]  # the same calibration the retriever uses
+        cal = retriever._calibrations(b, {m: q})[m]  # the same calibration the retriever uses
         fused += cfg.weights[m] * (all_vectors[m] @ q - cal.mean) / cal.std
     fused /= total
-    videos = retriever._video_level()
+    videos = retriever._video_level(b, derived)
     prior = videos.prior(qv, cfg.weights, videos.calibrations(qv, cfg.weights), np.arange(len(videos)))
     fused += cfg.prior_weight * prior[video_positions]
     return list(np.argsort(-fused)[:k])
@@ -335,7 +361,7 @@ def main() -> None:
     n_check = min(len(queries), 50 if args.scenes > 200_000 else 100)
     all_rows = np.arange(len(acc.catalog))
     all_vectors = {m: acc.rows[m].take(all_rows) for m in DIMS}
-    video_positions = retriever._video_level().positions_of(acc.catalog.table.column("video_id").to_pylist())
+    video_positions = retriever._video_level(*retriever._take()).positions_of(acc.catalog.table.column("video_id").to_pylist())
     wanted = [set(acc.catalog.scene_ids(exact_fused(retriever, acc, qv, all_vectors, video_positions))) for qv in queries[:n_check]]
     del all_vectors
     figures["fused_recall_at_10"] = float(np.mean([len(w & set(got)) / 10 for w, got in zip(wanted, results)]))
@@ -386,7 +412,7 @@ def main() -> None:
     # sketch, else one search per column (the top videos' scenes are scored without an index)
     if acc.sketch is not None:
         sketch_queries = [acc.sketch_query({m: q for m, q in qv.items()}) for qv in queries[:50]]
-        from index.faiss_index import single_threaded
+        from index.vectors import single_threaded
 
         with single_threaded(True):  # the whole index on one core
             one_core = pct([timed(acc.sketch.pq.search, q[None], cfg.fused_pool)[1] * 1000 for q in sketch_queries])["p50_ms"]
@@ -413,7 +439,7 @@ def per_column_ab(acc, queries, options: FaissOptions, k: int = 10) -> dict:
     parameters, one thread, as egorag runs a single query), interleaved query by query:
     ``search_keys`` is what the retriever calls (catalog rows); ``search`` is the store contract
     (scene ids, exact re-scoring from the row copies, a check for other processes' writes)."""
-    from index.faiss_index import single_threaded
+    from index.vectors import single_threaded
 
     out = {}
     for m in ("text", "visual"):

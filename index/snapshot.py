@@ -171,6 +171,7 @@ class Snapshot(SnapshotParts):
         self._load_parts(root, manifest, self.fingerprints)
         self.videos = files.read_table(root / "videos.arrow")
         self.derived = files.read_arrays(root / "derived.arrow")
+        self._moments: dict[str, Moments] = {}
         self._place()
 
     @classmethod
@@ -202,11 +203,14 @@ class Snapshot(SnapshotParts):
                           {k[len("video."):]: v for k, v in self.derived.items() if k.startswith("video.")})
 
     def background_moments(self, modality: str) -> Moments:
-        d = self.derived
-        key = f"background.{modality}"
-        if f"{key}.mean" not in d:
-            return Moments.of(np.zeros((0, self.fingerprints[modality].dim), np.float32))
-        return Moments(d[f"{key}.mean"], d[f"{key}.cov"], int(d[f"{key}.n"]))
+        """Made once per snapshot and modality: every query calibrates against them."""
+        if modality not in self._moments:
+            d, key = self.derived, f"background.{modality}"
+            if f"{key}.mean" in d:
+                self._moments[modality] = Moments(d[f"{key}.mean"], d[f"{key}.cov"], int(d[f"{key}.n"]))
+            else:
+                self._moments[modality] = Moments.of(np.zeros((0, self.fingerprints[modality].dim), np.float32))
+        return self._moments[modality]
 
     # -- searches -----------------------------------------------------------------------------
 
