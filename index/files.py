@@ -223,10 +223,14 @@ def read_manifest(root: Path) -> dict | None:
     return manifest if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict) else None
 
 
-def check_manifest(root: Path, manifest: Mapping, full: bool = False) -> str | None:
+def check_manifest(root: Path, manifest: Mapping, full: bool = False, only: str | None = None) -> str | None:
     """What is wrong with the files of the snapshot ``root`` (one line naming the file), or None
-    when every listed file is as recorded. ``full`` re-hashes every file (``egorag check``)."""
-    for name, want in sorted(manifest["files"].items()):
+    when every listed file is as recorded. ``full`` re-hashes every file (``egorag check``);
+    ``only`` checks that one file (a file not listed is wrong)."""
+    listed = manifest["files"] if only is None else {only: manifest["files"].get(only)}
+    for name, want in sorted(listed.items()):
+        if want is None:
+            return f"{root / name} is not in its manifest"
         path = root / name
         try:
             st = path.stat()

@@ -224,7 +224,7 @@ class LanceSceneStore:
         return sorted(self._query_videos(None), key=lambda v: v.path)
 
     def complete_ids(self) -> set[str]:
-        table = self._videos.search().select(["video_id"]).limit(None).to_arrow()
+        table = self._read(self._videos.search().select(["video_id"]).limit(None))
         return set(table.column("video_id").to_pylist())
 
     def purge_incomplete(self) -> int:
@@ -232,7 +232,7 @@ class LanceSceneStore:
         video another writer is adding is not touched: its scenes and row go in under the lock."""
         with self.writing():
             complete = self.complete_ids()
-            found = self._scenes.search().select(["video_id"]).limit(None).to_arrow().column("video_id").to_pylist()
+            found = self._read(self._scenes.search().select(["video_id"]).limit(None)).column("video_id").to_pylist()
             orphans = sorted(set(found) - complete)
             for video_id in orphans:
                 _commit(self.uri, lambda v=video_id: self._scenes.delete(f"video_id = {sql_quote(v)}"))
@@ -248,14 +248,14 @@ class LanceSceneStore:
             return []
         ids = ", ".join(sql_quote(s) for s in scene_ids)
         columns = self._scene_columns(with_vectors)
-        table = self._scenes.search().where(f"scene_id IN ({ids})").select(columns).limit(None).to_arrow()
+        table = self._read(self._scenes.search().where(f"scene_id IN ({ids})").select(columns).limit(None))
         by_id = {s.scene_id: s for s in self._to_scenes(table)}
         return [by_id[s] for s in scene_ids if s in by_id]
 
     def scenes_of(self, video_id: str, with_vectors: bool = False) -> list[Scene]:
         columns = self._scene_columns(with_vectors)
         table = (
-            self._scenes.search().where(f"video_id = {sql_quote(video_id)}").select(columns).limit(None).to_arrow()
+            self._read(self._scenes.search().where(f"video_id = {sql_quote(video_id)}").select(columns).limit(None))
         )
         return sorted(self._to_scenes(table), key=lambda s: s.scene_index)
 
@@ -301,7 +301,7 @@ class LanceSceneStore:
         sql = f"{column} IS NOT NULL"
         if where is not None and (extra := where.to_sql()):
             sql += f" AND {extra}"
-        table = self._scenes.search().where(sql).select(["scene_id", column]).limit(None).to_arrow()
+        table = self._read(self._scenes.search().where(sql).select(["scene_id", column]).limit(None))
         return table.column("scene_id").to_pylist(), vector_matrix(table.column(column), dim)
 
     def scene_scalars(self, video_ids: Sequence[str] | None = None, with_text: bool = False) -> pa.Table:
@@ -312,7 +312,7 @@ class LanceSceneStore:
         search = self._scenes.search().select(columns).limit(None)
         if video_ids is not None:
             search = search.where(self._video_sql(video_ids))
-        return self._complete_only(search.to_arrow(), video_ids)
+        return self._complete_only(self._read(search), video_ids)
 
     def iter_vectors(self, modality: str, video_ids: Sequence[str] | None = None, batch_size: int = 65536):
         """Stream ``(video_id, scene_index, vector)`` batches of one modality (non-null only), so
@@ -323,8 +323,7 @@ class LanceSceneStore:
             sql += f" AND {self._video_sql(video_ids)}"
         complete = self.complete_ids() if video_ids is None else set(video_ids)
         value_set = pa.array(sorted(complete), pa.string())
-        reader = self._scenes.search().where(sql).select(["video_id", "scene_index", column]).limit(None).to_batches(batch_size)
-        for batch in reader:
+        for batch in self._batches(self._scenes.search().where(sql).select(["video_id", "scene_index", column]).limit(None), batch_size):
             keep = pa.compute.is_in(batch.column("video_id"), value_set=value_set)
             yield batch.filter(keep)
 
@@ -334,11 +333,27 @@ class LanceSceneStore:
         if video_ids is not None:
             sql += f" AND {self._video_sql(video_ids)}"
         columns = ["video_id", "scene_index", "keyframe_vecs", "keyframe_times"]
-        yield from self._scenes.search().where(sql).select(columns).limit(None).to_batches(batch_size)
+        yield from self._batches(self._scenes.search().where(sql).select(columns).limit(None), batch_size)
 
     def videos_table(self) -> pa.Table:
         """The whole videos table at the handle's version: every complete video, vectors too."""
-        return self._videos.search().limit(None).to_arrow()
+        return self._read(self._videos.search().limit(None))
+
+    def _read(self, query) -> pa.Table:
+        """A LanceDB query's rows; a file LanceDB cannot read is a :class:`StoreDamagedError`."""
+        with self._reading():
+            return query.to_arrow()
+
+    def _batches(self, query, size: int):
+        with self._reading():
+            yield from query.to_batches(size)
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        try:
+            yield
+        except (RuntimeError, OSError, ValueError) as exc:  # what LanceDB raises for damaged or missing files
+            raise StoreDamagedError(f"{self.uri}: LanceDB cannot read the store ({first_line(exc)}); run `egorag check` on it") from exc
 
     @staticmethod
     def _video_sql(video_ids: Sequence[str]) -> str:
@@ -369,7 +384,7 @@ class LanceSceneStore:
         """The scene's JPEG thumbnail (None: no such scene, or a store made without them)."""
         if "thumbnail" not in self._scenes.schema.names:
             return None
-        table = self._scenes.search().where(f"scene_id = {sql_quote(scene_id)}").select(["thumbnail"]).limit(1).to_arrow()
+        table = self._read(self._scenes.search().where(f"scene_id = {sql_quote(scene_id)}").select(["thumbnail"]).limit(1))
         return table.column("thumbnail")[0].as_py() if table.num_rows else None
 
     @property
@@ -447,7 +462,7 @@ class LanceSceneStore:
         search = self._videos.search()
         if sql:
             search = search.where(sql)
-        return videos_from_table(search.limit(None).to_arrow(), self.modalities)
+        return videos_from_table(self._read(search.limit(None)), self.modalities)
 
     def _video_row(self, video: Video) -> dict:
         row = {

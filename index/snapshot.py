@@ -393,8 +393,7 @@ def read_videos(db: str | Path) -> list | None:
     manifest = files.read_manifest(newest[1]) if newest else None
     if manifest is None or manifest.get("format") != FORMAT or manifest.get("versions") != files.lance_versions(db):
         return None
-    listed = {"files": {k: v for k, v in manifest["files"].items() if k == "videos.arrow"}}
-    if not listed["files"] or files.check_manifest(newest[1], listed) is not None:
+    if files.check_manifest(newest[1], manifest, only="videos.arrow") is not None:
         return None
     try:
         return videos_from_table(files.read_table(newest[1] / "videos.arrow"))

@@ -96,12 +96,11 @@ class HierarchicalRetriever:
         """The query in each searchable (non-zero weight) modality's space."""
         return self.embed_many([query])[0]
 
-    def embed_many(self, queries: Sequence[Query], modalities: Sequence[str] | None = None) -> list[dict[str, np.ndarray]]:
-        """:meth:`embed` for several queries, each encoder called once with all of them;
-        ``modalities``: the store's (default: the backend's)."""
+    def embed_many(self, queries: Sequence[Query]) -> list[dict[str, np.ndarray]]:
+        """:meth:`embed` for several queries, each encoder called once with all of them."""
         out: list[dict[str, np.ndarray]] = [{} for _ in queries]
         weights = self.config.weights
-        held = self.backend().modalities if modalities is None else modalities
+        held = self.backend().modalities
         modalities = {m for m in set(held) & set(self.encoders) if weights.get(m, 0.0) > 0}
         texts = [i for i, q in enumerate(queries) if q.text]
         for m in sorted(modalities):
