@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -47,29 +47,6 @@ SCENE_TEXT_COLUMNS = ["scene_id", "video_id", "video_path", "scene_index", "star
 ColumnHits = list[tuple[str, float]]
 
 
-@runtime_checkable
-class SceneStore(Protocol):
-    """Storage of videos and their scene records, with per-modality vector search."""
-
-    @property
-    def fingerprints(self) -> Mapping[str, EncoderFingerprint]: ...
-
-    def add_video(self, video: Video, scenes: Sequence[Scene]) -> None:
-        """Write the scenes, then mark the video complete: it becomes visible atomically."""
-
-    def delete_video(self, video_id: str) -> bool: ...
-
-    def get_video(self, video_id: str) -> Video | None: ...
-
-    def videos(self) -> list[Video]: ...
-
-    def get_scenes(self, scene_ids: Sequence[str]) -> list[Scene]: ...
-
-    def search(
-        self, modality: str, vectors: np.ndarray, k: int, where: SceneFilter | None = None
-    ) -> list[ColumnHits]: ...
-
-
 #: What LanceDB says of a commit that lost a race with another writer and may be tried again.
 RETRYABLE = ("Retryable commit conflict", "Commit conflict", "too much write contention")
 COMMIT_ATTEMPTS = 8
@@ -104,7 +81,7 @@ class StoreNotFoundError(EgoragError):
 
 
 class LanceSceneStore:
-    """A :class:`SceneStore` on LanceDB.
+    """The scene store on LanceDB.
 
     Opened with ``fingerprints`` it creates missing tables and refuses a store built by other
     encoders (:class:`IndexMismatchError`); opened without, it reads an existing store as it is.

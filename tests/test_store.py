@@ -1,4 +1,4 @@
-"""The SceneStore contract, run against every implementation."""
+"""The LanceDB scene store: the system of record (and the reference search the snapshot is tested against)."""
 
 import numpy as np
 import pyarrow as pa
@@ -43,11 +43,9 @@ def make_video(vid: str, path: str, n: int, offset: int = 0, complete_vectors=Tr
     return video, scenes
 
 
-@pytest.fixture(params=["lance"])
-def store(request, tmp_path):
-    if request.param == "lance":
-        return LanceSceneStore(tmp_path / "db", FPS)
-    raise AssertionError(request.param)
+@pytest.fixture
+def store(tmp_path):
+    return LanceSceneStore(tmp_path / "db", FPS)
 
 
 @pytest.fixture

@@ -262,7 +262,7 @@ def encode_videos(
     swap: ModelSwap | None = None,
 ) -> list[tuple[Video, list[Scene]]]:
     """Run the stages over a batch of videos, stage by stage; returns each video's records, ready
-    for :meth:`SceneStore.add_video`. With ``swap`` (low-memory mode) each stage's model is loaded
+    for :meth:`index.lance.LanceSceneStore.add_video`. With ``swap`` (low-memory mode) each stage's model is loaded
     just before the stage and freed after it, so one heavy model is in memory at a time."""
     timed = _timer(times if times is not None else StageTimes())
     if swap is None:  # all models loaded: decode + shot detection overlap speech recognition
