@@ -156,32 +156,36 @@ class _Builder(SnapshotParts):
             logger.debug("snapshot %s: +%d vectors (%s)", m, n_new, self.columns[m].kind)
 
     def _with_keyframes(self, scenes: pa.Table, video_ids: list[str] | None) -> pa.Table:
-        """``scenes`` with where each one's keyframes start in ``keyframes.f32`` and how many it
-        has, those keyframes appended (streamed from the store in the scenes' order)."""
+        """``scenes`` (sorted by video, then scene index) with where each one's keyframes start
+        in ``keyframes.f32`` and how many it has; the keyframes are appended a batch at a time
+        as the store streams them (a scene's are contiguous; scenes in any order)."""
         first = np.zeros(scenes.num_rows, np.int64)
         count = np.zeros(scenes.num_rows, np.int32)
-        if self.keyframe_vectors is not None and scenes.num_rows:
-            position = {(v, int(i)): r for r, (v, i) in enumerate(zip(scenes.column("video_id").to_pylist(),
-                                                                     scenes.column("scene_index").to_pylist()))}
-            found = []
-            for batch in self.store.iter_keyframes(video_ids):
-                for v, i, vecs, times in zip(*(batch.column(c).to_pylist() for c in ("video_id", "scene_index", "keyframe_vecs", "keyframe_times"))):
-                    r = position.get((v, int(i)))
-                    if r is not None and vecs:
-                        found.append((r, np.asarray(vecs, np.float32), np.asarray(times or [np.nan] * len(vecs), np.float32)))
-            found.sort(key=lambda f: f[0])
+        if self.keyframe_vectors is None or not scenes.num_rows:
+            return scenes.append_column("kf_first", pa.array(first)).append_column("kf_count", pa.array(count))
+        starts: dict[str, int] = {}
+        for row, video in enumerate(scenes.column("video_id").to_pylist()):
+            starts.setdefault(video, row)
+        dim = self.keyframe_vectors.dim
+        for batch in self.store.iter_keyframes(video_ids):
+            base = np.fromiter((starts.get(v, -1) for v in batch.column("video_id").to_pylist()), np.int64, batch.num_rows)
+            keep = base >= 0  # a video completed since the scenes were read: in the next snapshot
+            rows = (base + batch.column("scene_index").to_numpy().astype(np.int64))[keep]
+            lists = batch.column("keyframe_vecs")
+            counts = lists.value_lengths().fill_null(0).to_numpy().astype(np.int64)
+            values = lists.flatten().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+            times = _keyframe_times(batch.column("keyframe_times"), counts)
+            taken = np.repeat(keep, counts)
             at = len(self.keyframe_vectors)
-            total = at + sum(len(v) for _, v, _ in found)
-            self.keyframe_vectors.resize(total)
-            self.keyframe_times.resize(total)
-            for r, vecs, times in found:
-                first[r], count[r] = at, len(vecs)
-                span = np.arange(at, at + len(vecs))
-                self.keyframe_vectors.write(span, vecs)
-                self.keyframe_times.write(span, times[:, None])
-                at += len(vecs)
-            self.keyframe_vectors.flush()
-            self.keyframe_times.flush()
+            n = int(taken.sum())
+            self.keyframe_vectors.resize(at + n)
+            self.keyframe_times.resize(at + n)
+            self.keyframe_vectors.write(np.arange(at, at + n), values[taken])
+            self.keyframe_times.write(np.arange(at, at + n), times[taken, None])
+            first[rows] = at + np.concatenate([[0], np.cumsum(counts[keep])[:-1]])
+            count[rows] = counts[keep]
+        self.keyframe_vectors.flush()
+        self.keyframe_times.flush()
         return scenes.append_column("kf_first", pa.array(first)).append_column("kf_count", pa.array(count))
 
     def _row_vectors(self, modality: str) -> RowVectors:
@@ -300,3 +304,16 @@ class _Builder(SnapshotParts):
         out.update({f"video.{k}": v for k, v in derive_video_level(vectors, present).items()})
         return out
 
+
+def _keyframe_times(lists: pa.Array, counts: np.ndarray) -> np.ndarray:
+    """Each keyframe's time, in the order of the keyframes' vectors (``counts`` per scene); NaN
+    for a scene whose times are missing or do not match its vectors."""
+    given = lists.value_lengths().fill_null(0).to_numpy().astype(np.int64)
+    values = lists.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    if np.array_equal(given, counts):
+        return values
+    out = np.full(int(counts.sum()), np.nan, np.float32)
+    at, from_ = np.cumsum(counts) - counts, np.cumsum(given) - given
+    for j in np.flatnonzero(given == counts):
+        out[at[j] : at[j] + counts[j]] = values[from_[j] : from_[j] + counts[j]]
+    return out

@@ -344,3 +344,12 @@ def test_a_damaged_sketch_file_is_named_and_the_snapshot_rebuilt(tmp_path, fault
             got = [[h.scene_id for h in HierarchicalRetriever(follower.current, {}).search_vectors(q, None, 5)] for q in queries]
         assert name in caplog.text, f"{name} {fault}: not said"
         assert got == want and follower.current().sketch is not None
+
+
+def test_keyframe_times_missing_or_mismatched_are_nan_not_shifted():
+    import pyarrow as pa
+
+    from index.build import _keyframe_times
+
+    times = _keyframe_times(pa.array([[1.0, 2.0], None, [5.0, 6.0, 7.0], [9.0]], pa.list_(pa.float64())), np.array([2, 2, 2, 1]))
+    np.testing.assert_array_equal(times, np.array([1, 2, np.nan, np.nan, np.nan, np.nan, 9], np.float32))
