@@ -1,6 +1,10 @@
 """Index the dev set and report the modality ablation (temporal hit@k, MRR) on both splits.
 
-    python benchmarks/eval_devset.py [--db DIR]     # default: a fresh temporary store
+    python benchmarks/eval_devset.py [--db DIR] [--scene-text joined|labelled] [--text-model NAME]
+
+The default store is a fresh temporary one; ``--scene-text`` picks what a scene's text vector
+embeds (``[text] scene_text``), ``--text-model`` the text encoder (``[text] model``); the saved
+JSON is named after each that is not the default.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import HERE, save  # noqa: E402
 
 import egorag  # noqa: E402
+from egorag.config import EngineConfig, TextConfig  # noqa: E402
 
 DEVSET = HERE / "data" / "devset"
 
@@ -25,11 +30,14 @@ DEVSET = HERE / "data" / "devset"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--db", help="store to use (indexed first if empty)")
+    parser.add_argument("--scene-text", choices=["joined", "labelled"], default=TextConfig.scene_text)
+    parser.add_argument("--text-model", default=TextConfig.model)
     args = parser.parse_args()
     db = args.db or tempfile.mkdtemp(prefix="egorag-devset-")
-    engine = egorag.Engine(db)
+    engine = egorag.Engine(db, EngineConfig(text=TextConfig(model=args.text_model, scene_text=args.scene_text)))
     t0 = time.perf_counter()
     report = engine.index([DEVSET])
+    index_s = time.perf_counter() - t0
     print(f"indexed {len(report.indexed)} videos ({report.scenes} scenes) in {time.perf_counter() - t0:.1f}s; "
           f"modalities: {[s.name for s in report.modalities if s.enabled]}")
     results = {}
@@ -40,7 +48,10 @@ def main() -> None:
         print("| configuration | hit@1 | hit@5 | hit@10 | MRR |\n|---|---|---|---|---|")
         for name, m in metrics.items():
             print(f"| {name} | {m.hit_at_1:.3f} | {m.hit_at_5:.3f} | {m.hit_at_10:.3f} | {m.mrr:.3f} |")
-    save("eval_devset", {"retrieval": vars(engine.config.retrieval), "results": results,
+    name = "eval_devset" + "".join(f"_{value}" for value, default in ((args.scene_text, TextConfig.scene_text),
+                                                                       (args.text_model, TextConfig.model)) if value != default)
+    save(name, {"retrieval": vars(engine.config.retrieval), "scene_text": args.scene_text, "text_model": args.text_model,
+                "index_s": index_s, "stage_seconds": report.stage_seconds, "results": results,
                          "modalities": {s.name: s.enabled for s in report.modalities}})
 
 

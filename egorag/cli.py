@@ -54,11 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", parents=[common], help="search scenes by text or image")
     s.add_argument("text", nargs="?")
     s.add_argument("--image", help="image file to search with (CLIP)")
+    s.add_argument("--like", metavar="SCENE_ID", help="more like this indexed scene (its own vectors as the query)")
     s.add_argument("-k", "--k", type=int, default=10)
-    s.add_argument("--video", action="append", default=[], help="restrict to a video id (repeatable)")
-    s.add_argument("--path", dest="path_glob", help="restrict to videos whose path matches this glob")
-    s.add_argument("--from", dest="time_from", type=parse_time, help="only scenes ending after this time")
-    s.add_argument("--to", "--before", dest="time_to", type=parse_time, help="only scenes starting before this time")
+    _filter_arguments(s)
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("videos", parents=[common], help="list indexed videos")
@@ -80,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     s.add_argument("--model", help="served model name, or a local transformers chat model directory")
     s.add_argument("-k", "--k", type=int, help="scenes retrieved as evidence")
+    _filter_arguments(s)
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("eval", parents=[common], help="temporal hit@k / MRR of a JSONL query set")
@@ -179,14 +178,34 @@ def print_modalities(statuses, verbose: bool = False) -> None:
         print(f"  {st.name:8s} {mark} {st.detail if verbose else st.short()}")
 
 
-def cmd_search(args) -> int:
+def _filter_arguments(s) -> None:
+    s.add_argument("--video", action="append", default=[], help="restrict to a video id (repeatable)")
+    s.add_argument("--path", dest="path_glob", help="restrict to videos whose path matches this glob")
+    s.add_argument("--from", dest="time_from", type=parse_time, help="only scenes ending after this time")
+    s.add_argument("--to", "--before", dest="time_to", type=parse_time, help="only scenes starting before this time")
+    s.add_argument("--audio-event", dest="audio_events", action="append", default=[], metavar="TAG",
+                   help="only scenes tagged with this audio event, e.g. dog (repeatable: any of them)")
+    s.add_argument("--speaker", dest="speakers", action="append", default=[], metavar="LABEL",
+                   help="only scenes where this speaker talks, e.g. speaker_00 (repeatable: any of them)")
+
+
+def _where(args):
     from egorag import SceneFilter
 
-    if not args.text and not args.image:
-        raise EgoragError("search needs a text query or --image IMG")
+    where = SceneFilter(tuple(args.video), args.path_glob, args.time_from, args.time_to, tuple(args.audio_events), tuple(args.speakers))
+    return None if where.is_empty() else where
+
+
+def cmd_search(args) -> int:
+    if args.like and (args.text or args.image):
+        raise EgoragError("--like searches by a scene alone: drop the text query and --image")
+    if not args.text and not args.image and not args.like:
+        raise EgoragError("search needs a text query, --image IMG or --like SCENE_ID")
     engine = _engine(args)
-    where = SceneFilter(tuple(args.video), args.path_glob, args.time_from, args.time_to)
-    result = engine.search(args.text, image=args.image, k=args.k, where=None if where.is_empty() else where)
+    if args.like:
+        result = engine.similar(args.like, k=args.k, where=_where(args))
+    else:
+        result = engine.search(args.text, image=args.image, k=args.k, where=_where(args))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
@@ -209,6 +228,9 @@ def print_hits(result) -> None:
         print(f"{rank:3d}. {printable(Path(h.video).name)} [{mmss(h.start)}-{mmss(h.end)}] score={h.score:.2f} ({sources})")
         if snippet:
             print(f"     \"{snippet}\"")
+        heard = "; ".join(f"{name}: {', '.join(labels)}" for name, labels in (("speakers", h.speakers), ("sounds", h.audio_events)) if labels)
+        if heard:
+            print(f"     {printable(heard)}")
 
 
 def cmd_videos(args) -> int:
@@ -274,7 +296,7 @@ def cmd_ask(args) -> int:
     from egorag.errors import LLMError
 
     try:
-        result = engine.ask(args.question, use_llm=not args.no_llm)
+        result = engine.ask(args.question, use_llm=not args.no_llm, where=_where(args))
     except LLMError as exc:
         raise LLMError(f"{exc}; or use --no-llm to see the prompt and evidence") from exc
     if args.json:

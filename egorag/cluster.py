@@ -41,7 +41,7 @@ logger = logging.getLogger("egorag")
 Loader = Callable[[tuple[str, ...]], ModelSet]
 
 FRAME_MODELS = ("visual", "ocr")  # consume frames during the decode pass
-EMBED_MODELS = ("text", "audio")
+EMBED_MODELS = ("text", "audio", "audio_events")
 COMMIT_EVERY = 16  # videos per commit
 
 
@@ -110,13 +110,14 @@ def _decode(row: dict, config: EngineConfig, options: dict[str, Any]) -> dict:
 
 
 class Transcribe(_Stage):
-    components = ("asr",)
+    components = ("asr", "diarize")
 
     def run(self, row: dict) -> None:
-        from egorag.ingest.pipeline import transcribe
+        from egorag.ingest.pipeline import diarize, transcribe
 
         job: VideoJob = row["job"]
         row["words"] = transcribe(job.path, job.info, self.models, self.config.asr.window_s)
+        row["turns"] = diarize(job.path, job.info, self.models) if self.models.diarizer is not None else None
 
 
 class Caption(_Stage):
@@ -148,9 +149,10 @@ class Embed(_Stage):
         from lance_ray.fragment import write_fragment
 
         from egorag.ingest.pipeline import (
-            embed_audio,
             embed_texts,
             finish_video,
+            per_scene_audio,
+            scene_sounds,
             scene_texts,
         )
         from egorag.schema import rows_to_table
@@ -158,16 +160,20 @@ class Embed(_Stage):
         job: VideoJob = row["job"]
         seg = row["segmented"]
         captions = row.get("captions") or [""] * len(seg.spans)
-        texts = scene_texts(row["words"], seg.spans, captions, seg.screen)
-        vectors = embed_texts(texts, self.models, self.options["captioned"])
+        turns = row.get("turns")
+        texts = scene_texts(row["words"], seg.spans, captions, seg.screen, turns or ())
+        vectors = embed_texts(texts, self.models, self.options["captioned"], self.config.text.scene_text)
         if self.models.audio is not None:
-            vectors["audio"] = embed_audio(job.path, seg, self.models)
-        video, scenes = finish_video(job, seg, texts, vectors)
+            vectors["audio"] = per_scene_audio(job.path, seg, self.models.audio)
+        events = per_scene_audio(job.path, seg, self.models.audio_events) if self.models.audio_events is not None else None
+        sounds = scene_sounds(seg.spans, events, turns, self.config.diarize.min_speech_s)
+        video, scenes = finish_video(job, seg, texts, vectors, sounds)
         schema = scene_schema(self.options["fingerprints"])
         table = rows_to_table([s.to_row() for s in scenes], schema)
         written = write_fragment([table], self.options["scenes_uri"], schema=schema,
                                  data_storage_version=self.options["storage_version"]) if scenes else []
-        row.update(video=video, fragments=[json.dumps(f.to_json()) for f, _ in written], segmented=None, words=None, captions=None)
+        row.update(video=video, fragments=[json.dumps(f.to_json()) for f, _ in written], segmented=None, words=None, captions=None,
+                   turns=None)
 
 
 def index_on_ray(engine, jobs: Sequence[VideoJob], report: IndexReport, *, reindex: bool, policy: BadMediaPolicy,

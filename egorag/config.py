@@ -81,6 +81,9 @@ class TextConfig:
     # single queries: "auto" uses ONNX Runtime on the CPU when the model can be exported (faster,
     # and a search process needs no torch); "torch" keeps them on PyTorch; "onnx" requires it
     query_runtime: Literal["auto", "torch", "onnx"] = "auto"
+    # what a scene's ``text`` vector embeds: its transcript, caption and screen text "joined" by
+    # spaces, or "labelled" as the EgoRAG design has it ("Transcript: ... Visuals: ... On screen: ...")
+    scene_text: Literal["joined", "labelled"] = "joined"
     section: ClassVar[str] = "text"
 
     def __post_init__(self):
@@ -119,6 +122,36 @@ class AudioConfig:
 
     def __post_init__(self):
         _above(self, 0, "max_seconds")
+
+
+@dataclass(frozen=True)
+class AudioEventsConfig:
+    """Audio event tags (AudioSet labels from an AST classifier) per scene."""
+
+    model: str = "MIT/ast-finetuned-audioset-10-10-0.4593"  # hub id or local directory
+    device: str = "auto"
+    threshold: float = 0.25  # a label is kept when its (sigmoid) score is at least this
+    top_k: int = 5  # at most this many labels per scene
+    max_seconds: float = 10.0  # audio classified per scene (centre of the scene; AST reads ~10 s)
+    section: ClassVar[str] = "audio_events"
+
+    def __post_init__(self):
+        _above(self, 0, "max_seconds")
+        _at_least(self, 0, "threshold")
+        _at_least(self, 1, "top_k")
+
+
+@dataclass(frozen=True)
+class DiarizeConfig:
+    """Who speaks when (speaker diarization), for speaker labels on words and scenes."""
+
+    model: str = "pyannote/speaker-diarization-community-1"  # pyannote pipeline: hub id or local directory
+    device: str = "auto"
+    min_speech_s: float = 0.5  # a speaker is listed on a scene when they speak at least this long in it
+    section: ClassVar[str] = "diarize"
+
+    def __post_init__(self):
+        _at_least(self, 0, "min_speech_s")
 
 
 @dataclass(frozen=True)
@@ -217,6 +250,8 @@ class EngineConfig:
     visual: VisualConfig = field(default_factory=VisualConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     ocr: OcrConfig = field(default_factory=OcrConfig)
+    audio_events: AudioEventsConfig = field(default_factory=AudioEventsConfig)
+    diarize: DiarizeConfig = field(default_factory=DiarizeConfig)
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     answer: AnswerConfig = field(default_factory=AnswerConfig)

@@ -179,10 +179,8 @@ class Engine:
         else:
             t_load = time.perf_counter()
             models = self.index_models()
-            if models.text is not None:
-                # the text encoder answers queries in ONNX and loads its PyTorch model for documents
-                # on first use: load it here, so that model loading is counted apart from encoding
-                models.text.encode_documents(["warm up"])
+            for encoder in {id(e): e for e in models.encoders().values()}.values():
+                encoder.load_for_documents()  # timed with the loading, not the first video's encoding
             times.add("load_models", time.perf_counter() - t_load)
             report.modalities = list(models.status.values())
             store = self.store(create=True)
@@ -281,6 +279,15 @@ class Engine:
         retriever = self.retriever()
         hits = retriever.search(query, k=k, where=where)
         return SearchResult(query=text or "<image>", hits=hits)
+
+    def similar(self, scene_id: str, *, k: int = 10, where=None):
+        """"More like this": the scenes nearest to an indexed scene in every modality it has
+        (its own vectors as the query; any visual model, the Qwen2-VL tower included)."""
+        from egorag.hits import SearchResult
+
+        _check_k(k)
+        self._check_videos(where)
+        return SearchResult(query=f"like {scene_id}", hits=self.retriever().similar(scene_id, k=k, where=where))
 
     def _check_videos(self, where) -> None:
         """A filter naming a video id that is not indexed is a :class:`QueryError` listing
@@ -383,7 +390,11 @@ class Engine:
                 self._query_models = models
             else:
                 self._query_models.visual = models.visual
-        return self._query_models.visual
+        encoder = self._query_models.visual
+        if not encoder.text_queries:
+            raise ModalityUnavailableError(f"zero-shot classification reads labels as text, and the visual model "
+                                           f"{encoder.checkpoint} has no text tower; use [visual] model = \"ViT-B-32\" (open_clip) or \"xclip\"")
+        return encoder
 
     # -- catalogue ----------------------------------------------------------------------------
 

@@ -11,16 +11,21 @@ from egorag.schema import Scene
 
 @dataclass(frozen=True)
 class SceneFilter:
-    """Restricts a search: to some videos (ids or a path glob) and to a time range in the video.
+    """Restricts a search: to some videos (ids or a path glob), to a time range in the video, to
+    scenes with an audio event tag or a speaker.
 
     ``time_from``/``time_to`` keep scenes overlapping ``[time_from, time_to]``; ``time_to`` alone is
-    "before time T", for egocentric "when did I last ..." questions.
+    "before time T", for egocentric "when did I last ..." questions. ``audio_events`` keeps scenes
+    tagged with any of them, ``speakers`` scenes where any of them talks (labels are stored
+    lower-cased and match case-insensitively); different fields must all hold.
     """
 
     video_ids: tuple[str, ...] = ()
     path_glob: str | None = None
     time_from: float | None = None
     time_to: float | None = None
+    audio_events: tuple[str, ...] = ()
+    speakers: tuple[str, ...] = ()
 
     def __post_init__(self):
         for name in ("time_from", "time_to"):
@@ -29,10 +34,12 @@ class SceneFilter:
                 raise QueryError(f"a time filter must be a finite number of seconds, got {name} = {value!r}")
 
     @classmethod
-    def parse(cls, video=None, path: str | None = None, time_from=None, time_to=None) -> SceneFilter | None:
+    def parse(cls, video=None, path: str | None = None, time_from=None, time_to=None, audio_event=None,
+              speaker=None) -> SceneFilter | None:
         """From a request's values (HTTP, MCP, a retriever's filters): one video id or a list, a
-        path glob, times as seconds, ``mm:ss`` or ``hh:mm:ss``. None when nothing restricts; a
-        bad time is a :class:`QueryError` naming its field (``from`` / ``to``)."""
+        path glob, times as seconds, ``mm:ss`` or ``hh:mm:ss``, one audio event tag or a list,
+        one speaker or a list. None when nothing restricts; a bad time is a :class:`QueryError`
+        naming its field (``from`` / ``to``)."""
         from egorag.times import parse_time
 
         times = {}
@@ -42,12 +49,16 @@ class SceneFilter:
                     times[name] = parse_time(value)
                 except ValueError as exc:
                     raise QueryError(f"{name!r}: {exc}") from None
-        videos = (video,) if isinstance(video, str) else tuple(video or ())
-        where = cls(videos, path, times.get("from"), times.get("to"))
+        where = cls(_strings(video), path, times.get("from"), times.get("to"), _strings(audio_event), _strings(speaker))
         return None if where.is_empty() else where
 
     def is_empty(self) -> bool:
-        return not self.video_ids and self.path_glob is None and self.time_from is None and self.time_to is None
+        return (not self.video_ids and self.path_glob is None and self.time_from is None and self.time_to is None
+                and not self.audio_events and not self.speakers)
+
+    def labels(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(scenes table column, wanted labels) of each label field that restricts."""
+        return [(column, wanted) for column, wanted in (("audio_events", self.audio_events), ("speakers", self.speakers)) if wanted]
 
     def to_sql(self) -> str | None:
         clauses = []
@@ -59,6 +70,8 @@ class SceneFilter:
             clauses.append(f"`end` > {float(self.time_from)!r}")
         if self.time_to is not None:
             clauses.append(f"start < {float(self.time_to)!r}")
+        for column, wanted in self.labels():  # labels are stored lower-cased
+            clauses.append(f"array_has_any({column}, [{', '.join(sql_quote(w.lower()) for w in wanted)}])")
         return " AND ".join(clauses) or None
 
     def matches(self, scene: Scene) -> bool:
@@ -73,7 +86,15 @@ class SceneFilter:
             return False
         if self.time_to is not None and not scene.start < self.time_to:
             return False
+        for labels, wanted in ((scene.audio_events, self.audio_events), (scene.speakers, self.speakers)):
+            if wanted and not {w.lower() for w in wanted} & {label.lower() for label in labels}:
+                return False
         return True
+
+
+def _strings(value) -> tuple[str, ...]:
+    """One string or a list of them, as a tuple."""
+    return (value,) if isinstance(value, str) else tuple(value or ())
 
 
 def sql_quote(value: str) -> str:

@@ -31,6 +31,8 @@ class Hit:
     transcript: str = ""
     caption: str = ""
     screen_text: str = ""  # on-screen text (OCR), one line per line
+    audio_events: tuple[str, ...] = ()  # audio event tags heard in the scenes
+    speakers: tuple[str, ...] = ()  # who talks in the scenes (diarization)
     # when to start watching: the best-matching keyframe's time (visual), else when the query's
     # words were said or shown (the spoken word or screen line holding most of them)
     moment: float | None = None
@@ -39,6 +41,7 @@ class Hit:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["scene_ids"] = list(self.scene_ids)
+        d["audio_events"], d["speakers"] = list(self.audio_events), list(self.speakers)
         return d
 
 

@@ -19,9 +19,10 @@ from egorag.weights import ResolvedModel
 
 logger = logging.getLogger("egorag")
 
-#: Everything :func:`load_models` can enable: the vector modalities plus speech recognition and
-#: on-screen text (whose words join the scene text, so they need no vector column of their own).
-COMPONENTS = ("asr", "ocr") + MODALITIES
+#: Everything :func:`load_models` can enable: the vector modalities plus speech recognition,
+#: on-screen text (whose words join the scene text, so they need no vector column of their own),
+#: audio event tags and speaker diarization (labels on scenes and words).
+COMPONENTS = ("asr", "ocr") + MODALITIES + ("audio_events", "diarize")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class ModelSet:
     visual: Any = None
     audio: Any = None
     captioner: Any = None
+    audio_events: Any = None  # tags scenes with audio events (egorag.audio_events.AudioTagger)
+    diarizer: Any = None  # tells speakers apart (an egorag.diarize.Diarizer)
     status: dict[str, ModalityStatus] = field(default_factory=dict)
 
     def encoders(self) -> dict[str, Any]:
@@ -102,7 +105,8 @@ def _load_text(config: EngineConfig) -> Any:
 def _load_visual(config: EngineConfig) -> Any:
     from egorag.encoders.registry import create_encoder
 
-    return create_encoder("xclip" if config.visual.model == "xclip" else "open-clip", config=config.visual)
+    family = config.visual.model if config.visual.model in ("xclip", "qwen2-vl") else "open-clip"
+    return create_encoder(family, config=config.visual)
 
 
 def _load_audio(config: EngineConfig) -> Any:
@@ -122,6 +126,18 @@ def _load_captioner(config: EngineConfig) -> Any:
     return create_captioner(config.caption)
 
 
+def _load_audio_events(config: EngineConfig) -> Any:
+    from egorag.audio_events import AudioTagger
+
+    return AudioTagger(config.audio_events)
+
+
+def _load_diarizer(config: EngineConfig) -> Any:
+    from egorag.diarize import PyannoteDiarizer
+
+    return PyannoteDiarizer(config.diarize)
+
+
 _LOADERS: dict[str, tuple[str, Callable[[EngineConfig], Any]]] = {
     # component: (ModelSet attribute, loader); each loader's ModelLoadError says how to enable it
     "asr": ("transcriber", _load_transcriber),
@@ -130,6 +146,8 @@ _LOADERS: dict[str, tuple[str, Callable[[EngineConfig], Any]]] = {
     "visual": ("visual", _load_visual),
     "audio": ("audio", _load_audio),
     "caption": ("captioner", _load_captioner),
+    "audio_events": ("audio_events", _load_audio_events),
+    "diarize": ("diarizer", _load_diarizer),
 }
 
 
@@ -153,6 +171,10 @@ def _weights_of(config: EngineConfig, name: str) -> tuple[str, Any, str]:
         from egorag.encoders.xclip import HOW, xclip_weights
 
         return "X-CLIP model", resolve_model(xclip_weights(config.visual)), HOW
+    if name == "visual" and config.visual.model == "qwen2-vl":
+        from egorag.encoders.qwen_vision import HOW, qwen_weights
+
+        return "Qwen2-VL model", resolve_model(qwen_weights(config.visual)), HOW
     if name == "visual":
         from egorag.encoders.clip import HOW, _resolve
 
@@ -164,6 +186,16 @@ def _weights_of(config: EngineConfig, name: str) -> tuple[str, Any, str]:
         from egorag.encoders.clap import HOW
 
         return "CLAP model", resolve_model(config.audio.model), HOW
+    if name == "audio_events":
+        from egorag.audio_events import HOW
+
+        return "AST audio event model", resolve_model(config.audio_events.model), HOW
+    if name == "diarize":
+        from egorag.diarize import HOW, pyannote_installed
+
+        if not pyannote_installed():
+            raise ModelLoadError(f"pyannote.audio is not installed. To enable: {HOW}")
+        return "pyannote diarization pipeline", resolve_model(config.diarize.model), HOW
     if not config.caption.captioner:
         _load_captioner(config)  # raises: says how to enable it
     from egorag.captioners import CAPTIONERS
@@ -171,6 +203,13 @@ def _weights_of(config: EngineConfig, name: str) -> tuple[str, Any, str]:
     module, cls = CAPTIONERS[config.caption.captioner]
     captioner = getattr(importlib.import_module(module), cls)
     return f"{captioner.name} captioner", resolve_model(config.caption.model or captioner.default_model), captioner.how
+
+
+def _reach(config: EngineConfig, name: str) -> str:
+    """What a component's status adds about which queries it answers."""
+    if name == "visual" and config.visual.model == "qwen2-vl":
+        return ": image queries and more-like-this only (no text tower: text queries do not search it)"
+    return ""
 
 
 def probe_models(config: EngineConfig) -> dict[str, ModalityStatus]:
@@ -195,7 +234,7 @@ def probe_models(config: EngineConfig) -> dict[str, ModalityStatus]:
             out[name] = ModalityStatus(name, False, str(exc))
             continue
         where = resolved.location if resolved.source != "hub" else f"hub id {resolved.location!r}, in the local cache"
-        out[name] = ModalityStatus(name, True, f"{resolved.name} (found: {where}; not loaded)")
+        out[name] = ModalityStatus(name, True, f"{resolved.name}{_reach(config, name)} (found: {where}; not loaded)")
     return out
 
 
@@ -222,5 +261,6 @@ def load_models(config: EngineConfig, components: tuple[str, ...] = COMPONENTS) 
             logger.info("%s disabled: %s", name, exc)
             continue
         setattr(models, attr, model)
-        models.status[name] = ModalityStatus(name, True, getattr(model, "checkpoint", None) or getattr(model, "model_name", name))
+        models.status[name] = ModalityStatus(name, True, f"{getattr(model, 'checkpoint', None) or getattr(model, 'model_name', name)}"
+                                                         f"{_reach(config, name)}")
     return models

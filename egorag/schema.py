@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -16,7 +17,9 @@ SCHEMA_VERSION = 1
 #: ``text`` embeds transcript + caption, ``caption`` the caption alone, ``visual`` the mean of the
 #: CLIP keyframe vectors, ``audio`` the CLAP embedding of the scene's sound.
 #: (time, text) of each spoken word and each line read on screen: where a text hit's words are.
-MOMENTS_TYPE = pa.list_(pa.struct([("time", pa.float32()), ("text", pa.string())]))
+#: ``speaker``: who said the word, where the speakers were told apart (diarization); else null.
+MOMENTS_TYPE = pa.list_(pa.struct([("time", pa.float32()), ("text", pa.string()), ("speaker", pa.string())]))
+LABELS_TYPE = pa.list_(pa.string())  # a scene's audio event tags and its speakers
 
 MODALITIES = ("text", "caption", "visual", "audio")
 
@@ -91,7 +94,9 @@ def scene_schema(fingerprints: Mapping[str, EncoderFingerprint]) -> pa.Schema:
         pa.field("caption", pa.string(), nullable=False),
         pa.field("screen_text", pa.string(), nullable=True),  # on-screen text (OCR), one line per line
         pa.field("moments", MOMENTS_TYPE, nullable=True),  # when each word was said and each screen line shown
-        pa.field("search_text", pa.string(), nullable=False),  # transcript + caption + screen text, for BM25
+        pa.field("audio_events", LABELS_TYPE, nullable=True),  # audio event tags (lower case), best first
+        pa.field("speakers", LABELS_TYPE, nullable=True),  # who talks in the scene, most first (diarization)
+        pa.field("search_text", pa.string(), nullable=False),  # transcript + caption + screen text + audio events, for BM25
         pa.field("thumbnail", pa.binary(), nullable=True),  # a small JPEG of the scene's middle, whatever modalities ran
     ]
     for modality in MODALITIES:
@@ -138,6 +143,16 @@ class Word:
     end: float
     text: str
     probability: float = 1.0
+    speaker: str | None = None  # who said it, where the speakers were told apart
+
+
+class Moment(NamedTuple):
+    """When something was said or shown: a spoken word (with its speaker when known) or a line
+    read on screen."""
+
+    time: float
+    text: str
+    speaker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,7 +193,9 @@ class Scene:
     vectors: Mapping[str, np.ndarray | None] = field(default_factory=dict)
     keyframes: Keyframes | None = None
     screen_text: str = ""  # on-screen text read by OCR, one line per line
-    moments: tuple[tuple[float, str], ...] = ()  # (time, text): each spoken word and each screen line, as it appeared
+    moments: tuple[Moment, ...] = ()  # each spoken word and each screen line, as it appeared
+    audio_events: tuple[str, ...] = ()  # audio event tags, best first
+    speakers: tuple[str, ...] = ()  # who talks in the scene, most first
     thumbnail: bytes | None = None  # JPEG; written at index time, read only by thumbnail lookups
 
     def to_row(self) -> dict:
@@ -192,8 +209,10 @@ class Scene:
             "transcript": self.transcript,
             "caption": self.caption,
             "screen_text": self.screen_text,
-            "moments": [{"time": float(t), "text": s} for t, s in self.moments],
-            "search_text": "\n".join(t for t in (self.transcript, self.caption, self.screen_text) if t),
+            "moments": [{"time": float(m.time), "text": m.text, "speaker": m.speaker} for m in self.moments],
+            "audio_events": list(self.audio_events),
+            "speakers": list(self.speakers),
+            "search_text": "\n".join(t for t in (self.transcript, self.caption, self.screen_text, " ".join(self.audio_events)) if t),
             "thumbnail": self.thumbnail,
         }
         for modality, vec in self.vectors.items():

@@ -23,11 +23,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from egorag.filters import SceneFilter, glob_to_like
-from egorag.schema import EncoderFingerprint, vector_column
+from egorag.schema import LABELS_TYPE, EncoderFingerprint, vector_column
 from index.files import atomic_path
 
 META_KEY = b"egorag.catalog"
-SCALARS = ("scene_id", "video_id", "video_path", "scene_index", "start", "end")
+SCALARS = ("scene_id", "video_id", "video_path", "scene_index", "start", "end", "audio_events", "speakers")
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class SceneMeta:
     scene_index: int
     start: float
     end: float
+    audio_events: list[str] | None
+    speakers: list[str] | None
 
 
 class SceneCatalog:
@@ -55,7 +57,8 @@ class SceneCatalog:
     def empty(cls, modalities: Sequence[str]) -> SceneCatalog:
         schema = pa.schema(
             [("scene_id", pa.string()), ("video_id", pa.string()), ("video_path", pa.string()), ("scene_index", pa.int32()),
-             ("start", pa.float64()), ("end", pa.float64()), ("kf_first", pa.int64()), ("kf_count", pa.int32())]
+             ("start", pa.float64()), ("end", pa.float64()), ("audio_events", LABELS_TYPE), ("speakers", LABELS_TYPE),
+             ("kf_first", pa.int64()), ("kf_count", pa.int32())]
             + [(f"has_{m}", pa.bool_()) for m in modalities]
         )
         return cls(schema.empty_table(), np.zeros(0, bool), {}, modalities)
@@ -72,6 +75,7 @@ class SceneCatalog:
         encoded = pc.dictionary_encode(self.table.column("video_id").combine_chunks())
         self.video_code = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         self.video_names = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+        self._labels: dict[str, tuple[pa.Array, np.ndarray]] = {}  # column -> (lower-cased labels, their rows)
         self.first_row: dict[str, int] = {}
         self.n_rows: dict[str, int] = {}
         idx = np.flatnonzero(self.alive)
@@ -116,7 +120,22 @@ class SceneCatalog:
             rows = rows[self.end[rows] > where.time_from]
         if where.time_to is not None:
             rows = rows[self.start[rows] < where.time_to]
+        for column, wanted in where.labels():
+            if len(rows):
+                rows = rows[self.labelled(column, wanted)[rows]]
         return rows
+
+    def labelled(self, column: str, wanted: Sequence[str]) -> np.ndarray:
+        """Whether each row has any of the ``wanted`` labels in ``column`` (case-insensitive), as
+        a boolean array over all rows."""
+        if column not in self._labels:
+            lists = self.table.column(column).combine_chunks()
+            self._labels[column] = (pc.utf8_lower(lists.flatten()), pc.list_parent_indices(lists).to_numpy())
+        values, parents = self._labels[column]
+        hit = pc.is_in(values, value_set=pa.array([w.lower() for w in wanted], pa.string())).to_numpy(zero_copy_only=False)
+        out = np.zeros(len(self), bool)
+        out[parents[hit]] = True
+        return out
 
     def mask(self, where: SceneFilter | None) -> np.ndarray:
         """Alive rows matching the filter, as a boolean array over all rows."""
@@ -132,6 +151,8 @@ class SceneCatalog:
             m &= self.end > where.time_from
         if where.time_to is not None:
             m &= self.start < where.time_to
+        for column, wanted in where.labels():
+            m &= self.labelled(column, wanted)
         return m
 
     def locate(self, batch) -> np.ndarray:

@@ -20,9 +20,11 @@ from egorag.errors import EgoragError, IndexMismatchError, StoreDamagedError
 from egorag.filters import SceneFilter, sql_quote
 from egorag.schema import (
     FINGERPRINT_KEY,
+    LABELS_TYPE,
     MODALITIES,
     EncoderFingerprint,
     Keyframes,
+    Moment,
     Scene,
     Video,
     decode_fingerprints,
@@ -39,8 +41,9 @@ logger = logging.getLogger("egorag")
 
 SCENES, VIDEOS = "scenes", "videos"
 
-SCENE_TEXT_COLUMNS = ["scene_id", "video_id", "video_path", "scene_index", "start", "end", "transcript", "caption", "screen_text",
-                      "moments"]
+SCENE_SCALAR_COLUMNS = ["scene_id", "video_id", "video_path", "scene_index", "start", "end"]
+SCENE_LABEL_COLUMNS = ["audio_events", "speakers"]  # what a search can filter on besides videos and times
+SCENE_TEXT_COLUMNS = SCENE_SCALAR_COLUMNS + ["transcript", "caption", "screen_text", "moments"] + SCENE_LABEL_COLUMNS
 
 
 #: One query's ranked candidates: (scene_id, cosine similarity), best first.
@@ -282,14 +285,18 @@ class LanceSceneStore:
         return table.column("scene_id").to_pylist(), vector_matrix(table.column(column), dim)
 
     def scene_scalars(self, video_ids: Sequence[str] | None = None, with_text: bool = False) -> pa.Table:
-        """Ids, times and ``has_<modality>`` flags (no vectors read) of the scenes of
-        ``video_ids``, or of every complete video; with their transcripts and captions."""
-        columns = {c: c for c in self._present(SCENE_TEXT_COLUMNS[: 10 if with_text else 6])}
+        """Ids, times, labels and ``has_<modality>`` flags (no vectors read) of the scenes of
+        ``video_ids``, or of every complete video; with their texts and moments."""
+        columns = {c: c for c in self._present(SCENE_TEXT_COLUMNS if with_text else SCENE_SCALAR_COLUMNS + SCENE_LABEL_COLUMNS)}
         columns.update({f"has_{m}": f"{vector_column(m)} IS NOT NULL" for m in self.modalities})
         search = self._scenes.search().select(columns).limit(None)
         if video_ids is not None:
             search = search.where(self._video_sql(video_ids))
-        return self._complete_only(self._read(search), video_ids)
+        table = self._complete_only(self._read(search), video_ids)
+        for name in SCENE_LABEL_COLUMNS:  # a store made before a label column existed: none
+            if name not in table.column_names:
+                table = table.append_column(name, pa.nulls(table.num_rows, LABELS_TYPE))
+        return table
 
     def iter_vectors(self, modality: str, video_ids: Sequence[str] | None = None, batch_size: int = 65536):
         """Stream ``(video_id, scene_index, vector)`` batches of one modality (non-null only), so
@@ -428,7 +435,9 @@ class LanceSceneStore:
                     transcript=row["transcript"],
                     caption=row["caption"],
                     screen_text=row.get("screen_text") or "",
-                    moments=tuple((m["time"], m["text"]) for m in row.get("moments") or ()),
+                    moments=tuple(Moment(m["time"], m["text"], m.get("speaker")) for m in row.get("moments") or ()),
+                    audio_events=tuple(row.get("audio_events") or ()),
+                    speakers=tuple(row.get("speakers") or ()),
                     vectors=vectors,
                     keyframes=keyframes,
                 )

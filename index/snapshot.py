@@ -37,7 +37,7 @@ from index.vectors import ColumnIndex, FaissOptions, FusedSketch, RowVectors
 logger = logging.getLogger("egorag")
 
 #: what a snapshot's files are laid out as; a manifest with another format is rebuilt
-FORMAT = {"layout": 1, "tokenizer": TOKENIZER}
+FORMAT = {"layout": 2, "tokenizer": TOKENIZER}
 CHECK_S = 0.5  # how stale a long-lived reader may be about other processes' writes
 
 
@@ -99,6 +99,9 @@ class SearchBackend(Protocol):
         """The calibration sample's moments for ``modality``."""
 
     def meta(self, keys: Sequence[int]) -> list[SceneMeta]: ...
+
+    def key_of(self, scene_id: str) -> int | None:
+        """The key of a scene id; None when no complete video has that scene."""
 
     def scenes(self, keys: Sequence[int]) -> list[Scene]:
         """Scenes with their texts and word moments (no vectors)."""
@@ -285,12 +288,15 @@ class Snapshot(SnapshotParts):
     def meta(self, keys: Sequence[int]) -> list[SceneMeta]:
         return self.catalog.meta(list(keys))
 
+    def key_of(self, scene_id: str) -> int | None:
+        return self.catalog.row_of(scene_id)
+
     def scenes(self, keys: Sequence[int]) -> list[Scene]:
         keys = list(keys)
         texts, moments = self.texts.get(keys), self.texts.moments(keys)
         return [
             Scene(m.scene_id, m.video_id, m.video_path, m.scene_index, m.start, m.end, transcript=t, caption=c, screen_text=s,
-                  moments=when)
+                  moments=when, audio_events=tuple(m.audio_events or ()), speakers=tuple(m.speakers or ()))
             for m, (t, c, s), when in zip(self.catalog.meta(keys), texts, moments)
         ]
 

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from egorag.schema import MOMENTS_TYPE
+from egorag.schema import MOMENTS_TYPE, Moment
 from index.files import read_arrays, read_table, write_arrays, write_table
 
 K1, B = 1.2, 0.75
@@ -254,8 +254,11 @@ SCHEMA = pa.schema([(c, pa.string()) for c in COLUMNS] + [("moments", MOMENTS_TY
 
 
 def searchable(table: pa.Table) -> pa.Array:
-    """What BM25 indexes for each scene: its transcript, caption and on-screen text."""
-    parts = [pc.fill_null(table.column(c).combine_chunks(), "") for c in COLUMNS]
+    """What BM25 indexes for each scene: its transcript, caption, on-screen text and audio
+    event tags (those of them ``table`` has)."""
+    parts = [pc.fill_null(table.column(c).combine_chunks(), "") for c in COLUMNS if c in table.column_names]
+    if "audio_events" in table.column_names:
+        parts.append(pc.fill_null(pc.binary_join(table.column("audio_events").combine_chunks(), " "), ""))
     return pc.binary_join_element_wise(*parts, " ")
 
 
@@ -299,9 +302,9 @@ class SceneTexts:
             raise ValueError(f"text rows must be appended in order: expected row {len(self)}, got {first_row}")
         if not table.num_rows:
             return
+        postings = Postings.build(searchable(table))
         table = pa.table({f.name: table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
                           for f in SCHEMA}).cast(SCHEMA)
-        postings = Postings.build(searchable(table))
         if self.root is not None:
             table = self._write(first_row, table, postings)
         self.starts.append(first_row)
@@ -332,13 +335,13 @@ class SceneTexts:
                 out[i] = tuple(v or "" for v in values)
         return out
 
-    def moments(self, rows) -> list[tuple[tuple[float, str], ...]]:
-        """Each row's (time, text) moments: its spoken words and screen lines."""
+    def moments(self, rows) -> list[tuple[Moment, ...]]:
+        """Each row's moments: its spoken words and screen lines."""
         out = []
         for r in np.asarray(rows, dtype=np.int64).tolist():
             s = int(np.searchsorted(self.starts, r, side="right")) - 1
             value = self.tables[s].column("moments")[r - self.starts[s]].as_py() or ()
-            out.append(tuple((m["time"], m["text"]) for m in value))
+            out.append(tuple(Moment(m["time"], m["text"], m["speaker"]) for m in value))
         return out
 
     def search(self, text: str, k: int, allowed: np.ndarray, alive: np.ndarray) -> list[tuple[int, float]]:

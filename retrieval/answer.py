@@ -71,6 +71,10 @@ def evidence_block(hit: Hit, labels: dict[str, str] | None = None) -> str:
         lines.append(f"caption: {hit.caption}")
     if hit.screen_text:
         lines.append(f"on screen: {' / '.join(hit.screen_text.splitlines())}")
+    if hit.speakers:
+        lines.append(f"speakers: {', '.join(hit.speakers)}")
+    if hit.audio_events:
+        lines.append(f"sounds: {', '.join(hit.audio_events)}")
     if len(lines) == 1:
         lines.append("(no speech, caption or text on screen; matched visually or by sound)")
     return "\n".join(lines)

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from egorag.config import RetrievalConfig
-from egorag.errors import QueryError
+from egorag.errors import NotFoundError, QueryError
 from egorag.filters import SceneFilter
 from egorag.hits import Hit
+from egorag.schema import Moment
 from index.snapshot import SearchBackend
 from retrieval.fusion import (
     Calibration,
@@ -104,7 +105,7 @@ class HierarchicalRetriever:
         modalities = {m for m in set(held) & set(self.encoders) if weights.get(m, 0.0) > 0}
         texts = [i for i, q in enumerate(queries) if q.text]
         for m in sorted(modalities):
-            if texts:
+            if texts and self.encoders[m].text_queries:  # a vision tower without a text tower: image queries only
                 for i, vector in zip(texts, self.encoders[m].encode_queries([queries[i].text for i in texts])):
                     out[i][m] = vector
         images = [i for i, q in enumerate(queries) if q.image is not None]
@@ -122,6 +123,22 @@ class HierarchicalRetriever:
         """Several queries' hits, each the same as its own :meth:`search` gives, in less time:
         each encoder runs once for all of them, and so does the fused sketch's scan."""
         return self.search_vectors_many(self.embed_many(queries), [q.text for q in queries], k, where)
+
+    def similar(self, scene_id: str, k: int = 10, where: SceneFilter | None = None) -> list[Hit]:
+        """"More like this scene": the scenes nearest to it, its own vectors (every modality it
+        has) as the query; the hit holding the scene itself is left out."""
+        b, _ = self._take()
+        key = b.key_of(scene_id)
+        if key is None:
+            raise NotFoundError(f"{scene_id}: no such scene (scene ids are <video id>:<index>, as hits give them)")
+        qv = {}
+        for m in b.modalities:
+            vector = b.vectors(m, [key])[0]
+            if self.config.weights.get(m, 0.0) > 0 and not np.isnan(vector).any():
+                qv[m] = vector
+        if not qv:
+            return []
+        return [h for h in self.search_vectors(qv, None, k + 1, where) if scene_id not in h.scene_ids][:k]
 
     def search_vectors(self, qv: Mapping[str, np.ndarray], text: str | None, k: int = 10, where: SceneFilter | None = None) -> list[Hit]:
         """Search with query vectors already embedded (and the text, for BM25)."""
@@ -335,11 +352,18 @@ class HierarchicalRetriever:
                     transcript=" ".join(s.transcript for s in scenes if s.transcript),
                     caption=" ".join(s.caption for s in scenes if s.caption),
                     screen_text="\n".join(s.screen_text for s in scenes if s.screen_text),
+                    audio_events=_union(s.audio_events for s in scenes),
+                    speakers=_union(s.speakers for s in scenes),
                     moment=moments.get(best.item, said(texts[top.scene_id].moments) if said and top.scene_id in texts else None),
                     scene_ids=tuple(m.scene_id for m in members),
                 )
             )
         return hits
+
+
+def _union(labels) -> tuple[str, ...]:
+    """The labels of merged scenes, each once, in order of first appearance."""
+    return tuple(dict.fromkeys(label for group in labels for label in group))
 
 
 class TextMoments:
@@ -355,17 +379,17 @@ class TextMoments:
         # a word or line holding none of the terms' first letters cannot stem to a term
         self._maybe = re.compile("|".join(sorted(re.escape(t[:3]) for t in self.wanted)), re.IGNORECASE) if self.wanted else None
 
-    def __call__(self, moments: Sequence[tuple[float, str]]) -> float | None:
+    def __call__(self, moments: Sequence[Moment]) -> float | None:
         if self._maybe is None or not moments:
             return None
-        maybe = [m for m in moments if not m[1].isascii() or self._maybe.search(m[1])]
-        tokens = [self._tokens(text) for _, text in maybe]
+        maybe = [m for m in moments if not m.text.isascii() or self._maybe.search(m.text)]
+        tokens = [self._tokens(m.text) for m in maybe]
         stemmed = iter(self._stems([t for ts in tokens for t in ts]))
         best, at = 0, None
-        for (time_s, _), ts in zip(maybe, tokens):
+        for m, ts in zip(maybe, tokens):
             found = len(self.wanted & {s for s in (next(stemmed) for _ in ts) if s})
             if found > best:
-                best, at = found, float(time_s)
+                best, at = found, float(m.time)
         return at
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before any import that could reach a model hub
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
-os.environ.setdefault("EGORAG_CACHE_DIR", tempfile.mkdtemp(prefix="egorag-test-cache-"))  # ONNX exports
+if "EGORAG_CACHE_DIR" not in os.environ:  # ONNX exports: one folder per test run, shared with its subprocesses
+    os.environ["EGORAG_CACHE_DIR"] = tempfile.mkdtemp(prefix="egorag-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["EGORAG_CACHE_DIR"], True)
 
 import hashlib
 import re
@@ -46,6 +50,7 @@ class HashEncoder:
     text is the normalised sum, so texts sharing words are similar. Not a model; a test double."""
 
     modality = "text"
+    text_queries = True
 
     def __init__(self, model: str = "hash-64", device: str = "cpu", batch_size: int = 64, dim: int = 64, query_runtime: str = "auto"):
         self.checkpoint = model
@@ -63,6 +68,9 @@ class HashEncoder:
         return l2_normalize(out)
 
     encode_queries = encode_documents
+
+    def load_for_documents(self) -> None:
+        """Nothing to load."""
 
 
 class ScriptedTranscriber:

@@ -44,16 +44,16 @@ def test_scene_audio_decoded_in_windows_matches_the_whole_track(tiny_clap, cut_v
     starts: the same vectors as cutting it from the whole track, with one window in memory."""
     from egorag.config import AudioConfig
     from egorag.ingest.decode import probe
-    from egorag.ingest.pipeline import Segmented, embed_audio
+    from egorag.ingest.pipeline import Segmented, per_scene_audio
 
     monkeypatch.setattr(tiny_clap, "config", AudioConfig(max_seconds=1.0))
     spans = (SceneSpan(0, 0.0, 1.0), SceneSpan(1, 1.0, 2.48), SceneSpan(2, 2.48, 4.0), SceneSpan(3, 4.0, 6.0))
-    segmented, models = Segmented(probe(cut_video), spans), ModelSet(audio=tiny_clap)
-    whole = embed_audio(cut_video, segmented, models, window_s=600.0)
+    segmented = Segmented(probe(cut_video), spans)
+    whole = per_scene_audio(cut_video, segmented, tiny_clap, window_s=600.0)
     lengths = []
     real = tiny_clap.encode_scenes
     monkeypatch.setattr(tiny_clap, "encode_scenes", lambda audio, s: lengths.append(len(audio)) or real(audio, s))
-    windowed = embed_audio(cut_video, segmented, models, window_s=1.5)
+    windowed = per_scene_audio(cut_video, segmented, tiny_clap, window_s=1.5)
     assert len(lengths) == 4 and max(lengths) <= 2.5 * 48000  # windows of 1.5 + 1 s
     assert all(v is not None for v in whole)
     for a, b in zip(whole, windowed):

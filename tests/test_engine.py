@@ -313,9 +313,10 @@ def test_a_text_hit_starts_where_its_words_were_said(tmp_path, cut_video):
 
 
 def test_text_moment_prefers_the_word_or_line_with_most_terms():
+    from egorag.schema import Moment
     from retrieval.hierarchical import TextMoments
 
-    moments = [(1.0, "Welcome"), (4.0, "Platform seven"), (9.0, "Train to Lisbon, platform seven"), (12.0, "trains")]
+    moments = [Moment(1.0, "Welcome"), Moment(4.0, "Platform seven"), Moment(9.0, "Train to Lisbon, platform seven"), Moment(12.0, "trains")]
     assert TextMoments("which platform for the Lisbon train")(moments) == 9.0
     assert TextMoments("training")(moments) == 9.0  # stems match; the first on a tie
     assert TextMoments("nothing here")(moments) is None and TextMoments("the")(moments) is None

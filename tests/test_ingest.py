@@ -192,3 +192,13 @@ def test_a_folder_without_videos_says_so_and_loads_nothing(tmp_path, caplog):
     assert not report.indexed and not report.failed and report.scenes == 0
     assert "photos: no video files in this folder (looked for .3g2" in caplog.text
     assert engine._index_models is None and not (tmp_path / "db").exists()  # no model loaded, no store made
+
+
+def test_the_text_vector_embeds_the_scene_text_joined_or_labelled():
+    from egorag.ingest.pipeline import text_to_embed
+
+    assert text_to_embed("we add flour", "", "Step 2\nKnead", "joined") == "we add flour Step 2 Knead"
+    assert text_to_embed("we add flour", "a kitchen", "Step 2\nKnead", "labelled") == \
+        "Transcript: we add flour. Visuals: a kitchen. On screen: Step 2 / Knead."
+    assert text_to_embed("", "", "EXIT", "labelled") == "On screen: EXIT."
+    assert text_to_embed("", "", "", "labelled") == text_to_embed("", "", "", "joined") == ""

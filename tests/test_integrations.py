@@ -101,7 +101,7 @@ def test_mcp_tools_in_process(store, library):
         async with Client(create_server(engine(str(store)))) as client:
             tools = {t.name: t for t in (await client.list_tools()).tools}
             assert set(tools) == {"search_videos", "ask_videos", "list_videos", "get_scene"}
-            assert set(tools["search_videos"].input_schema["properties"]) == {"query", "k", "video", "start", "end"}
+            assert set(tools["search_videos"].input_schema["properties"]) == {"query", "k", "video", "start", "end", "audio_event", "speaker"}
             assert tools["search_videos"].input_schema["required"] == ["query"]
             found = json.loads(tool_text(await client.call_tool("search_videos", {"query": "saturn rings planet", "k": 2})))
             assert found["hits"][0]["video"] == str(library / "v5.mp4") and len(found["hits"]) == 2

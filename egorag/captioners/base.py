@@ -57,7 +57,7 @@ class TransformersCaptioner(abc.ABC):
 
         def load():
             model, processor = self._load(resolved.location, resolved.is_local)
-            return model.to(self.device).eval(), processor
+            return model.to(self.device).eval(), processor  # the same pair whoever loads it first
 
         try:
             model, processor = shared_model((self.name, resolved.location, self.device), load)

@@ -12,6 +12,18 @@ PROMPT = "Describe what happens in this video scene in one sentence."
 MAX_PIXELS = 360 * 420  # per frame, Qwen2-VL's recommended budget for video input
 
 
+def load_qwen2vl(location: str, local_files_only: bool, device: str):
+    """Qwen2-VL's (model, processor) on ``device``, bfloat16 on a GPU (the checkpoint's dtype):
+    the captioner and the vision-tower encoder load it through one shared cache key,
+    ``("qwen2-vl", location, device)``."""
+    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+
+    processor = AutoProcessor.from_pretrained(location, local_files_only=local_files_only)
+    dtype = "auto" if device.startswith("cuda") else None
+    model = Qwen2VLForConditionalGeneration.from_pretrained(location, local_files_only=local_files_only, dtype=dtype)
+    return model.to(device).eval(), processor
+
+
 class Qwen2VLCaptioner(TransformersCaptioner):
     name = "qwen2-vl"
     default_model = "Qwen/Qwen2-VL-2B-Instruct"
@@ -25,12 +37,7 @@ class Qwen2VLCaptioner(TransformersCaptioner):
         super().__init__(config)
 
     def _load(self, location: str, local_files_only: bool):
-        from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
-
-        processor = AutoProcessor.from_pretrained(location, local_files_only=local_files_only)
-        dtype = "auto" if self.device.startswith("cuda") else None
-        model = Qwen2VLForConditionalGeneration.from_pretrained(location, local_files_only=local_files_only, dtype=dtype)
-        return model, processor
+        return load_qwen2vl(location, local_files_only, self.device)
 
     def messages(self, frames: Sequence) -> list[dict]:
         return [{"role": "user", "content": [{"type": "video", "video": list(frames), "max_pixels": MAX_PIXELS}, {"type": "text", "text": PROMPT}]}]

@@ -13,7 +13,7 @@ import numpy as np
 
 from egorag.config import AudioConfig
 from egorag.devices import resolve_device
-from egorag.encoders.base import check_output, l2_normalize
+from egorag.encoders.base import centred_stretch, check_output, l2_normalize, per_scene
 from egorag.encoders.registry import register_encoder
 from egorag.schema import SceneSpan
 from egorag.weights import check_reachable, from_pretrained, resolve_model
@@ -34,6 +34,7 @@ def _features(output):
 @register_encoder("clap")
 class ClapEncoder:
     modality = "audio"
+    text_queries = True
     sample_rate = 48000
 
     def __init__(self, config: AudioConfig = AudioConfig()):
@@ -65,6 +66,9 @@ class ClapEncoder:
         self.checkpoint = checkpoint
         self.dim = int(model.config.projection_dim)
 
+    def load_for_documents(self) -> None:
+        """Loaded whole at construction: nothing more for documents."""
+
     def encode_audio(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         """Embed 48 kHz mono float32 waveforms."""
         torch = self._torch
@@ -80,26 +84,18 @@ class ClapEncoder:
 
     encode_documents = encode_audio
 
+    @property
+    def reach_s(self) -> float:
+        """The longest stretch of a scene that is embedded."""
+        return self.config.max_seconds
+
     def stretch(self, span: SceneSpan) -> tuple[float, float]:
         """The part of a scene its embedding hears: at most ``max_seconds`` around its centre."""
-        centre, half = 0.5 * (span.start + span.end), 0.5 * self.config.max_seconds
-        return max(span.start, centre - half), min(span.end, centre + half)
+        return centred_stretch(span, self.config.max_seconds)
 
     def encode_scenes(self, audio: np.ndarray, spans: Sequence[SceneSpan]) -> list[np.ndarray | None]:
-        """One embedding per scene from its :meth:`stretch`; scenes with no samples get ``None``."""
-        windows, owners = [], []
-        for i, span in enumerate(spans):
-            a, b = self.stretch(span)
-            chunk = audio[int(a * self.sample_rate) : int(b * self.sample_rate)]
-            if chunk.size >= self.sample_rate // 10:
-                windows.append(chunk)
-                owners.append(i)
-        out: list[np.ndarray | None] = [None] * len(spans)
-        for start in range(0, len(windows), 16):
-            vectors = self.encode_audio(windows[start : start + 16])
-            for row, i in enumerate(owners[start : start + 16]):
-                out[i] = vectors[row]
-        return out
+        """One embedding per scene from its :meth:`stretch`; scenes with too little audio get ``None``."""
+        return per_scene(audio, spans, self.sample_rate, self.config.max_seconds, self.encode_audio, 16)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         torch = self._torch

@@ -67,6 +67,7 @@ def _open_clip_logs_as_debug():
 @register_encoder("open-clip")
 class OpenClipEncoder:
     modality = "visual"
+    text_queries = True
     clip_frames = None  # a scene's vector is its keyframes' mean (X-CLIP pools a clip instead)
 
     def __init__(self, config: VisualConfig = VisualConfig()):
@@ -116,6 +117,9 @@ class OpenClipEncoder:
         self.mean = torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)).view(1, 3, 1, 1)
         self.std = torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD)).view(1, 3, 1, 1)
         return self
+
+    def load_for_documents(self) -> None:
+        """Loaded whole at construction: nothing more for documents."""
 
     def encode_frames(self, frames: np.ndarray) -> np.ndarray:
         """Embed uint8 frames of shape (n, S, S, 3), already resized and centre-cropped to S."""

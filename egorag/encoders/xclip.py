@@ -38,6 +38,7 @@ def xclip_weights(config: VisualConfig) -> str:
 @register_encoder("xclip")
 class XClipEncoder:
     modality = "visual"
+    text_queries = True
 
     def __init__(self, config: VisualConfig = VisualConfig()):
         resolved = resolve_model(xclip_weights(config))
@@ -82,6 +83,9 @@ class XClipEncoder:
         video (X-CLIP's vision tower mixes the frames of a clip: a frame has no embedding alone)."""
         vectors = [self.encode_clip(f[None]) for f in np.asarray(frames)]
         return np.stack(vectors) if vectors else np.zeros((0, self.dim), dtype=np.float32)
+
+    def load_for_documents(self) -> None:
+        """Loaded whole at construction: nothing more for documents."""
 
     def encode_clip(self, frames: np.ndarray) -> np.ndarray:
         """One video embedding of up to ``clip_frames`` uint8 frames in time order (repeated,

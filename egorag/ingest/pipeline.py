@@ -16,12 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from egorag.asr import OVERLAP_S as ASR_OVERLAP_S
 from egorag.asr import SAMPLE_RATE, join_windows
 from egorag.config import AsrConfig, EngineConfig
+from egorag.diarize import Turn, label_words, scene_speakers
 from egorag.encoders.base import l2_normalize
 from egorag.errors import MediaError
 from egorag.ingest.decode import (
@@ -32,7 +34,16 @@ from egorag.ingest.decode import (
 )
 from egorag.ingest.scenes import ShotDetector, assign_words, build_scenes, join_words
 from egorag.models import ModelSet, requested
-from egorag.schema import Keyframes, Scene, SceneSpan, Video, VideoInfo, Word, scene_id
+from egorag.schema import (
+    Keyframes,
+    Moment,
+    Scene,
+    SceneSpan,
+    Video,
+    VideoInfo,
+    Word,
+    scene_id,
+)
 
 logger = logging.getLogger("egorag")
 _TIMES_LOCK = threading.Lock()
@@ -56,16 +67,44 @@ class SceneTexts:
     transcripts: tuple[str, ...]
     captions: tuple[str, ...]
     screens: tuple[tuple[tuple[float, str], ...], ...] = ()  # per scene, its screen lines and when (none without OCR)
-    words: tuple[tuple[Word, ...], ...] = ()  # per scene, its spoken words
+    words: tuple[tuple[Word, ...], ...] = ()  # per scene, its spoken words (with speakers where diarized)
 
     def screen(self, i: int) -> str:
         return "\n".join(text for _, text in self.screens[i]) if self.screens else ""
 
-    def moments(self, i: int) -> tuple[tuple[float, str], ...]:
+    def moments(self, i: int) -> tuple[Moment, ...]:
         """Scene ``i``'s spoken words and screen lines with their times, in time order."""
-        spoken = [(w.start, w.text.strip()) for w in self.words[i]] if self.words else []
-        shown = list(self.screens[i]) if self.screens else []
-        return tuple(sorted(spoken + shown, key=lambda m: m[0]))
+        spoken = [Moment(w.start, w.text.strip(), w.speaker) for w in self.words[i]] if self.words else []
+        shown = [Moment(t, text) for t, text in self.screens[i]] if self.screens else []
+        return tuple(sorted(spoken + shown, key=lambda m: m.time))
+
+
+@dataclass(frozen=True)
+class SceneSounds:
+    """What a scene's sound says besides its words: audio event tags and who talks."""
+
+    events: tuple[tuple[str, ...], ...] = ()  # per scene (none without an audio tagger)
+    speakers: tuple[tuple[str, ...], ...] = ()  # per scene (none without a diarizer)
+
+
+class SceneAudioModel(Protocol):
+    """A model that reads each scene's stretch of the audio track (the CLAP encoder, the audio
+    event tagger): :func:`per_scene_audio` decodes the track in windows for it."""
+
+    sample_rate: int
+
+    @property
+    def reach_s(self) -> float:
+        """The longest stretch of one scene it reads (decoding windows overlap by this)."""
+        ...
+
+    def stretch(self, span: SceneSpan) -> tuple[float, float]:
+        """The part of a scene it reads."""
+        ...
+
+    def encode_scenes(self, audio: np.ndarray, spans: Sequence[SceneSpan]) -> list:
+        """One result per scene (None: too little audio), ``audio`` starting at time 0."""
+        ...
 
 
 @dataclass
@@ -131,6 +170,16 @@ def transcribe(path: Path, info: VideoInfo, models: ModelSet, window_s: float = 
     return join_windows(windows, ASR_OVERLAP_S)
 
 
+def diarize(path: Path, info: VideoInfo, models: ModelSet) -> list[Turn]:
+    """The speaker turns of the video's whole track (a diarizer needs all of it to tell the
+    same voice apart from others: 230 MB of 16 kHz float32 an hour)."""
+    if models.diarizer is None or not info.has_audio:
+        return []
+    from egorag.ingest.decode import decode_audio
+
+    return models.diarizer.diarize(decode_audio(path, SAMPLE_RATE))
+
+
 def caption(segmented: Segmented, models: ModelSet) -> list[str]:
     if models.captioner is None:
         return [""] * len(segmented.spans)
@@ -139,20 +188,30 @@ def caption(segmented: Segmented, models: ModelSet) -> list[str]:
     return [models.captioner.caption(frames) for frames in segmented.caption_frames]
 
 
-def scene_texts(words: Sequence[Word], spans: Sequence[SceneSpan], captions: Sequence[str], screens: Sequence = ()) -> SceneTexts:
-    per_scene = assign_words(words, spans)
+def scene_texts(words: Sequence[Word], spans: Sequence[SceneSpan], captions: Sequence[str], screens: Sequence = (),
+                turns: Sequence[Turn] = ()) -> SceneTexts:
+    per_scene = assign_words(label_words(words, turns) if turns else words, spans)
     transcripts = tuple(join_words(ws) for ws in per_scene)
     return SceneTexts(transcripts, tuple(captions), tuple(screens), tuple(tuple(ws) for ws in per_scene))
 
 
-def embed_texts(texts: SceneTexts, models: ModelSet, captioned: bool) -> dict[str, list[np.ndarray | None]]:
-    """``text`` embeds transcript + caption + on-screen text; ``caption`` the caption alone.
-    Empty text -> null."""
+def text_to_embed(transcript: str, caption: str, screen: str, style: str = "joined") -> str:
+    """What a scene's ``text`` vector embeds (``[text] scene_text``): its transcript, caption and
+    on-screen text joined by spaces, or each "labelled" as the EgoRAG design has them."""
+    screen = screen.replace("\n", " / " if style == "labelled" else " ")
+    if style == "joined":
+        return " ".join(p for p in (transcript, caption, screen) if p)
+    parts = [(label, text.strip()) for label, text in (("Transcript", transcript), ("Visuals", caption), ("On screen", screen))]
+    return " ".join(f"{label}: {text}" + ("" if text.endswith((".", "!", "?")) else ".") for label, text in parts if text)
+
+
+def embed_texts(texts: SceneTexts, models: ModelSet, captioned: bool, style: str = "joined") -> dict[str, list[np.ndarray | None]]:
+    """``text`` embeds transcript + caption + on-screen text (:func:`text_to_embed`); ``caption``
+    the caption alone. Empty text -> null."""
     out: dict[str, list[np.ndarray | None]] = {}
     if models.text is None:
         return out
-    combined = [" ".join(p for p in (t, c, texts.screen(i).replace("\n", " ")) if p)
-                for i, (t, c) in enumerate(zip(texts.transcripts, texts.captions))]
+    combined = [text_to_embed(t, c, texts.screen(i), style) for i, (t, c) in enumerate(zip(texts.transcripts, texts.captions))]
     out["text"] = _embed_nonempty(models.text, combined)
     if captioned:
         out["caption"] = _embed_nonempty(models.text, list(texts.captions))
@@ -168,27 +227,26 @@ def _embed_nonempty(encoder, texts: list[str]) -> list[np.ndarray | None]:
     return out
 
 
-def embed_audio(path: Path, segmented: Segmented, models: ModelSet, window_s: float = AUDIO_WINDOW_S) -> list[np.ndarray | None]:
-    """One audio vector per scene, from its stretch (at most ``max_seconds`` around its centre:
-    the encoder's ``stretch``), the audio decoded one window at a time (48 kHz float32 is 690 MB
-    an hour). Consecutive windows overlap by ``max_seconds``, so each scene's stretch lies in the
-    window where it starts."""
+def per_scene_audio(path: Path, segmented: Segmented, model: SceneAudioModel | None, window_s: float = AUDIO_WINDOW_S) -> list:
+    """``model``'s result for each scene (a CLAP vector, audio event tags), from the scene's
+    stretch, the audio decoded one window at a time (48 kHz float32 is 690 MB an hour).
+    Consecutive windows overlap by the model's ``reach_s``, so each scene's stretch lies in the
+    window where it starts. None for every scene without a model or audio."""
     spans = segmented.spans
-    out: list[np.ndarray | None] = [None] * len(spans)
-    if models.audio is None or not segmented.info.has_audio or not spans:
+    out: list = [None] * len(spans)
+    if model is None or not segmented.info.has_audio or not spans:
         return out
-    encoder = models.audio
-    first = [encoder.stretch(s)[0] for s in spans]  # where each stretch starts
+    first = [model.stretch(s)[0] for s in spans]  # where each stretch starts
     order = sorted(range(len(spans)), key=first.__getitem__)
-    done = 0  # scenes of ``order`` already encoded
+    done = 0  # scenes of ``order`` already done
     last = None
 
     def encode(start: float, audio: np.ndarray, chosen: list[int]) -> None:
         shifted = [SceneSpan(spans[i].index, spans[i].start - start, spans[i].end - start) for i in chosen]
-        for i, vector in zip(chosen, encoder.encode_scenes(audio, shifted)):
-            out[i] = vector
+        for i, result in zip(chosen, model.encode_scenes(audio, shifted)):
+            out[i] = result
 
-    for start, audio in decode_audio_windows(path, encoder.sample_rate, window_s, encoder.config.max_seconds):
+    for start, audio in decode_audio_windows(path, model.sample_rate, window_s, model.reach_s):
         mine = done
         while mine < len(order) and first[order[mine]] < start + window_s:
             mine += 1
@@ -199,6 +257,13 @@ def embed_audio(path: Path, segmented: Segmented, models: ModelSet, window_s: fl
     return out
 
 
+def scene_sounds(spans: Sequence[SceneSpan], events: Sequence | None, turns: Sequence[Turn] | None, min_speech_s: float) -> SceneSounds:
+    """Each scene's audio event tags (``events``: the tagger's result per scene; None without a
+    tagger) and speakers (from a diarizer's ``turns``; None without a diarizer)."""
+    return SceneSounds(tuple(tags or () for tags in events) if events is not None else (),
+                       tuple(scene_speakers(turns, spans, min_speech_s)) if turns is not None else ())
+
+
 def global_vector(vectors: Sequence[np.ndarray | None]) -> np.ndarray | None:
     """A video's global embedding for one modality: mean of its scenes' vectors, re-normalised."""
     present = [v for v in vectors if v is not None]
@@ -206,7 +271,7 @@ def global_vector(vectors: Sequence[np.ndarray | None]) -> np.ndarray | None:
 
 
 def build_records(
-    video_id: str, path: str, segmented: Segmented, texts: SceneTexts, vectors: dict[str, list]
+    video_id: str, path: str, segmented: Segmented, texts: SceneTexts, vectors: dict[str, list], sounds: SceneSounds = SceneSounds()
 ) -> list[Scene]:
     scenes = []
     for i, span in enumerate(segmented.spans):
@@ -222,6 +287,8 @@ def build_records(
                 caption=texts.captions[i],
                 screen_text=texts.screen(i),
                 moments=texts.moments(i),
+                audio_events=sounds.events[i] if sounds.events else (),
+                speakers=sounds.speakers[i] if sounds.speakers else (),
                 vectors={m: vs[i] for m, vs in vectors.items()},
                 keyframes=segmented.keyframes[i] if segmented.keyframes else None,
                 thumbnail=segmented.thumbnails[i] if segmented.thumbnails else None,
@@ -278,20 +345,29 @@ def encode_videos(
         with swap.stage(models, "asr"):
             words = [timed("transcribe", transcribe, j.path, j.info, models, config.asr.window_s) for j in jobs]
     stage = swap.stage if swap is not None else _keep_loaded
+    with stage(models, "diarize"):
+        diarized = models.diarizer is not None
+        turns = [timed("diarize", diarize, j.path, j.info, models) for j in jobs]
     with stage(models, "caption"):
         captioned = models.captioner is not None
         captions = [timed("caption", caption, seg, models) for seg in segmented]
-    texts = [scene_texts(w, seg.spans, c, seg.screen) for w, seg, c in zip(words, segmented, captions)]
+    texts = [scene_texts(w, seg.spans, c, seg.screen, t) for w, seg, c, t in zip(words, segmented, captions, turns)]
     with stage(models, "text"):
-        vectors = [timed("embed_text", embed_texts, t, models, captioned) for t in texts]
+        vectors = [timed("embed_text", embed_texts, t, models, captioned, config.text.scene_text) for t in texts]
     with stage(models, "audio"):
         if models.audio is not None:
             for j, seg, v in zip(jobs, segmented, vectors):
-                v["audio"] = timed("embed_audio", embed_audio, j.path, seg, models)
-    return [finish_video(j, seg, t, v) for j, seg, t, v in zip(jobs, segmented, texts, vectors)]
+                v["audio"] = timed("embed_audio", per_scene_audio, j.path, seg, models.audio)
+    with stage(models, "audio_events"):
+        tagged = models.audio_events is not None
+        events = [timed("audio_events", per_scene_audio, j.path, seg, models.audio_events) for j, seg in zip(jobs, segmented)]
+    sounds = [scene_sounds(seg.spans, e if tagged else None, t if diarized else None, config.diarize.min_speech_s)
+              for seg, e, t in zip(segmented, events, turns)]
+    return [finish_video(j, seg, t, v, s) for j, seg, t, v, s in zip(jobs, segmented, texts, vectors, sounds)]
 
 
-def finish_video(job: VideoJob, segmented: Segmented, texts: SceneTexts, vectors: dict[str, list]) -> tuple[Video, list[Scene]]:
+def finish_video(job: VideoJob, segmented: Segmented, texts: SceneTexts, vectors: dict[str, list],
+                 sounds: SceneSounds = SceneSounds()) -> tuple[Video, list[Scene]]:
     """A video's records from its stages' outputs: the visual vector of each scene (its
     keyframes' mean, or a clip encoder's pooled vector), the scene records, and the video's
     global vectors."""
@@ -300,7 +376,7 @@ def finish_video(job: VideoJob, segmented: Segmented, texts: SceneTexts, vectors
         vectors["visual"] = [None if k is None else k.pooled if k.pooled is not None else l2_normalize(k.vectors.mean(axis=0))
                              for k in segmented.keyframes]
     video_id = job.digest[:16]
-    scenes = build_records(video_id, str(job.path), segmented, texts, vectors)
+    scenes = build_records(video_id, str(job.path), segmented, texts, vectors, sounds)
     global_vectors = {m: global_vector(vs) for m, vs in vectors.items()}
     return Video(video_id, str(job.path), job.digest, job.info, len(scenes), global_vectors), scenes
 
@@ -346,7 +422,15 @@ class ModelSwap:
                 self.encoders["caption"] = self.encoders["text"]
             setattr(models, attr, None)
             del model, loaded
+            if component == "caption" or (component == "visual" and not self._captioner_shares_visual()):
+                from egorag.captioners.base import release_shared
+
+                release_shared()  # a model shared by the vision tower and the captioner goes with its last stage
             _free_memory()
+
+    def _captioner_shares_visual(self) -> bool:
+        """Whether the caption stage reuses the visual stage's model (Qwen2-VL as both)."""
+        return self.config.visual.model == "qwen2-vl" and self.config.caption.captioner == "qwen2-vl"
 
 
 @dataclass(frozen=True)

@@ -59,13 +59,15 @@ def create_server(engine) -> MCPServer:
         video: Annotated[str | None, Field(description="only this video id (see list_videos)")] = None,
         start: Annotated[str | None, Field(description="only scenes ending after this time (seconds or mm:ss)")] = None,
         end: Annotated[str | None, Field(description="only scenes starting before this time (seconds or mm:ss)")] = None,
+        audio_event: Annotated[str | None, Field(description="only scenes tagged with this audio event (e.g. dog, music)")] = None,
+        speaker: Annotated[str | None, Field(description="only scenes where this speaker talks (e.g. speaker_00)")] = None,
     ) -> str:
         """Find the scenes of the indexed videos that match a query, best first, each with its
         video, start and end seconds, the moment the query matched, its words and its scores."""
         with lock:
-            result = engine.search(query, k=k, where=SceneFilter.parse(video, None, start, end))
+            result = engine.search(query, k=k, where=SceneFilter.parse(video, None, start, end, audio_event, speaker))
         hits = [{key: h[key] for key in ("scene_id", "video_id", "video", "start", "end", "moment", "score", "transcript",
-                                          "screen_text", "caption")} for h in result.to_dict()["hits"]]
+                                          "screen_text", "caption", "audio_events", "speakers")} for h in result.to_dict()["hits"]]
         return json.dumps({"query": query, "hits": hits}, indent=1)
 
     @server.tool()

@@ -23,7 +23,7 @@ class SceneSource(Protocol):
 
 class LocalSource:
     """An :class:`~egorag.engine.Engine` in this process (``filters``: ``video``, ``path``,
-    ``from``, ``to`` as the HTTP API takes them)."""
+    ``from``, ``to``, ``audio_event``, ``speaker`` as the HTTP API takes them)."""
 
     def __init__(self, engine, base_url: str | None = None):
         self.engine, self.base_url = engine, base_url and base_url.rstrip("/")
@@ -32,7 +32,7 @@ class LocalSource:
         from egorag import SceneFilter
 
         f = filters or {}
-        where = SceneFilter.parse(f.get("video"), f.get("path"), f.get("from"), f.get("to"))
+        where = SceneFilter.parse(f.get("video"), f.get("path"), f.get("from"), f.get("to"), f.get("audio_event"), f.get("speaker"))
         return self.engine.search(query, k=k, where=where).to_dict()["hits"]
 
     def thumbnail_url(self, scene_id: str) -> str | None:

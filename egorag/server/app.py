@@ -71,17 +71,22 @@ class Filters(BaseModel):
     path: str | None = Field(None, description="a glob over the videos' paths")
     from_: str | float | None = Field(None, alias="from", description="seconds, mm:ss or hh:mm:ss")
     to: str | float | None = Field(None, description="seconds, mm:ss or hh:mm:ss")
+    audio_event: str | list[str] | None = Field(None, description="an audio event tag (e.g. dog), or a list: scenes with any of them")
+    speaker: str | list[str] | None = Field(None, description="a speaker label (e.g. speaker_00), or a list: scenes where any talks")
 
     def where(self) -> SceneFilter | None:
-        return SceneFilter.parse(self.video, self.path, self.from_, self.to)
+        return SceneFilter.parse(self.video, self.path, self.from_, self.to, self.audio_event, self.speaker)
 
 
 def query_filters(video: Annotated[list[str] | None, Query(description="a video id (repeatable)")] = None,
                   path: Annotated[str | None, Query(description="a glob over the videos' paths")] = None,
                   from_: Annotated[str | None, Query(alias="from", description="seconds, mm:ss or hh:mm:ss")] = None,
-                  to: Annotated[str | None, Query(description="seconds, mm:ss or hh:mm:ss")] = None) -> SceneFilter | None:
+                  to: Annotated[str | None, Query(description="seconds, mm:ss or hh:mm:ss")] = None,
+                  audio_event: Annotated[list[str] | None, Query(description="an audio event tag (repeatable: any of them)")] = None,
+                  speaker: Annotated[list[str] | None, Query(description="a speaker label (repeatable: any of them)")] = None,
+                  ) -> SceneFilter | None:
     """The filters of a GET request's query string (the same names as a POST body's)."""
-    return SceneFilter.parse(video, path, from_, to)
+    return SceneFilter.parse(video, path, from_, to, audio_event, speaker)
 
 
 QueryFilters = Annotated[SceneFilter | None, Depends(query_filters)]
@@ -225,7 +230,14 @@ def create_app(engine, worker: EngineWorker, jobs: IndexJobs, chat_model) -> Fas
         s = await on_engine(lambda: engine.scene(scene_id))
         return {"scene_id": s.scene_id, "video_id": s.video_id, "video": s.video_path, "scene": s.scene_index,
                 "start": s.start, "end": s.end, "transcript": s.transcript, "caption": s.caption,
-                "screen_text": s.screen_text, "moments": [{"time": t, "text": x} for t, x in s.moments]}
+                "screen_text": s.screen_text, "audio_events": list(s.audio_events), "speakers": list(s.speakers),
+                "moments": [{"time": m.time, "text": m.text, "speaker": m.speaker} for m in s.moments]}
+
+    @app.get("/scenes/{scene_id}/similar", tags=["search"])
+    async def similar(scene_id: str, where: QueryFilters, k: Annotated[int, Query(ge=1, le=MAX_K)] = 10) -> dict:
+        """More like this scene: the nearest scenes in every modality it has (the scene itself left out)."""
+        result = await on_engine(lambda: engine.similar(scene_id, k=k, where=where))
+        return result.to_dict()
 
     @app.get("/scenes/{scene_id}/thumbnail", tags=["store"], response_class=Response,
              responses={200: {"content": {"image/jpeg": {}}}})
@@ -266,9 +278,11 @@ def create_app(engine, worker: EngineWorker, jobs: IndexJobs, chat_model) -> Fas
     async def search_image(image: Annotated[UploadFile, File(description="the query image")],
                            q: Annotated[str | None, Form()] = None, k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
                            video: Annotated[list[str] | None, Form()] = None, path: Annotated[str | None, Form()] = None,
-                           from_: Annotated[str | None, Form(alias="from")] = None, to: Annotated[str | None, Form()] = None) -> Response:
+                           from_: Annotated[str | None, Form(alias="from")] = None, to: Annotated[str | None, Form()] = None,
+                           audio_event: Annotated[list[str] | None, Form()] = None,
+                           speaker: Annotated[list[str] | None, Form()] = None) -> Response:
         """Search by an uploaded image (multipart), with an optional text beside it."""
-        where = SceneFilter.parse(video, path, from_, to)
+        where = SceneFilter.parse(video, path, from_, to, audio_event, speaker)
         return await _search(_text(q), await _image(await image.read()), k, where)
 
     @app.post("/classify", tags=["search"])
@@ -351,6 +365,8 @@ FIELD_HINTS = {  # what a field must be, said in place of the validator's wordin
     "path": "a glob string",
     "from": "seconds, mm:ss or hh:mm:ss",
     "to": "seconds, mm:ss or hh:mm:ss",
+    "audio_event": "an audio event tag or a list of them",
+    "speaker": "a speaker label or a list of them",
     "queries": f"a non-empty list of non-blank strings (at most {MAX_QUERIES})",
     "image": "a base64-encoded image file",
     "paths": "a list of files or folders under the media root",
