@@ -173,9 +173,11 @@ def printable(text: str) -> str:
 def print_modalities(statuses, verbose: bool = False) -> None:
     """One short line per modality: on with its model, or off with the fix (``-v``: the
     loader's full reason)."""
+    statuses = list(statuses)
+    width = max((len(st.name) for st in statuses), default=0)
     for st in statuses:
         mark = "on " if st.enabled else "off"
-        print(f"  {st.name:8s} {mark} {st.detail if verbose else st.short()}")
+        print(f"  {st.name:{width}s} {mark} {st.detail if verbose else st.short()}")
 
 
 def _filter_arguments(s) -> None:
