@@ -256,7 +256,8 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(figures, indent=1))
-    save(f"snapshot_bench_{args.scenes}", {"scenes": args.scenes, "queries": args.queries, "figures": figures})
+    suffix = "" if args.stores == "text,keyframes" else "_" + args.stores.replace(",", "_")
+    save(f"snapshot_bench_{args.scenes}{suffix}", {"scenes": args.scenes, "queries": args.queries, "figures": figures})
 
 
 if __name__ == "__main__":
