@@ -41,6 +41,7 @@ fused top 10, the best 3,000 by PQ re-scored on 8-bit codes down to 300 held 97 
 from __future__ import annotations
 
 import math
+import mmap
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -218,6 +219,7 @@ def single_threaded(active: bool) -> Iterator[None]:
 # -- row copies ---------------------------------------------------------------------------
 
 DTYPE = np.dtype("<f4")
+PAGE = mmap.PAGESIZE
 
 
 class RowVectors:
@@ -228,20 +230,34 @@ class RowVectors:
         self.path = path
         self.dtype = np.dtype(dtype)
         self.data: np.ndarray = np.zeros((0, dim), self.dtype)
+        self._map: mmap.mmap | None = None  # the read-only mapping :meth:`open` made
 
     def __len__(self) -> int:
         return len(self.data)
 
     @classmethod
     def open(cls, path: Path, dim: int, n: int, dtype: np.dtype = DTYPE) -> RowVectors | None:
-        """Map the first ``n`` rows of ``path``; None when the file is missing or shorter
-        (a store written before these files existed: the caller refills them)."""
+        """Map the first ``n`` rows of ``path`` read-only; None when the file is missing or
+        shorter (a store written before these files existed: the caller refills them)."""
         out = cls(dim, path, dtype)
         if not path.exists() or path.stat().st_size < n * dim * out.dtype.itemsize:
             return None
         if n:
-            out.data = np.memmap(path, out.dtype, mode="r", shape=(n, dim))
+            with open(path, "rb") as f:
+                out._map = mmap.mmap(f.fileno(), n * dim * out.dtype.itemsize, access=mmap.ACCESS_READ)
+            out.data = np.frombuffer(out._map, out.dtype, count=n * dim).reshape(n, dim)
         return out
+
+    def prefetch(self, ranges) -> None:
+        """Ask the kernel to read the rows ``[first, first + count)`` of each of ``ranges`` ahead
+        (``MADV_WILLNEED``) when the file is mapped read-only: a query's scattered rows then
+        come off a cold disk together, not one page fault after another."""
+        if self._map is None:
+            return
+        row = self.dim * self.dtype.itemsize
+        for first, count in ranges:
+            start = (int(first) * row) // PAGE * PAGE
+            self._map.madvise(mmap.MADV_WILLNEED, start, int(first + count) * row - start)
 
     def resize(self, n: int) -> None:
         """Grow to ``n`` rows; new rows are zeros until written."""
@@ -253,7 +269,7 @@ class RowVectors:
             self.data = grown
             return
         self.flush()
-        self.data = np.zeros((0, self.dim), self.dtype)  # drop the old map before resizing the file
+        self.data, self._map = np.zeros((0, self.dim), self.dtype), None  # drop the old map before resizing the file
         with open(self.path, "ab") as f:
             f.truncate(n * self.dim * self.dtype.itemsize)  # zero-filled; stale rows past a crash dropped
         if n:

@@ -353,3 +353,25 @@ def test_keyframe_times_missing_or_mismatched_are_nan_not_shifted():
 
     times = _keyframe_times(pa.array([[1.0, 2.0], None, [5.0, 6.0, 7.0], [9.0]], pa.list_(pa.float64())), np.array([2, 2, 2, 1]))
     np.testing.assert_array_equal(times, np.array([1, 2, np.nan, np.nan, np.nan, np.nan, 9], np.float32))
+
+
+def test_reading_rows_ahead_changes_no_answer(tmp_path, monkeypatch):
+    """A store larger than half the memory asks the kernel for a query's rows ahead: the same
+    vectors, keyframes and hits as without."""
+    import index.snapshot as snapshot_mod
+
+    store = keyframe_store(tmp_path / "db")
+    root = files.newest(store.uri)[1]
+    plain = Snapshot.open(root)
+    monkeypatch.setattr(snapshot_mod, "PREFETCH_ABOVE", 0.0)
+    ahead = Snapshot.open(root)
+    assert ahead.prefetch and not plain.prefetch
+    keys = list(range(len(plain.catalog)))
+    for m in ("text", "visual"):
+        assert np.array_equal(plain.vectors(m, keys), ahead.vectors(m, keys))
+    a, b = plain.keyframes(keys), ahead.keyframes(keys)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k].vectors, b[k].vectors) and a[k].times == b[k].times for k in a)
+    ahead.keyframe_vectors.prefetch([(len(ahead.keyframe_vectors) - 1, 1), (0, len(ahead.keyframe_vectors))])  # to the file's end
+    qv = {"text": clustered(1, seed=7)[0], "visual": clustered(1, seed=8)[0]}
+    hits = [HierarchicalRetriever(lambda s=s: s, {}).search_vectors(qv, "scene 3", 5) for s in (plain, ahead)]
+    assert [(h.scene_id, h.score, h.moment) for h in hits[0]] == [(h.scene_id, h.score, h.moment) for h in hits[1]]
