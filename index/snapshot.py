@@ -320,9 +320,8 @@ class Snapshot(SnapshotParts):
             self.keyframe_vectors.prefetch([(self.catalog.kf_first[key], self.catalog.kf_count[key]) for key in keys])
         for key in keys:
             first, count = int(self.catalog.kf_first[key]), int(self.catalog.kf_count[key])
-            if count:
-                at = np.arange(first, first + count)
-                out[key] = Keyframes(self.keyframe_vectors.take(at), tuple(float(t) for t in self.keyframe_times.take(at)[:, 0]))
+            at = np.arange(first, first + count)
+            out[key] = Keyframes(self.keyframe_vectors.take(at), tuple(float(t) for t in self.keyframe_times.take(at)[:, 0]))
         return out
 
     def _place(self) -> None:
