@@ -135,7 +135,8 @@ class Engine:
         from tqdm.auto import tqdm
 
         from egorag.ingest.decode import find_videos
-        from egorag.ingest.pipeline import ModelSwap, StageTimes, encode_videos
+        from egorag.ingest.pipeline import StageTimes, encode_videos
+        from egorag.ingest.swap import ModelSwap
 
         policy = on_bad_media or self.config.on_bad_media
         t0 = time.perf_counter()
