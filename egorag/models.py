@@ -102,11 +102,15 @@ def _load_text(config: EngineConfig) -> Any:
     return create_encoder(c.encoder, model=c.model, device=c.device, batch_size=c.batch_size, query_runtime=c.query_runtime)
 
 
+def _visual_family(config: EngineConfig) -> str:
+    """The encoder family ``[visual] model`` names: an open_clip architecture unless a clip model."""
+    return config.visual.model if config.visual.model in ("xclip", "qwen2-vl") else "open-clip"
+
+
 def _load_visual(config: EngineConfig) -> Any:
     from egorag.encoders.registry import create_encoder
 
-    family = config.visual.model if config.visual.model in ("xclip", "qwen2-vl") else "open-clip"
-    return create_encoder(family, config=config.visual)
+    return create_encoder(_visual_family(config), config=config.visual)
 
 
 def _load_audio(config: EngineConfig) -> Any:
@@ -206,8 +210,11 @@ def _weights_of(config: EngineConfig, name: str) -> tuple[str, Any, str]:
 
 
 def _reach(config: EngineConfig, name: str) -> str:
-    """What a component's status adds about which queries it answers."""
-    if name == "visual" and config.visual.model == "qwen2-vl":
+    """What a component's status adds about which queries it answers (the encoder class says
+    whether it reads text; importing its module loads no model library)."""
+    from egorag.encoders.registry import get_encoder_class
+
+    if name == "visual" and not get_encoder_class(_visual_family(config)).text_queries:
         return ": image queries and more-like-this only (no text tower: text queries do not search it)"
     return ""
 
