@@ -45,12 +45,16 @@ def main() -> None:
           f"modalities: {[s.name for s in report.modalities if s.enabled]}")
     results = {}
     for split in ("tune", "test"):
-        metrics = engine.evaluate(DEVSET / f"queries_{split}.jsonl", ablation=True)
-        results[split] = {name: m.to_dict() for name, m in metrics.items()}
-        print(f"\n{split} split ({next(iter(metrics.values())).n} queries)")
-        print("| configuration | hit@1 | hit@5 | hit@10 | MRR |\n|---|---|---|---|---|")
-        for name, m in metrics.items():
-            print(f"| {name} | {m.hit_at_1:.3f} | {m.hit_at_5:.3f} | {m.hit_at_10:.3f} | {m.mrr:.3f} |")
+        for part in ("", "_narrated", "_screen"):  # every query, then each kind (narrated or on-screen answers)
+            path = DEVSET / f"queries_{split}{part}.jsonl"
+            if not path.exists():
+                continue
+            metrics = engine.evaluate(path, ablation=True)
+            results[split + part] = {name: m.to_dict() for name, m in metrics.items()}
+            print(f"\n{split}{part} ({next(iter(metrics.values())).n} queries)")
+            print("| configuration | hit@1 | hit@5 | hit@10 | MRR |\n|---|---|---|---|---|")
+            for name, m in metrics.items():
+                print(f"| {name} | {m.hit_at_1:.3f} | {m.hit_at_5:.3f} | {m.hit_at_10:.3f} | {m.mrr:.3f} |")
     chosen = ((args.scene_text, TextConfig.scene_text), (args.text_model, TextConfig.model), (args.asr_model, AsrConfig.model))
     name = "eval_devset" + "".join(f"_{value}" for value, default in chosen if value != default)
     save(name, {"retrieval": vars(engine.config.retrieval), "scene_text": args.scene_text, "text_model": args.text_model,

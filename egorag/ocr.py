@@ -1,9 +1,10 @@
 """On-screen text: RapidOCR (PP-OCR ONNX models shipped in its wheel, offline) over frames chosen
 in the shared decode pass.
 
-OCR costs ~0.4 s a 640-px frame here, so it reads only frames where the picture changed (a
-downscaled grey difference against the last frame read) and at most one every ``period_s``.
-A scene's text is the lines read in it, and in the frame on screen as it began.
+OCR costs ~0.4 s a 640-px frame here, so it reads only frames where the picture changed (cells
+of a downscaled grey frame against the last frame read) and at most one every ``period_s``.
+A scene's text is the lines of the pictures on screen during it. Where the text read changes,
+the screen changed: those times cut scenes too (slides of one design have no picture cut).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from egorag.schema import SceneSpan
 logger = logging.getLogger("egorag")
 
 HOW = 'pip install "rapidocr==3.10.0" (its wheel carries the models; it runs offline)'
-THUMB = (32, 18)  # the picture's change is measured on grey frames this small
+THUMB = (64, 36)  # the picture's change is measured on grey frames this small
+PROBE_S = 0.25  # how often it is measured
+CELL_LEVELS = 16  # a cell changed when its grey level moved by more than this (of 255)
 
 
 class TextReader(Protocol):
@@ -60,47 +63,81 @@ class ScreenReader:
 
 class ScreenFrames:
     """A frame consumer of the decode pass: reads the frames where the picture changed (at most
-    one every ``period_s``) and keeps their lines with their times."""
+    one every ``period_s``) and keeps their lines, with the time each picture first appeared.
+
+    The change is measured on small grey frames (``THUMB``), every ``PROBE_S``: the share of
+    cells that moved by more than ``CELL_LEVELS`` grey levels since the last frame read. A new
+    slide of the same design, a new line in a terminal, changes few pixels but many cells a
+    lot; compression noise changes many cells a little. When the text read changes (fewer than
+    half its words in common), the screen changed: :meth:`text_cuts` gives those times, so a
+    talk's slides become scenes even where the picture has no cut."""
 
     def __init__(self, reader: TextReader, config: OcrConfig = OcrConfig()):
         self.reader, self.config = reader, config
-        self.reads: list[tuple[float, list[str]]] = []  # (time, lines) of each frame read
+        self.reads: list[tuple[float, list[str], float]] = []  # (time, lines, since when that picture is on screen)
         self._last_time = -np.inf
+        self._last_probe = -1
         self._last_thumb: np.ndarray | None = None
+        self._changed_at: float | None = None  # when the picture first differed from the last frame read
 
     def consume(self, index: int, time: float, frame) -> None:
-        if time - self._last_time < self.config.period_s:
+        probe = int(time // PROBE_S)  # the first frame of each PROBE_S of the video
+        if probe == self._last_probe:
             return
-        thumb = frame.to_ndarray(width=THUMB[0], height=THUMB[1], format="gray").astype(np.float32)
-        if self._last_thumb is not None and np.abs(thumb - self._last_thumb).mean() < self.config.change * 255:
-            return
-        self._last_time, self._last_thumb = time, thumb
+        self._last_probe = probe
+        thumb = frame.to_ndarray(width=THUMB[0], height=THUMB[1], format="gray").astype(np.int16)
+        if self._last_thumb is not None:
+            if (np.abs(thumb - self._last_thumb) > CELL_LEVELS).mean() <= self.config.change:
+                return
+            if self._changed_at is None:
+                self._changed_at = time
+            if time - self._last_time < self.config.period_s:
+                return
+        since = time if self._changed_at is None else self._changed_at
+        self._last_time, self._last_thumb, self._changed_at = time, thumb, None
         scale = min(1.0, self.config.max_side / max(frame.width, frame.height))
         width, height = max(2, round(frame.width * scale)) // 2 * 2, max(2, round(frame.height * scale)) // 2 * 2
         image = frame.to_ndarray(width=width, height=height, format="rgb24")
-        self.reads.append((time, [text for text, score in self.reader.read(image) if score >= self.config.min_score]))
+        self.reads.append((time, [text for text, score in self.reader.read(image) if score >= self.config.min_score], since))
+
+    def text_cuts(self) -> list[float]:
+        """When the text on screen changed: the time the picture of each read changed from the
+        one before, where the two share fewer than half their words (and one has any)."""
+        cuts = []
+        for (_, before, _), (_, after, since) in zip(self.reads, self.reads[1:]):
+            a, b = _words(before), _words(after)
+            if (a or b) and len(a & b) < 0.5 * len(a | b):
+                cuts.append(since)
+        return cuts
 
     def lines_for(self, spans: Sequence[SceneSpan]) -> list[tuple[tuple[float, str], ...]]:
-        """Each scene's on-screen lines with the time each appeared: those of the frames read
-        inside it and of the last frame read before it (what was on screen as it began, at the
-        scene's start: a still picture is read once), deduplicated case- and
-        space-insensitively, in the order they first appeared."""
-        times = [t for t, _ in self.reads]
+        """Each scene's on-screen lines with the time each appeared: those of the pictures on
+        screen during it (a still picture is read once, and counts from when it appeared),
+        deduplicated case- and space-insensitively, in the order they first appeared."""
+        shown = [(since, self.reads[i + 1][2] if i + 1 < len(self.reads) else np.inf, lines)
+                 for i, (_, lines, since) in enumerate(self.reads)]
+        starts = [s for s, _, _ in shown]
         out = []
         for span in spans:
-            first = max(0, bisect.bisect_right(times, span.start) - 1)
+            first = max(0, bisect.bisect_right(starts, span.start) - 1)
             seen, kept = set(), []
-            for t, lines in self.reads[first:]:
-                if t >= span.end:
+            for since, until, lines in shown[first:]:
+                if since >= span.end:
                     break
+                if until <= span.start:
+                    continue
                 for text in lines:
                     key = " ".join(text.lower().split())
                     if key not in seen:
                         seen.add(key)
-                        kept.append((max(t, span.start), text))
+                        kept.append((max(since, span.start), text))
             out.append(tuple(kept))
         return out
 
     def text_for(self, spans: Sequence[SceneSpan]) -> list[str]:
         """Each scene's on-screen text, one line per line (:meth:`lines_for` without times)."""
         return ["\n".join(text for _, text in lines) for lines in self.lines_for(spans)]
+
+
+def _words(lines: Sequence[str]) -> set[str]:
+    return {w for line in lines for w in line.lower().split()}

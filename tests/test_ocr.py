@@ -46,7 +46,47 @@ def test_frames_are_read_when_the_picture_changes_at_most_once_a_period():
     assert frames.text_for(spans) == ["text 10", "text 200", "text 200", "text 60"]  # a still picture carries on
 
 
-def slide_video(path, seconds_per_slide=2, fps=10):
+class Slide:
+    """A frame of one slide design: a white picture with a dark line of "text" (a bar) whose
+    length tells the slides apart; about 4 % of the picture changes from slide to slide."""
+
+    def __init__(self, n: int, size=(320, 180)):
+        self.width, self.height, self.n = size[0], size[1], n
+
+    def to_ndarray(self, width, height, format):
+        img = np.full((height, width), 250, np.uint8)
+        img[height // 3 : height // 3 + max(1, height // 12), width // 10 : width // 10 + (self.n + 1) * width // 8] = 20
+        return img if format == "gray" else np.repeat(img[..., None], 3, axis=2)
+
+
+class BarReader:
+    """Reads a :class:`Slide`: the bar's length, as words."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def read(self, image):
+        self.calls += 1
+        length = int((image[image.shape[0] // 3 + 1, :, 0] < 128).sum() * 8 / image.shape[1])
+        return [(f"slide number {length} words {'x' * length}", 0.99)]
+
+
+def test_a_new_slide_of_the_same_design_is_read_and_cuts_a_scene():
+    reader = BarReader()
+    frames = ScreenFrames(reader, OcrConfig(period_s=2.0))
+    slides = [0] * 75 + [2] * 40 + [2] * 35 + [4] * 100  # new slides at 3.0 s and 6.0 s (25 fps)
+    for i, n in enumerate(slides):
+        frames.consume(i, i / 25, Slide(n))
+    frame_diff = np.abs(Slide(0).to_ndarray(64, 36, "gray").astype(int) - Slide(2).to_ndarray(64, 36, "gray")).mean()
+    assert frame_diff < 0.04 * 255  # the picture's mean barely moves: a whole-frame measure would miss it
+    assert reader.calls == 3
+    assert frames.text_cuts() == [3.0, 6.0]  # when each slide appeared, not when it was read
+    spans = [SceneSpan(0, 0.0, 3.0), SceneSpan(1, 3.0, 6.0), SceneSpan(2, 6.0, 10.0)]
+    lines = frames.lines_for(spans)
+    assert [len(ls) for ls in lines] == [1, 1, 1] and lines[1][0][0] == 3.0  # each scene its own slide, from when it appeared
+
+
+def slide_video(path, seconds_per_slide=2, fps=10, same_design=False):
     import av
     from PIL import Image, ImageDraw, ImageFont
 
@@ -59,7 +99,7 @@ def slide_video(path, seconds_per_slide=2, fps=10):
         s.width, s.height, s.pix_fmt = 640, 360, "yuv420p"
         n = 0
         for i, lines in enumerate(SLIDES):
-            dark = i % 2 == 1  # a different slide design: a real cut
+            dark = i % 2 == 1 and not same_design  # a different slide design: a real cut
             img = Image.new("RGB", (640, 360), (30, 50, 90) if dark else (255, 255, 255))
             draw = ImageDraw.Draw(img)
             for j, line in enumerate(lines):
@@ -80,6 +120,17 @@ def screen_reader():
     from egorag.ocr import ScreenReader
 
     return ScreenReader(OcrConfig())
+
+
+def test_real_ocr_cuts_slides_of_one_design_into_scenes(tmp_path, screen_reader):
+    from egorag.engine import Engine
+    from egorag.models import ModelSet
+
+    video = slide_video(tmp_path / "slides.mp4", seconds_per_slide=3, same_design=True)
+    engine = Engine(tmp_path / "db", config(), models=ModelSet(ocr=screen_reader, text=HashEncoder(dim=64)))
+    assert engine.index([video]).scenes == 2  # no picture cut: the text changed
+    hit = engine.search("Lisbon train", k=2).hits[0]
+    assert hit.start == pytest.approx(3.0, abs=0.3) and "Lisbon" in hit.screen_text and "Quarterly" not in hit.screen_text
 
 
 def test_real_ocr_reads_slides_into_the_index_and_search_finds_them(tmp_path, screen_reader):

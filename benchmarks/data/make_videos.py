@@ -2,6 +2,7 @@
 
     python benchmarks/data/make_videos.py sample            # the shipped sample (committed)
     python benchmarks/data/make_videos.py devset OUT_DIR    # the evaluation corpus (reproducible)
+    python benchmarks/data/make_videos.py more [OUT_DIR]    # the grown dev set, beside the first six
 
 Each scene has its own background colour and moving shape (so shot detection finds the cuts) and
 narrates one topic. Ground truth: scene times, topics and paraphrased queries, as JSON/JSONL.
@@ -103,16 +104,20 @@ def make_sample(out_dir: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["sample", "devset"])
+    parser.add_argument("what", choices=["sample", "devset", "more"])
     parser.add_argument("out", nargs="?", type=Path, default=HERE)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.what == "sample":
         make_sample(args.out)
-    else:
+    elif args.what == "devset":
         from devset import make_devset
 
         make_devset(args.out)
+    else:
+        from devset import make_more
+
+        make_more(args.out if args.out != HERE else HERE / "devset")
 
 
 if __name__ == "__main__":

@@ -152,8 +152,9 @@ def segment(path: Path, info: VideoInfo, config: EngineConfig, models: ModelSet,
     decoded = decode_frames(path, info, consumers)
     if given is not None:
         spans = [SceneSpan(i, start, end) for i, (start, end) in enumerate(given)]
-    else:
-        spans = build_scenes(detector.cut_times(), min(decoded, info.duration), config.scenes)
+    else:  # a shot cut, or a change of the text on screen (a new slide of the same design)
+        cuts = sorted(set(detector.cut_times()) | set(reader.text_cuts() if reader is not None else ()))
+        spans = build_scenes(cuts, min(decoded, info.duration), config.scenes)
     keyframes = sampler.keyframes(spans) if sampler is not None else ()
     frames = collector.frames_for(spans, [k.times if k is not None else None for k in keyframes]) if collector is not None else ()
     screen = reader.lines_for(spans) if reader is not None else ()
