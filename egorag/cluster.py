@@ -163,7 +163,7 @@ class Embed(_Stage):
         seg = row["segmented"]
         captions = row.get("captions") or [""] * len(seg.spans)
         turns = row.get("turns")
-        texts = scene_texts(row["words"], seg.spans, captions, seg.screen, turns or ())
+        texts = scene_texts(row["words"], seg.spans, captions, seg.screen, turns or (), self.config.scenes.words_by)
         vectors = embed_texts(texts, self.models, self.options["captioned"], self.config.text.scene_text)
         if self.models.audio is not None:
             vectors["audio"] = per_scene_audio(job.path, seg, self.models.audio)

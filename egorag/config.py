@@ -43,6 +43,9 @@ class SceneConfig:
     min_scene_s: float = 1.0  # shorter scenes merge into a neighbour
     max_scene_s: float = 30.0  # longer scenes are split into equal windows
     analysis_width: int = 256  # frames are decoded at this width for shot detection
+    # how spoken words join scenes: each "sentence" whole to the scene holding its middle word,
+    # or each "word" to the scene holding its midpoint
+    words_by: Literal["sentence", "word"] = "sentence"
     section: ClassVar[str] = "scenes"
 
     def __post_init__(self):
@@ -76,12 +79,14 @@ class TextConfig:
     """Sentence embeddings of transcripts and captions."""
 
     encoder: str = "sentence-transformers"  # registry name (see egorag.encoders.list_encoders())
-    model: str = "all-MiniLM-L6-v2"  # alias, local directory, or hub id
+    model: str = "all-mpnet-base-v2"  # alias ("all-MiniLM-L6-v2": smaller, faster, ranks worse), local directory, or hub id
     device: str = "auto"
     batch_size: int = 64
     # single queries: "auto" uses ONNX Runtime on the CPU when the model can be exported (faster,
     # and a search process needs no torch); "torch" keeps them on PyTorch; "onnx" requires it
     query_runtime: Literal["auto", "torch", "onnx"] = "auto"
+    # the ONNX query graph's matrix weights: "int8" (8-bit blocks, checked against PyTorch) or "float32"
+    query_precision: Literal["int8", "float32"] = "int8"
     # what a scene's ``text`` vector embeds: its transcript, caption and screen text "joined" by
     # spaces, or "labelled" as the EgoRAG design has it ("Transcript: ... Visuals: ... On screen: ...")
     scene_text: Literal["joined", "labelled"] = "joined"

@@ -99,7 +99,8 @@ def _load_text(config: EngineConfig) -> Any:
     from egorag.encoders.registry import create_encoder
 
     c = config.text
-    return create_encoder(c.encoder, model=c.model, device=c.device, batch_size=c.batch_size, query_runtime=c.query_runtime)
+    return create_encoder(c.encoder, model=c.model, device=c.device, batch_size=c.batch_size, query_runtime=c.query_runtime,
+                         query_precision=c.query_precision)
 
 
 def _visual_family(config: EngineConfig) -> str:

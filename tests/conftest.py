@@ -52,7 +52,8 @@ class HashEncoder:
     modality = "text"
     text_queries = True
 
-    def __init__(self, model: str = "hash-64", device: str = "cpu", batch_size: int = 64, dim: int = 64, query_runtime: str = "auto"):
+    def __init__(self, model: str = "hash-64", device: str = "cpu", batch_size: int = 64, dim: int = 64, query_runtime: str = "auto",
+                 query_precision: str = "int8"):
         self.checkpoint = model
         self.dim = dim
 

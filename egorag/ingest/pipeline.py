@@ -198,8 +198,8 @@ def caption(segmented: Segmented, models: ModelSet) -> list[str]:
 
 
 def scene_texts(words: Sequence[Word], spans: Sequence[SceneSpan], captions: Sequence[str], screens: Sequence = (),
-                turns: Sequence[Turn] = ()) -> SceneTexts:
-    per_scene = assign_words(label_words(words, turns) if turns else words, spans)
+                turns: Sequence[Turn] = (), words_by: str = "sentence") -> SceneTexts:
+    per_scene = assign_words(label_words(words, turns) if turns else words, spans, words_by)
     transcripts = tuple(join_words(ws) for ws in per_scene)
     return SceneTexts(transcripts, tuple(captions), tuple(screens), tuple(tuple(ws) for ws in per_scene))
 
@@ -366,7 +366,8 @@ def encode_videos(
     with stage(models, "caption"):
         captioned = models.captioner is not None
         captions = [timed("caption", caption, seg, models) for seg in segmented]
-    texts = [scene_texts(w, seg.spans, c, seg.screen, t) for w, seg, c, t in zip(words, segmented, captions, turns)]
+    texts = [scene_texts(w, seg.spans, c, seg.screen, t, config.scenes.words_by)
+             for w, seg, c, t in zip(words, segmented, captions, turns)]
     with stage(models, "text"):
         vectors = [timed("embed_text", embed_texts, t, models, captioned, config.text.scene_text) for t in texts]
     with stage(models, "audio"):

@@ -11,6 +11,9 @@ import numpy as np
 from egorag.config import SceneConfig
 from egorag.schema import SceneSpan, Word
 
+SENTENCE_PAUSE_S = 1.0  # a pause this long ends a sentence, punctuated or not
+SENTENCE_MAX_WORDS = 40  # nor is a sentence longer than this
+
 
 class ShotDetector:
     """A :class:`~egorag.ingest.decode.FrameConsumer` running PySceneDetect on downscaled frames.
@@ -89,17 +92,41 @@ def _merge_short(spans: list[tuple[float, float]], min_len: float) -> list[tuple
     return spans
 
 
-def assign_words(words: Sequence[Word], spans: Sequence[SceneSpan]) -> list[list[Word]]:
-    """Give each word to the scene containing its midpoint (words never smear across scenes)."""
+def assign_words(words: Sequence[Word], spans: Sequence[SceneSpan], by: str = "sentence") -> list[list[Word]]:
+    """Give each scene its words. ``by="word"``: each word to the scene containing its midpoint.
+    ``by="sentence"``: each sentence (:func:`sentences`) whole to the scene containing the middle
+    word of it, so a sentence the picture cuts into (edited video often cuts before the speaker
+    has finished) stays with the scene it mostly belongs to; a word never smears across scenes."""
     buckets: list[list[Word]] = [[] for _ in spans]
     if not spans:
         return buckets
     starts = np.array([s.start for s in spans])
-    for word in words:
-        mid = 0.5 * (word.start + word.end)
-        i = int(np.searchsorted(starts, mid, side="right")) - 1
-        buckets[min(max(i, 0), len(spans) - 1)].append(word)
+
+    def scene_of(word: Word) -> int:
+        i = int(np.searchsorted(starts, 0.5 * (word.start + word.end), side="right")) - 1
+        return min(max(i, 0), len(spans) - 1)
+
+    for group in (sentences(words) if by == "sentence" else [[w] for w in words]):
+        buckets[scene_of(group[len(group) // 2])] += group
     return buckets
+
+
+def sentences(words: Sequence[Word], pause_s: float = SENTENCE_PAUSE_S, max_words: int = SENTENCE_MAX_WORDS) -> list[list[Word]]:
+    """``words`` split into sentences: after a word ending in ``.``, ``!`` or ``?``, at a pause of
+    ``pause_s`` or more, and every ``max_words`` words (speech recognised without punctuation)."""
+    out: list[list[Word]] = []
+    current: list[Word] = []
+    for word in words:
+        if current and (word.start - current[-1].end >= pause_s or len(current) >= max_words):
+            out.append(current)
+            current = []
+        current.append(word)
+        if word.text.strip().rstrip("\"')»”").endswith((".", "!", "?")):
+            out.append(current)
+            current = []
+    if current:
+        out.append(current)
+    return out
 
 
 def join_words(words: Sequence[Word]) -> str:
