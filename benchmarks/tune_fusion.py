@@ -38,7 +38,7 @@ def main() -> None:
     for bm25, prior in itertools.product(GRID["bm25"], GRID["prior"]):
         weights = dict(engine.config.retrieval.weights, bm25=bm25)
         cfg = replace(engine.config.retrieval, weights=weights, prior_weight=prior)
-        r = HierarchicalRetriever(base.store, base.encoders, cfg, base.backend)
+        r = HierarchicalRetriever(base.backend, base.encoders, cfg)
         m = {s: evaluate(lambda texts: r.search_many([Query(text=t) for t in texts], 10), q) for s, q in splits.items()}
         rows.append({"bm25": bm25, "prior": prior, **{f"{s}_{k}": v for s, mm in m.items() for k, v in mm.to_dict().items() if k != "n"}})
         print(f"bm25={bm25:.1f} prior={prior:.1f}  tune MRR {m['tune'].mrr:.3f} hit@1 {m['tune'].hit_at_1:.3f}   test MRR {m['test'].mrr:.3f} hit@1 {m['test'].hit_at_1:.3f}")

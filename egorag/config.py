@@ -215,7 +215,7 @@ class RetrievalConfig:
 
     fusion: Literal["weighted", "rrf"] = "weighted"
     weights: dict[str, float] = field(
-        default_factory=lambda: {"text": 1.0, "caption": 0.5, "visual": 1.0, "audio": 0.5, "bm25": 0.3}
+        default_factory=lambda: {"text": 1.0, "caption": 0.5, "visual": 1.0, "audio": 0.5, "bm25": 0.2}
     )
     prior_weight: float = 0.1  # chosen with benchmarks/tune_fusion.py on the dev set's tune split
     top_videos: int = 20
