@@ -1,7 +1,7 @@
 """Index the dev set and report the modality ablation (temporal hit@k, MRR) on both splits.
 
     python benchmarks/eval_devset.py [--db DIR] [--scene-text joined|labelled] [--text-model NAME] [--asr-model NAME]
-                                     [--words-by sentence|word]
+                                     [--words-by sentence|word] [--query-precision int8|float32]
 
 The default store is a fresh temporary one; ``--scene-text`` picks what a scene's text vector
 embeds (``[text] scene_text``), ``--text-model`` the text encoder (``[text] model``),
@@ -35,11 +35,13 @@ def main() -> None:
     parser.add_argument("--scene-text", choices=["joined", "labelled"], default=TextConfig.scene_text)
     parser.add_argument("--text-model", default=TextConfig.model)
     parser.add_argument("--asr-model", default=AsrConfig.model)
+    parser.add_argument("--query-precision", choices=["int8", "float32"], default=TextConfig.query_precision)
     parser.add_argument("--words-by", choices=["sentence", "word"], default=SceneConfig.words_by,
                         help="how spoken words join scenes ([scenes] words_by)")
     args = parser.parse_args()
     db = args.db or tempfile.mkdtemp(prefix="egorag-devset-")
-    engine = egorag.Engine(db, EngineConfig(text=TextConfig(model=args.text_model, scene_text=args.scene_text),
+    engine = egorag.Engine(db, EngineConfig(text=TextConfig(model=args.text_model, scene_text=args.scene_text,
+                                                            query_precision=args.query_precision),
                                             asr=AsrConfig(model=args.asr_model), scenes=SceneConfig(words_by=args.words_by)))
     t0 = time.perf_counter()
     report = engine.index([DEVSET])
@@ -59,10 +61,10 @@ def main() -> None:
             for name, m in metrics.items():
                 print(f"| {name} | {m.hit_at_1:.3f} | {m.hit_at_5:.3f} | {m.hit_at_10:.3f} | {m.mrr:.3f} |")
     chosen = ((args.scene_text, TextConfig.scene_text), (args.text_model, TextConfig.model), (args.asr_model, AsrConfig.model),
-              (args.words_by, SceneConfig.words_by))
+              (args.words_by, SceneConfig.words_by), (args.query_precision, TextConfig.query_precision))
     name = "eval_devset" + "".join(f"_{value}" for value, default in chosen if value != default)
     save(name, {"retrieval": vars(engine.config.retrieval), "scene_text": args.scene_text, "text_model": args.text_model,
-                "asr_model": args.asr_model, "words_by": args.words_by,
+                "asr_model": args.asr_model, "words_by": args.words_by, "query_precision": args.query_precision,
                 "index_s": index_s, "stage_seconds": report.stage_seconds, "results": results,
                          "modalities": {s.name: s.enabled for s in report.modalities}})
 

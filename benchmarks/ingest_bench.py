@@ -5,7 +5,7 @@ decode pass) and more, side by side.
 
     python benchmarks/ingest_bench.py [--visual-timing-only] [--workers 1 2] [--long-minutes 10]
 
-Two workloads: the dev corpus (6 short narrated videos) and one long video (the shipped sample's
+Two workloads: the dev set's first 6 short narrated videos (339 s) and one long video (the shipped sample's
 narration looped, a cut every 15 s). Each configuration runs in a fresh process, so its model
 load and peak memory are its own. Models: whisper tiny.en and MiniLM (real, shipped). With
 --visual-timing-only, ViT-B-32 is built with RANDOM weights to time the visual stage (compute
@@ -33,12 +33,20 @@ import numpy as np  # noqa: E402
 from common import HERE, save  # noqa: E402
 
 import egorag  # noqa: E402
-from egorag.config import EngineConfig, IngestConfig, VisualConfig  # noqa: E402
+from egorag.config import (  # noqa: E402
+    AsrConfig,
+    EngineConfig,
+    IngestConfig,
+    TextConfig,
+    VisualConfig,
+)
 from egorag.ingest.decode import decode_audio, decode_frames, find_videos, probe  # noqa: E402
 from egorag.ingest.frames import frame_to_square  # noqa: E402
 from egorag.models import load_models  # noqa: E402
 
 DEVSET = HERE / "data" / "devset"
+FIRST_SIX = ("nature", "kitchen", "space", "hobbies", "home", "travel")  # the dev set's first videos: 339 s of narration
+ASR_MODEL = os.environ.get("EGORAG_BENCH_ASR", AsrConfig.model)  # the child processes get the parent's choice
 
 
 def peak_rss_mb() -> float:
@@ -104,7 +112,8 @@ def naive_pipeline(videos, models, scenes_by_video) -> float:
 
 def child(videos: list[Path], db: Path, workers: int, visual: bool) -> dict:
     """Index ``videos`` into ``db`` in this process; its figures."""
-    config = EngineConfig(modalities=("asr", "text"), visual=VisualConfig(fps=1.0), ingest=IngestConfig(workers=workers))
+    config = EngineConfig(modalities=("asr", "text"), visual=VisualConfig(fps=1.0), ingest=IngestConfig(workers=workers),
+                          asr=AsrConfig(model=ASR_MODEL))
     t0 = time.perf_counter()
     models = load_models(config, ("asr", "text"))
     if visual:
@@ -124,7 +133,7 @@ def serial_floor(videos, db: Path, visual: bool) -> dict[str, float]:
     from egorag.config import AsrConfig
     from egorag.ingest.decode import decode_audio_windows
 
-    config = EngineConfig(modalities=("asr", "text"), ingest=IngestConfig(workers=1))
+    config = EngineConfig(modalities=("asr", "text"), ingest=IngestConfig(workers=1), asr=AsrConfig(model=ASR_MODEL))
     models = load_models(config, ("asr", "text"))
     if visual:
         models.visual = random_vit_b32()
@@ -157,7 +166,7 @@ def serial_floor(videos, db: Path, visual: bool) -> dict[str, float]:
 
 def run_child(videos, db: Path, workers: int, visual: bool) -> dict:
     command = [sys.executable, __file__, "--child", str(db), str(workers), "1" if visual else "0", *map(str, videos)]
-    out = subprocess.run(command, capture_output=True, text=True)
+    out = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, EGORAG_BENCH_ASR=ASR_MODEL))
     if out.returncode:
         raise SystemExit(f"ingest child failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -170,12 +179,16 @@ def main() -> None:
                         help="[ingest] workers to compare (default: 1 and this machine's default)")
     parser.add_argument("--long-minutes", type=float, default=10.0, help="the long video's length (0: skip it)")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive temp-clip pipeline")
+    parser.add_argument("--asr-model", default=AsrConfig.model, help="[asr] model (default: the default)")
     args = parser.parse_args()
+    global ASR_MODEL
+    ASR_MODEL = args.asr_model
     workers = list(dict.fromkeys(args.workers))
     visual = args.visual_timing_only
-    figures: dict = {"visual": "ViT-B-32 RANDOM weights (timing only)" if visual else "off", "workloads": {}}
+    figures: dict = {"visual": "ViT-B-32 RANDOM weights (timing only)" if visual else "off", "asr_model": ASR_MODEL,
+                     "text_model": TextConfig.model, "workloads": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        workloads = {"devset": find_videos([DEVSET])}
+        workloads = {"devset": [v for v in find_videos([DEVSET]) if v.stem in FIRST_SIX]}
         if args.long_minutes > 0:
             from memory_bench import make_long_video
 
@@ -197,7 +210,7 @@ def main() -> None:
             row = {"videos": len(videos), "video_seconds": video_s, "decode_floor_seconds": decode_floor(videos),
                    "model_compute_seconds": floors, "runs": {str(n): r for n, r in runs.items()}}
             if name == "devset" and not args.no_naive:
-                config = EngineConfig(modalities=("asr", "text"), ingest=IngestConfig(workers=1))
+                config = EngineConfig(modalities=("asr", "text"), ingest=IngestConfig(workers=1), asr=AsrConfig(model=ASR_MODEL))
                 models = load_models(config, ("asr", "text"))
                 if visual:
                     models.visual = random_vit_b32()
@@ -210,7 +223,7 @@ def main() -> None:
             for n, r in runs.items():
                 print(f"  workers={n}: {r['x_realtime_encoding']:.1f}x real time encoding, "
                       f"wall / models' compute {r['wall_over_model_compute']:.2f}, peak RSS {r['peak_rss_mb']:.0f} MB")
-    save("ingest_bench" + ("_visual" if visual else ""), figures)
+    save("ingest_bench" + ("_visual" if visual else "") + ("" if ASR_MODEL == AsrConfig.model else f"_{ASR_MODEL}"), figures)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ class Hit:
     # when to start watching: the best-matching keyframe's time (visual), else when the query's
     # words were said or shown (the spoken word or screen line holding most of them)
     moment: float | None = None
+    moment_text: str = ""  # the spoken word or screen line at ``moment`` (empty for a keyframe)
+    moment_source: str = ""  # "visual" (a keyframe), "speech" or "screen"; empty without a moment
     scene_ids: tuple[str, ...] = ()  # all scenes merged into this hit
 
     def to_dict(self) -> dict:

@@ -64,7 +64,8 @@ def scene_tag(hit: Hit, labels: dict[str, str] | None = None) -> str:
 def evidence_block(hit: Hit, labels: dict[str, str] | None = None) -> str:
     lines = [scene_tag(hit, labels)]
     if hit.moment is not None:
-        lines.append(f"best match at: {mmss(hit.moment)}")
+        where = {"screen": f" (shown: {hit.moment_text})", "speech": f" (said: {hit.moment_text})"}.get(hit.moment_source, "")
+        lines.append(f"best match at: {mmss(hit.moment)}{where}")
     if hit.transcript:
         lines.append(f"transcript: {hit.transcript}")
     if hit.caption:

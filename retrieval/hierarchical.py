@@ -354,11 +354,23 @@ class HierarchicalRetriever:
                     screen_text="\n".join(s.screen_text for s in scenes if s.screen_text),
                     audio_events=_union(s.audio_events for s in scenes),
                     speakers=_union(s.speakers for s in scenes),
-                    moment=moments.get(best.item, said(texts[top.scene_id].moments) if said and top.scene_id in texts else None),
                     scene_ids=tuple(m.scene_id for m in members),
+                    **_moment(moments.get(best.item), said, texts.get(top.scene_id)),
                 )
             )
         return hits
+
+
+def _moment(keyframe: float | None, said: TextMoments | None, scene) -> dict:
+    """A hit's moment: its best keyframe's time (visual), else the spoken word or screen line
+    holding most of the query's terms, with that text and where it came from."""
+    if keyframe is not None:
+        return {"moment": keyframe, "moment_source": "visual"}
+    found = said(scene.moments) if said is not None and scene is not None else None
+    if found is None:
+        return {}
+    shown = found.text in scene.screen_text.splitlines()
+    return {"moment": float(found.time), "moment_text": found.text, "moment_source": "screen" if shown else "speech"}
 
 
 def _union(labels) -> tuple[str, ...]:
@@ -367,9 +379,9 @@ def _union(labels) -> tuple[str, ...]:
 
 
 class TextMoments:
-    """Where a text hit's words are: the time of the spoken word or screen line that holds the
-    most of the query's terms (stemmed as BM25 stems them; the first such on a tie), or None
-    when none holds any. Made once per query, called per hit."""
+    """Where a text hit's words are: the spoken word or screen line that holds the most of the
+    query's terms (stemmed as BM25 stems them; the first such on a tie), or None when none holds
+    any. Made once per query, called per hit."""
 
     def __init__(self, query: str):
         from index.texts import query_tokens, stems
@@ -379,7 +391,7 @@ class TextMoments:
         # a word or line holding none of the terms' first letters cannot stem to a term
         self._maybe = re.compile("|".join(sorted(re.escape(t[:3]) for t in self.wanted)), re.IGNORECASE) if self.wanted else None
 
-    def __call__(self, moments: Sequence[Moment]) -> float | None:
+    def __call__(self, moments: Sequence[Moment]) -> Moment | None:
         if self._maybe is None or not moments:
             return None
         maybe = [m for m in moments if not m.text.isascii() or self._maybe.search(m.text)]
@@ -389,7 +401,7 @@ class TextMoments:
         for m, ts in zip(maybe, tokens):
             found = len(self.wanted & {s for s in (next(stemmed) for _ in ts) if s})
             if found > best:
-                best, at = found, float(m.time)
+                best, at = found, m
         return at
 
 

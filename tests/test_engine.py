@@ -309,6 +309,7 @@ def test_a_text_hit_starts_where_its_words_were_said(tmp_path, cut_video):
     step = (3.9 - 2.6) / 4  # words_at spreads "honey bees hive queen" over 2.6-3.9 s
     hit = engine.search("where is the hive", k=1).hits[0]
     assert hit.scene == 2 and hit.moment == pytest.approx(2.6 + 2 * step, abs=1e-3)
+    assert (hit.moment_text, hit.moment_source) == ("hive", "speech") and hit.to_dict()["moment_source"] == "speech"
     assert engine.search("queens", k=1).hits[0].moment == pytest.approx(2.6 + 3 * step, abs=1e-3)
 
 
@@ -317,8 +318,8 @@ def test_text_moment_prefers_the_word_or_line_with_most_terms():
     from retrieval.hierarchical import TextMoments
 
     moments = [Moment(1.0, "Welcome"), Moment(4.0, "Platform seven"), Moment(9.0, "Train to Lisbon, platform seven"), Moment(12.0, "trains")]
-    assert TextMoments("which platform for the Lisbon train")(moments) == 9.0
-    assert TextMoments("training")(moments) == 9.0  # stems match; the first on a tie
+    assert TextMoments("which platform for the Lisbon train")(moments) == moments[2]
+    assert TextMoments("training")(moments) == moments[2]  # stems match; the first on a tie
     assert TextMoments("nothing here")(moments) is None and TextMoments("the")(moments) is None
     assert TextMoments("Lisbon")(()) is None
 

@@ -63,7 +63,7 @@ def test_assign_words_uses_midpoints_not_smearing():
 
 
 def test_a_sentence_the_picture_cuts_into_stays_with_the_scene_it_mostly_belongs_to():
-    sp = [SceneSpan(0, 0.0, 4.0), SceneSpan(1, 4.0, 8.0)]  # the picture cuts at 4 s, before the first sentence ends
+    sp = [SceneSpan(0, 0.0, 4.1), SceneSpan(1, 4.1, 8.0)]  # the picture cuts at 4.1 s, into a word of the first sentence
     first = words_at("the wider the mirror the fainter the galaxies it can reveal.", 0.5, 4.8)
     second = words_at("a comet is a lump of ice and dust.", 5.0, 7.5)
     by_word = assign_words(first + second, sp, by="word")
@@ -71,6 +71,13 @@ def test_a_sentence_the_picture_cuts_into_stays_with_the_scene_it_mostly_belongs
     by_sentence = assign_words(first + second, sp)
     assert [join_words(b) for b in by_sentence] == ["the wider the mirror the fainter the galaxies it can reveal.",
                                                      "a comet is a lump of ice and dust."]
+    # a cut in a pause between words ends the sentence there, punctuated or not
+    paused = words_at("bread dough flour oven yeast", 0.1, 3.9) + words_at("honey bees hive queen wax", 4.3, 7.9)
+    assert [join_words(b) for b in assign_words(paused, sp)] == ["bread dough flour oven yeast", "honey bees hive queen wax"]
+    # more than a short stretch across the cut: word by word, as the words fall
+    long_tail = words_at("one two three four five six seven eight nine ten eleven twelve.", 0.2, 8.0)
+    assert [len(b) for b in assign_words(long_tail, sp)] == [sum(0.5 * (w.start + w.end) < 4.0 for w in long_tail),
+                                                             sum(0.5 * (w.start + w.end) >= 4.0 for w in long_tail)]
     # no punctuation: a pause ends a sentence, and so does its length
     plain = [Word(t, t + 0.3, " w") for t in np.arange(0.0, 30.0, 0.4)] + [Word(40.0, 40.3, " x")]
     groups = sentences(plain, max_words=40)

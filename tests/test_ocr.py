@@ -144,6 +144,10 @@ def test_real_ocr_reads_slides_into_the_index_and_search_finds_them(tmp_path, sc
     hit = engine.search("Lisbon train", k=2).hits[0]
     assert hit.scene == 1 and "Lisbon" in hit.screen_text and "bm25" in hit.scores
     assert hit.moment == pytest.approx(2.0, abs=0.25)  # the line's slide appeared at 2 s
+    assert hit.moment_source == "screen" and "Lisbon" in hit.moment_text
+    from retrieval.answer import evidence_block
+
+    assert f"(shown: {hit.moment_text})" in evidence_block(hit)  # ask cites the line
     assert hit.to_dict()["screen_text"] == hit.screen_text
     first = engine.search("quarterly revenue", k=2).hits[0]
     assert first.scene == 0 and "Quarterly revenue" in first.screen_text

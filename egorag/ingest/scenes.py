@@ -11,8 +11,9 @@ import numpy as np
 from egorag.config import SceneConfig
 from egorag.schema import SceneSpan, Word
 
-SENTENCE_PAUSE_S = 1.0  # a pause this long ends a sentence, punctuated or not
-SENTENCE_MAX_WORDS = 40  # nor is a sentence longer than this
+SENTENCE_PAUSE_S = 0.7  # a pause this long ends a sentence, punctuated or not
+SENTENCE_MAX_WORDS = 30  # nor is a sentence longer than this
+SENTENCE_CARRY_S = 3.0  # at most this much of a sentence crosses a cut to stay with the rest of it
 
 
 class ShotDetector:
@@ -92,11 +93,14 @@ def _merge_short(spans: list[tuple[float, float]], min_len: float) -> list[tuple
     return spans
 
 
-def assign_words(words: Sequence[Word], spans: Sequence[SceneSpan], by: str = "sentence") -> list[list[Word]]:
+def assign_words(words: Sequence[Word], spans: Sequence[SceneSpan], by: str = "sentence", carry_s: float = SENTENCE_CARRY_S
+                 ) -> list[list[Word]]:
     """Give each scene its words. ``by="word"``: each word to the scene containing its midpoint.
-    ``by="sentence"``: each sentence (:func:`sentences`) whole to the scene containing the middle
-    word of it, so a sentence the picture cuts into (edited video often cuts before the speaker
-    has finished) stays with the scene it mostly belongs to; a word never smears across scenes."""
+    ``by="sentence"``: a sentence (:func:`sentences`) that the picture cuts into while it is
+    spoken (not in a pause), with at most ``carry_s`` of it on the other side of the cut, goes
+    whole to the scene holding most of its words: edited video often cuts before the speaker has
+    finished, and the sentence belongs to what it began with (or ends). Longer stretches across a
+    cut go word by word, as with "word"."""
     buckets: list[list[Word]] = [[] for _ in spans]
     if not spans:
         return buckets
@@ -106,9 +110,31 @@ def assign_words(words: Sequence[Word], spans: Sequence[SceneSpan], by: str = "s
         i = int(np.searchsorted(starts, 0.5 * (word.start + word.end), side="right")) - 1
         return min(max(i, 0), len(spans) - 1)
 
-    for group in (sentences(words) if by == "sentence" else [[w] for w in words]):
-        buckets[scene_of(group[len(group) // 2])] += group
+    groups = [[w] for w in words]
+    if by == "sentence":  # a cut that falls in a pause between words ends the sentence there
+        cuts = starts[1:]
+        groups = [piece for sentence in sentences(words) for piece in _split_at(sentence, cuts)]
+    for group in groups:
+        where = [scene_of(w) for w in group]
+        most = max(set(where), key=where.count)
+        away = [w for w, i in zip(group, where) if i != most]
+        if away and away[-1].end - away[0].start > carry_s:
+            for w, i in zip(group, where):
+                buckets[i].append(w)
+        else:
+            buckets[most] += group
     return buckets
+
+
+def _split_at(words: list[Word], cuts: np.ndarray) -> list[list[Word]]:
+    """``words`` cut wherever a cut time falls in the silence between two of them."""
+    out, current = [], []
+    for word in words:
+        if current and current[-1].end < word.start and np.any((cuts >= current[-1].end) & (cuts <= word.start)):
+            out.append(current)
+            current = []
+        current.append(word)
+    return out + [current] if current else out
 
 
 def sentences(words: Sequence[Word], pause_s: float = SENTENCE_PAUSE_S, max_words: int = SENTENCE_MAX_WORDS) -> list[list[Word]]:

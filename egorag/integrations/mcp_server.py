@@ -66,7 +66,7 @@ def create_server(engine) -> MCPServer:
         video, start and end seconds, the moment the query matched, its words and its scores."""
         with lock:
             result = engine.search(query, k=k, where=SceneFilter.parse(video, None, start, end, audio_event, speaker))
-        hits = [{key: h[key] for key in ("scene_id", "video_id", "video", "start", "end", "moment", "score", "transcript",
+        hits = [{key: h[key] for key in ("scene_id", "video_id", "video", "start", "end", "moment", "moment_text", "moment_source", "score", "transcript",
                                           "screen_text", "caption", "audio_events", "speakers")} for h in result.to_dict()["hits"]]
         return json.dumps({"query": query, "hits": hits}, indent=1)
 

@@ -119,7 +119,8 @@ function card(hit, query) {
     `<img loading="lazy" alt="" src="/scenes/${encodeURIComponent(hit.scene_id)}/thumbnail">` +
     `<div><div class="title">${escapeHtml(name)}</div>` +
     `<button class="when" type="button" title="play from the scene's start">${mmss(hit.start)}–${mmss(hit.end)}</button>` +
-    (hit.moment != null ? ` <span class="moment">· best match at ${mmss(hit.moment)}</span>` : "") +
+    (hit.moment != null ? ` <span class="moment">· best match at ${mmss(hit.moment)}` +
+      (hit.moment_source === "screen" ? `, shown: “${escapeHtml(hit.moment_text)}”` : "") + `</span>` : "") +
     said + shown + caption + `<div class="bars">${bars(hit.scores)}</div></div>`;
   li.querySelector("img").addEventListener("error", (e) => { e.target.style.visibility = "hidden"; });
   li.addEventListener("click", () => play(hit, at, li));
