@@ -1,8 +1,9 @@
-"""Query-encoder latency: one short text query embedded by egorag's query path (ONNX Runtime)
-and by sentence-transformers on PyTorch (the peer), side by side on the same queries, with the
-largest difference between their vectors; for each ``--models`` entry, all in interleaved rounds.
+"""Query-encoder latency: one short text query embedded by egorag's query path (ONNX Runtime,
+int8 weights by default, and float32) and by sentence-transformers on PyTorch (the peer), side by
+side on the same queries, with how far their vectors are from PyTorch's (largest absolute
+difference, smallest cosine); for each ``--models`` entry, all in interleaved rounds.
 
-    python benchmarks/encoder_bench.py [--queries 200] [--models all-MiniLM-L6-v2,all-mpnet-base-v2]
+    python benchmarks/encoder_bench.py [--queries 200] [--models all-mpnet-base-v2,all-MiniLM-L6-v2]
 """
 
 from __future__ import annotations
@@ -43,16 +44,17 @@ def latency(fn, texts: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--models", default="all-MiniLM-L6-v2")
+    parser.add_argument("--models", default="all-mpnet-base-v2,all-MiniLM-L6-v2")
     args = parser.parse_args()
     from egorag.encoders.sentence import SentenceEncoder
 
     texts = queries(args.queries)
     encoders = {}
     for model in args.models.split(","):
-        onnx, torch_enc = SentenceEncoder(model), SentenceEncoder(model, query_runtime="torch")
-        assert onnx.query_runtime == "onnx", f"no ONNX export of {model} could be made here (see the log)"
-        encoders[model] = {"egorag_onnx": onnx, "sentence_transformers_torch": torch_enc}
+        onnx, onnx32 = SentenceEncoder(model), SentenceEncoder(model, query_precision="float32")
+        torch_enc = SentenceEncoder(model, query_runtime="torch")
+        assert onnx.query_runtime == onnx32.query_runtime == "onnx", f"no ONNX export of {model} could be made here (see the log)"
+        encoders[model] = {"egorag_onnx": onnx, "egorag_onnx_float32": onnx32, "sentence_transformers_torch": torch_enc}
     rounds: dict = {}
     for _ in range(2):  # interleaved rounds: every encoder sees the same machine state
         for model, pair in encoders.items():
@@ -61,8 +63,12 @@ def main() -> None:
     figures: dict = {}
     for model, pair in encoders.items():
         f = {name: min(rounds[(model, name)], key=lambda r: r["p50_ms"]) for name in pair}
-        a, b = pair["egorag_onnx"].encode_queries(texts[:50]), pair["sentence_transformers_torch"].encode_queries(texts[:50])
-        f["max_abs_difference"] = float(np.abs(a - b).max())
+        b = pair["sentence_transformers_torch"].encode_queries(texts)
+        for name in ("egorag_onnx", "egorag_onnx_float32"):
+            a = pair[name].encode_queries(texts)
+            f[name]["max_abs_difference"] = float(np.abs(a - b).max())
+            f[name]["min_cosine"] = float((a * b).sum(axis=1).min())
+        f["precision"] = pair["egorag_onnx"]._queries.precision
         f["speedup_p50"] = f["sentence_transformers_torch"]["p50_ms"] / f["egorag_onnx"]["p50_ms"]
         f["dim"] = pair["egorag_onnx"].dim
         figures[pair["egorag_onnx"].checkpoint] = f

@@ -20,6 +20,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
 
 from common import HERE, save  # noqa: E402
 
@@ -27,6 +28,36 @@ import egorag  # noqa: E402
 from egorag.config import AsrConfig, EngineConfig, SceneConfig, TextConfig  # noqa: E402
 
 DEVSET = HERE / "data" / "devset"
+
+
+def misses(engine, split: str) -> dict:
+    """Where the first hit lands for the narrated queries of ``split`` that miss at rank 1: the
+    right video's neighbouring scene, another scene of it, or another video; counted apart for
+    the videos whose picture cuts before the narrator finishes a topic (L-cuts, ``devset.py``)."""
+    import json
+    from collections import Counter
+
+    from topics_more import THEMES_MORE
+
+    from retrieval.evaluate import is_hit, load_queries
+
+    lcut = {f"{theme}.mp4" for n, theme in enumerate(THEMES_MORE) if n % 2}
+    path = DEVSET / f"queries_{split}_narrated.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    counts = Counter()
+    for row, query in zip(rows, load_queries(path)):
+        hits = engine.search(query.query, k=1).hits
+        kind = "L-cut videos" if query.video in lcut else "other videos"
+        if hits and is_hit(hits[0], query):
+            counts[f"{kind}: hit"] += 1
+            continue
+        top = hits[0] if hits else None
+        if top is None or Path(top.video).name != query.video:
+            counts[f"{kind}: another video"] += 1
+        else:
+            gap = min(abs(top.start - query.end), abs(top.end - query.start))
+            counts[f"{kind}: " + ("the neighbouring scene" if gap < 1.0 else "another scene of the video")] += 1
+    return dict(sorted(counts.items()))
 
 
 def main() -> None:
@@ -60,6 +91,8 @@ def main() -> None:
             print("| configuration | hit@1 | hit@5 | hit@10 | MRR |\n|---|---|---|---|---|")
             for name, m in metrics.items():
                 print(f"| {name} | {m.hit_at_1:.3f} | {m.hit_at_5:.3f} | {m.hit_at_10:.3f} | {m.mrr:.3f} |")
+    results["misses"] = {split: misses(engine, split) for split in ("tune", "test")}
+    print("\nwhere the first hit of a missed narrated query lands:", results["misses"])
     chosen = ((args.scene_text, TextConfig.scene_text), (args.text_model, TextConfig.model), (args.asr_model, AsrConfig.model),
               (args.words_by, SceneConfig.words_by), (args.query_precision, TextConfig.query_precision))
     name = "eval_devset" + "".join(f"_{value}" for value, default in chosen if value != default)
