@@ -97,7 +97,7 @@ def render_narrated(path: Path, topics: list[str], bank: dict, seed: int, voice:
     the sentence). Ground truth is where each topic is spoken."""
     import av
     import numpy as np
-    from make_videos import FPS, HEIGHT, PAD_S, RATE, WIDTH, _palette, speak
+    from make_videos import FPS, HEIGHT, PAD_S, RATE, WIDTH, _palette, shot_frame, speak
 
     rng = random.Random(seed)
     pieces = []  # (topic or None for silence, audio)
@@ -124,15 +124,8 @@ def render_narrated(path: Path, topics: list[str], bank: dict, seed: int, voice:
         astream.bit_rate = 24000
         colours = [_palette(k + seed * 7, rng) for k in range(len(cuts) + 1)]
         for k in range(n_frames):
-            shot = sum(k / FPS >= c for c in cuts)
-            bg, fg = colours[shot]
-            img = np.empty((HEIGHT, WIDTH, 3), dtype=np.uint8)
-            img[:] = bg
-            x = int((k * 4) % (WIDTH - 40))
-            img[50:90, x : x + 40] = fg
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = k
-            container.mux(vstream.encode(frame))
+            bg, fg = colours[sum(k / FPS >= c for c in cuts)]
+            container.mux(vstream.encode(shot_frame(bg, fg, k, k)))
         _mux_audio(container, astream, audio, RATE)
         container.mux(vstream.encode(None))
         container.mux(astream.encode(None))

@@ -50,6 +50,17 @@ def _palette(i: int, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
     return (np.array(bg) * 255).astype(np.uint8), (np.array(fg) * 255).astype(np.uint8)
 
 
+def shot_frame(bg: np.ndarray, fg: np.ndarray, k: int, pts: int) -> av.VideoFrame:
+    """Frame ``k`` of a shot: its background colour and a square moving across it."""
+    img = np.empty((HEIGHT, WIDTH, 3), dtype=np.uint8)
+    img[:] = bg
+    x = int((k * 4) % (WIDTH - 40))
+    img[50:90, x : x + 40] = fg
+    frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+    frame.pts = pts
+    return frame
+
+
 def render(path: Path, topics: list[str], seed: int, voice: str = "en-us", speed: int = 165) -> list[dict]:
     """Write one narrated video; returns its scenes' ground truth."""
     rng = random.Random(seed)
@@ -66,14 +77,8 @@ def render(path: Path, topics: list[str], seed: int, voice: str = "en-us", speed
         audio[: len(speech)] = speech[: len(audio)]
         bg, fg = _palette(len(scenes) + seed * 7, rng)
         for k in range(n_frames):
-            img = np.empty((HEIGHT, WIDTH, 3), dtype=np.uint8)
-            img[:] = bg
-            x = int((k * 4) % (WIDTH - 40))
-            img[50:90, x : x + 40] = fg
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = frame_i
+            container.mux(vstream.encode(shot_frame(bg, fg, k, frame_i)))
             frame_i += 1
-            container.mux(vstream.encode(frame))
         for s in range(0, len(audio), 1024):
             chunk = audio[s : s + 1024].reshape(1, -1)
             aframe = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
