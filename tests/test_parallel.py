@@ -15,7 +15,7 @@ from egorag.config import EngineConfig, IngestConfig, load_config
 from egorag.engine import Engine
 from egorag.errors import ConfigError, MediaError
 from egorag.ingest.decode import probe
-from egorag.ingest.parallel import Workers
+from egorag.ingest.parallel import Cancelled, StopWhenCancelled, Workers
 from egorag.ingest.pipeline import transcribe
 from egorag.models import ModelSet
 
@@ -111,6 +111,30 @@ def test_videos_run_side_by_side_and_come_back_in_the_order_given():
         order = [(i, f.result()) for i, f in workers.in_order(range(8), work, start=lambda i: i != 5)]
     assert order == [(i, i) for i in range(8) if i != 5]
     assert running.most == 3
+
+
+def test_giving_up_stops_the_work_in_flight_without_waiting_for_it():
+    futures = []
+
+    def decode_pass(i):  # ten seconds of frames, unless told to stop
+        consumer = StopWhenCancelled(workers.cancelled)
+        for n in range(1000):
+            consumer.consume(n, n / 100, None)
+            time.sleep(0.01)
+        return i
+
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        with Workers(2) as workers:
+            for _, future in workers.in_order(range(6), decode_pass):
+                futures.append(future)
+                time.sleep(0.2)
+                raise KeyboardInterrupt  # Ctrl-C while the first videos are being decoded
+    assert time.perf_counter() - t0 < 2.0
+    with pytest.raises(Cancelled):
+        futures[0].result(timeout=2)  # the decode pass ended at its next frame
+    with pytest.raises(Cancelled):  # and no more windows are drawn
+        workers.map_windows(lambda i: i, iter([(1,), (2,)]))
 
 
 def test_windows_of_one_video_are_recognised_side_by_side_with_the_same_words(tmp_path):

@@ -22,12 +22,28 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+class Cancelled(Exception):
+    """Raised in a worker's task once the run was given up (an error or Ctrl-C on the caller)."""
+
+
+class StopWhenCancelled:
+    """A frame consumer of the decode pass that ends it once ``cancelled`` is set."""
+
+    def __init__(self, cancelled: threading.Event):
+        self.cancelled = cancelled
+
+    def consume(self, index: int, time: float, frame) -> None:
+        if self.cancelled.is_set():
+            raise Cancelled("indexing was given up")
+
+
 class Workers:
     """Two thread pools of ``n`` threads: ``videos`` encodes whole videos, ``windows`` runs the
     speech recogniser on audio windows (a model loaded with ``n`` replicas). At most ``2 n``
     decoded windows wait or run at once, whatever the number of videos feeding them (a 5-minute
-    window is 19 MB of audio). Closing it cancels what has not started; what runs finishes first
-    (threads cannot be interrupted)."""
+    window is 19 MB of audio). Leaving it normally waits for what runs; leaving it on an error
+    (or Ctrl-C) sets ``cancelled``, drops what has not started and does not wait: the decode pass
+    (:class:`StopWhenCancelled`) and :meth:`map_windows` stop at their next frame or window."""
 
     def __init__(self, n: int):
         if n < 1:
@@ -36,6 +52,7 @@ class Workers:
         self.videos = ThreadPoolExecutor(n, thread_name_prefix="egorag-video")
         self.windows = ThreadPoolExecutor(n, thread_name_prefix="egorag-asr")
         self._slots = threading.BoundedSemaphore(2 * n)
+        self.cancelled = threading.Event()
 
     def map_windows(self, fn: Callable[..., R], items: Iterator[tuple]) -> list[R]:
         """``fn(*item)`` for each item on the recogniser threads, in order. The next item is drawn
@@ -46,8 +63,10 @@ class Workers:
             while True:
                 self._slots.acquire()
                 try:
+                    if self.cancelled.is_set():
+                        raise Cancelled("indexing was given up")
                     item = next(items)
-                except BaseException:  # the end (StopIteration) or a decode error
+                except BaseException:  # the end (StopIteration), a decode error, or given up
                     self._slots.release()
                     raise
                 future = self.windows.submit(fn, *item)
@@ -75,12 +94,14 @@ class Workers:
         while pending:
             yield pending.popleft()
 
-    def close(self) -> None:
-        self.videos.shutdown(wait=True, cancel_futures=True)
-        self.windows.shutdown(wait=True, cancel_futures=True)
+    def close(self, wait: bool = True) -> None:
+        if not wait:
+            self.cancelled.set()
+        self.videos.shutdown(wait=wait, cancel_futures=True)
+        self.windows.shutdown(wait=wait, cancel_futures=True)
 
     def __enter__(self) -> Workers:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(wait=exc_type is None)

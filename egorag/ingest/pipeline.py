@@ -32,7 +32,7 @@ from egorag.ingest.decode import (
     decode_frames,
     probe,
 )
-from egorag.ingest.parallel import Workers
+from egorag.ingest.parallel import StopWhenCancelled, Workers
 from egorag.ingest.scenes import ShotDetector, assign_words, build_scenes, join_words
 from egorag.ingest.swap import ModelSwap
 from egorag.models import ModelSet, requested
@@ -121,16 +121,18 @@ class StageTimes:
 
 
 def segment(path: Path, info: VideoInfo, config: EngineConfig, models: ModelSet, caption_frames: bool | None = None,
-            given: Sequence[tuple[float, float]] | None = None) -> Segmented:
+            given: Sequence[tuple[float, float]] | None = None, cancelled: threading.Event | None = None) -> Segmented:
     """One decode pass over the frames: shot detection (unless the scenes are ``given``), a
     thumbnail per scene, and the frames the visual model, OCR and the captioner read
     (``caption_frames``: whether a captioner will run later; by default, whether ``models``
-    holds one)."""
+    holds one). It stops with :class:`~egorag.ingest.parallel.Cancelled` once ``cancelled`` is set."""
     from egorag.ingest.frames import SceneThumbnails
 
     detector = ShotDetector(config.scenes, info.fps, info.width, info.height) if given is None else None
     thumbs = SceneThumbnails(period=min(1.0, config.scenes.min_scene_s))
     consumers: list = [c for c in (detector, thumbs) if c is not None]
+    if cancelled is not None:
+        consumers.append(StopWhenCancelled(cancelled))
     sampler = None
     if models.visual is not None:
         from egorag.ingest.frames import FrameSampler
@@ -350,7 +352,8 @@ def encode_videos(
     if swap is None:  # all models loaded: decode + shot detection overlap speech recognition
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="egorag-asr-feed") as feed:
             asr = [feed.submit(words_of, j) for j in jobs]
-            segmented = [timed("segment", segment, j.path, j.info, config, models, None, j.scenes) for j in jobs]
+            cancelled = workers.cancelled if workers is not None else None
+            segmented = [timed("segment", segment, j.path, j.info, config, models, None, j.scenes, cancelled) for j in jobs]
             words = [f.result() for f in asr]
     else:
         # the captioner loads after the decode pass: its frames are kept if one is configured
