@@ -166,9 +166,9 @@ def test_delete_by_path_and_id(engine, cut_video, silent_video):
 
 def test_store_built_with_other_encoder_is_refused(tmp_path, cut_video):
     Engine(tmp_path / "db", config(), models=models()).index([cut_video])
-    with pytest.raises(IndexMismatchError):
+    with pytest.raises(IndexMismatchError, match=r'here: \[text\] model = "hash-64".*new --db'):
         Engine(tmp_path / "db", config(), models=models(dim=32)).index([cut_video])
-    with pytest.raises(IndexMismatchError):
+    with pytest.raises(IndexMismatchError, match=r'\[text\] model = "hash-64"\), or index its videos again into a new --db'):
         Engine(tmp_path / "db", config(), models=models(dim=32)).search("lava")
 
 
