@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--skip-bad", action="store_true", help="skip unreadable files (reported) instead of stopping")
     s.add_argument("--modalities", help="comma-separated required modalities (default: every one that loads)")
     s.add_argument("--low-memory", action="store_true", help="encode stage by stage, one model in memory at a time")
+    s.add_argument("--workers", type=int, help="videos encoded at once and speech windows recognised side by side "
+                   "([ingest] workers; default one per core, at most 8)")
     s.add_argument("--scenes", help="use these scenes, not shot detection: a PySceneDetect CSV or JSON [[start, end], ...] "
                    "for one video, or a folder of <video name>.scenes.json")
     s.add_argument("--ray", nargs="?", const=True, metavar="ADDRESS",
@@ -143,6 +145,10 @@ def cmd_index(args) -> int:
         overrides["modalities"] = tuple(m.strip() for m in args.modalities.split(",") if m.strip())
     if args.low_memory:
         overrides["low_memory"] = True
+    if args.workers is not None:
+        from egorag.config import IngestConfig
+
+        overrides["ingest"] = IngestConfig(workers=args.workers)  # its only setting
     engine = _engine(args, **overrides)
     report = engine.index(args.paths, reindex=args.reindex, on_bad_media="skip" if args.skip_bad else "error", progress=not args.quiet,
                           ray=args.ray, scenes=args.scenes)

@@ -182,3 +182,11 @@ def test_ask_no_llm_and_eval(built, capsys, tmp_path):
     queries.write_text('{"query": "x"}\n')
     code, _, err = run(capsys, "eval", queries, "--db", db, "--config", cfg)
     assert code == 1 and "q.jsonl:1: bad query line" in err
+
+
+def test_index_workers_option(built, capsys, tmp_path, cut_video):
+    _, cfg = built
+    code, out, err = run(capsys, "index", cut_video, "--db", tmp_path / "db2", "--config", cfg, "--workers", "1")
+    assert code == 0 and "indexed 1 video" in out + err
+    code, out, err = run(capsys, "index", cut_video, "--db", tmp_path / "db3", "--config", cfg, "--workers", "-1")
+    assert code != 0 and "[ingest] workers = -1" in err and len(err.strip().splitlines()) == 1
