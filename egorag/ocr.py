@@ -26,6 +26,7 @@ HOW = 'pip install "rapidocr==3.10.0" (its wheel carries the models; it runs off
 THUMB = (64, 36)  # the picture's change is measured on grey frames this small
 PROBE_S = 0.25  # how often it is measured
 CELL_LEVELS = 16  # a cell changed when its grey level moved by more than this (of 255)
+TEXT_SCENE_MIN_S = 5.0  # a change of the text on screen cuts a scene when both texts stayed this long
 
 
 class TextReader(Protocol):
@@ -69,8 +70,9 @@ class ScreenFrames:
     cells that moved by more than ``CELL_LEVELS`` grey levels since the last frame read. A new
     slide of the same design, a new line in a terminal, changes few pixels but many cells a
     lot; compression noise changes many cells a little. When the text read changes (fewer than
-    half its words in common), the screen changed: :meth:`text_cuts` gives those times, so a
-    talk's slides become scenes even where the picture has no cut."""
+    half its words in common) and both texts stayed a while, the screen changed:
+    :meth:`text_cuts` gives those times, so a talk's slides become scenes even where the picture
+    has no cut."""
 
     def __init__(self, reader: TextReader, config: OcrConfig = OcrConfig()):
         self.reader, self.config = reader, config
@@ -100,15 +102,22 @@ class ScreenFrames:
         image = frame.to_ndarray(width=width, height=height, format="rgb24")
         self.reads.append((time, [text for text, score in self.reader.read(image) if score >= self.config.min_score], since))
 
-    def text_cuts(self) -> list[float]:
-        """When the text on screen changed: the time the picture of each read changed from the
-        one before, where the two share fewer than half their words (and one has any)."""
-        cuts = []
-        for (_, before, _), (_, after, since) in zip(self.reads, self.reads[1:]):
-            a, b = _words(before), _words(after)
-            if (a or b) and len(a & b) < 0.5 * len(a | b):
-                cuts.append(since)
-        return cuts
+    def text_cuts(self, end: float) -> list[float]:
+        """When the text on screen changed for a while: reads whose text shares at least half its
+        words with the read before form one run (a still slide, a sign the camera pans across);
+        a new run starts a scene where it and the run before each stayed on screen at least
+        ``TEXT_SCENE_MIN_S`` (``end``: when the video ends). Text that changes faster (burned-in
+        subtitles, a ticker, a clock) does not cut."""
+        runs: list[tuple[float, set[str]]] = []  # (since, words of its last read)
+        for _, lines, since in self.reads:
+            words = _words(lines)
+            if runs and _same_text(runs[-1][1], words):
+                runs[-1] = (runs[-1][0], words)
+            else:
+                runs.append((since, words))
+        starts = [since for since, _ in runs] + [end]
+        return [starts[i] for i in range(1, len(runs))
+                if starts[i] - starts[i - 1] >= TEXT_SCENE_MIN_S and starts[i + 1] - starts[i] >= TEXT_SCENE_MIN_S]
 
     def lines_for(self, spans: Sequence[SceneSpan]) -> list[tuple[tuple[float, str], ...]]:
         """Each scene's on-screen lines with the time each appeared: those of the pictures on
@@ -141,3 +150,8 @@ class ScreenFrames:
 
 def _words(lines: Sequence[str]) -> set[str]:
     return {w for line in lines for w in line.lower().split()}
+
+
+def _same_text(a: set[str], b: set[str]) -> bool:
+    """Two reads show the same text when they share at least half their words (both empty too)."""
+    return len(a & b) >= 0.5 * len(a | b)

@@ -74,16 +74,28 @@ class BarReader:
 def test_a_new_slide_of_the_same_design_is_read_and_cuts_a_scene():
     reader = BarReader()
     frames = ScreenFrames(reader, OcrConfig(period_s=2.0))
-    slides = [0] * 75 + [2] * 40 + [2] * 35 + [4] * 100  # new slides at 3.0 s and 6.0 s (25 fps)
+    slides = [0] * 150 + [2] * 40 + [2] * 110 + [4] * 150  # new slides at 6.0 s and 12.0 s (25 fps)
     for i, n in enumerate(slides):
         frames.consume(i, i / 25, Slide(n))
     frame_diff = np.abs(Slide(0).to_ndarray(64, 36, "gray").astype(int) - Slide(2).to_ndarray(64, 36, "gray")).mean()
     assert frame_diff < 0.04 * 255  # the picture's mean barely moves: a whole-frame measure would miss it
     assert reader.calls == 3
-    assert frames.text_cuts() == [3.0, 6.0]  # when each slide appeared, not when it was read
-    spans = [SceneSpan(0, 0.0, 3.0), SceneSpan(1, 3.0, 6.0), SceneSpan(2, 6.0, 10.0)]
+    assert frames.text_cuts(end=18.0) == [6.0, 12.0]  # when each slide appeared, not when it was read
+    assert frames.text_cuts(end=15.0) == [6.0]  # the last slide was not on screen long enough to be a scene
+    spans = [SceneSpan(0, 0.0, 6.0), SceneSpan(1, 6.0, 12.0), SceneSpan(2, 12.0, 18.0)]
     lines = frames.lines_for(spans)
-    assert [len(ls) for ls in lines] == [1, 1, 1] and lines[1][0][0] == 3.0  # each scene its own slide, from when it appeared
+    assert [len(ls) for ls in lines] == [1, 1, 1] and lines[1][0][0] == 6.0  # each scene its own slide, from when it appeared
+
+
+def test_text_that_changes_every_few_seconds_does_not_cut_scenes():
+    """Burned-in subtitles: a new line every 2.5 s over a moving picture is read, but is not a
+    new scene each time."""
+    reader = BarReader()
+    frames = ScreenFrames(reader, OcrConfig(period_s=2.0))
+    for i in range(25 * 30):
+        frames.consume(i, i / 25, Slide(4 * ((i // 62) % 2)))  # a new "subtitle" every 2.48 s
+    assert reader.calls >= 10
+    assert frames.text_cuts(end=30.0) == []
 
 
 def slide_video(path, seconds_per_slide=2, fps=10, same_design=False):
@@ -126,11 +138,11 @@ def test_real_ocr_cuts_slides_of_one_design_into_scenes(tmp_path, screen_reader)
     from egorag.engine import Engine
     from egorag.models import ModelSet
 
-    video = slide_video(tmp_path / "slides.mp4", seconds_per_slide=3, same_design=True)
+    video = slide_video(tmp_path / "slides.mp4", seconds_per_slide=6, same_design=True)
     engine = Engine(tmp_path / "db", config(), models=ModelSet(ocr=screen_reader, text=HashEncoder(dim=64)))
     assert engine.index([video]).scenes == 2  # no picture cut: the text changed
     hit = engine.search("Lisbon train", k=2).hits[0]
-    assert hit.start == pytest.approx(3.0, abs=0.3) and "Lisbon" in hit.screen_text and "Quarterly" not in hit.screen_text
+    assert hit.start == pytest.approx(6.0, abs=0.3) and "Lisbon" in hit.screen_text and "Quarterly" not in hit.screen_text
 
 
 def test_real_ocr_reads_slides_into_the_index_and_search_finds_them(tmp_path, screen_reader):

@@ -155,8 +155,9 @@ def segment(path: Path, info: VideoInfo, config: EngineConfig, models: ModelSet,
     if given is not None:
         spans = [SceneSpan(i, start, end) for i, (start, end) in enumerate(given)]
     else:  # a shot cut, or a change of the text on screen (a new slide of the same design)
-        cuts = sorted(set(detector.cut_times()) | set(reader.text_cuts() if reader is not None else ()))
-        spans = build_scenes(cuts, min(decoded, info.duration), config.scenes)
+        end = min(decoded, info.duration)
+        cuts = sorted(set(detector.cut_times()) | set(reader.text_cuts(end) if reader is not None else ()))
+        spans = build_scenes(cuts, end, config.scenes)
     keyframes = sampler.keyframes(spans) if sampler is not None else ()
     frames = collector.frames_for(spans, [k.times if k is not None else None for k in keyframes]) if collector is not None else ()
     screen = reader.lines_for(spans) if reader is not None else ()
