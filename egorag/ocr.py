@@ -70,7 +70,7 @@ class ScreenFrames:
     cells that moved by more than ``CELL_LEVELS`` grey levels since the last frame read. A new
     slide of the same design, a new line in a terminal, changes few pixels but many cells a
     lot; compression noise changes many cells a little. When the text read changes (fewer than
-    half its words in common) and both texts stayed a while, the screen changed:
+    half its words read before) and both texts stayed a while, the screen changed:
     :meth:`text_cuts` gives those times, so a talk's slides become scenes even where the picture
     has no cut."""
 
@@ -79,8 +79,9 @@ class ScreenFrames:
         self.reads: list[tuple[float, list[str], float]] = []  # (time, lines, since when that picture is on screen)
         self._last_time = -np.inf
         self._last_probe = -1
-        self._last_thumb: np.ndarray | None = None
-        self._changed_at: float | None = None  # when the picture first differed from the last frame read
+        self._last_thumb: np.ndarray | None = None  # of the last frame read
+        self._probed: np.ndarray | None = None  # of the last frame measured
+        self._jump: tuple[float, float | None] = (0.0, None)  # the largest change between two measures since the last read, and when
 
     def consume(self, index: int, time: float, frame) -> None:
         probe = int(time // PROBE_S)  # the first frame of each PROBE_S of the video
@@ -88,31 +89,35 @@ class ScreenFrames:
             return
         self._last_probe = probe
         thumb = frame.to_ndarray(width=THUMB[0], height=THUMB[1], format="gray").astype(np.int16)
+        if self._probed is not None and (step := _changed(thumb, self._probed)) > self._jump[0]:
+            self._jump = (step, time)
+        self._probed = thumb
         if self._last_thumb is not None:
-            if (np.abs(thumb - self._last_thumb) > CELL_LEVELS).mean() <= self.config.change:
+            if _changed(thumb, self._last_thumb) <= self.config.change:
                 return
-            if self._changed_at is None:
-                self._changed_at = time
             if time - self._last_time < self.config.period_s:
                 return
-        since = time if self._changed_at is None else self._changed_at
-        self._last_time, self._last_thumb, self._changed_at = time, thumb, None
+        # when this picture appeared: where the picture jumped most since the last read (a new
+        # slide; the switch to the next sign during a pan), not merely where it began to move
+        since = time if self._jump[1] is None else self._jump[1]
+        self._last_time, self._last_thumb, self._jump = time, thumb, (0.0, None)
         scale = min(1.0, self.config.max_side / max(frame.width, frame.height))
         width, height = max(2, round(frame.width * scale)) // 2 * 2, max(2, round(frame.height * scale)) // 2 * 2
         image = frame.to_ndarray(width=width, height=height, format="rgb24")
         self.reads.append((time, [text for text, score in self.reader.read(image) if score >= self.config.min_score], since))
 
     def text_cuts(self, end: float) -> list[float]:
-        """When the text on screen changed for a while: reads whose text shares at least half its
-        words with the read before form one run (a still slide, a sign the camera pans across);
+        """When the text on screen changed for a while: a read at least half of whose words were
+        read before in the current run (or are parts of them) continues it (a still slide, a sign
+        the camera pans across, a slide that gains a line); any other starts a new run;
         a new run starts a scene where it and the run before each stayed on screen at least
         ``TEXT_SCENE_MIN_S`` (``end``: when the video ends). Text that changes faster (burned-in
         subtitles, a ticker, a clock) does not cut."""
-        runs: list[tuple[float, set[str]]] = []  # (since, words of its last read)
+        runs: list[tuple[float, set[str]]] = []  # (since, the words read in it)
         for _, lines, since in self.reads:
             words = _words(lines)
-            if runs and _same_text(runs[-1][1], words):
-                runs[-1] = (runs[-1][0], words)
+            if runs and sum(_seen(w, runs[-1][1]) for w in words) >= 0.5 * len(words):
+                runs[-1][1].update(words)
             else:
                 runs.append((since, words))
         starts = [since for since, _ in runs] + [end]
@@ -148,10 +153,16 @@ class ScreenFrames:
         return ["\n".join(text for _, text in lines) for lines in self.lines_for(spans)]
 
 
+def _changed(a: np.ndarray, b: np.ndarray) -> float:
+    """The share of cells that moved by more than ``CELL_LEVELS`` from ``b`` to ``a``."""
+    return float((np.abs(a - b) > CELL_LEVELS).mean())
+
+
 def _words(lines: Sequence[str]) -> set[str]:
     return {w for line in lines for w in line.lower().split()}
 
 
-def _same_text(a: set[str], b: set[str]) -> bool:
-    """Two reads show the same text when they share at least half their words (both empty too)."""
-    return len(a & b) >= 0.5 * len(a | b)
+def _seen(word: str, words: set[str]) -> bool:
+    """``word`` is among ``words``, or part of one (text cut off at the picture's edge)."""
+    return word in words or any(word in w for w in words)
+

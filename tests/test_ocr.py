@@ -59,6 +59,10 @@ class Slide:
         return img if format == "gray" else np.repeat(img[..., None], 3, axis=2)
 
 
+TITLES = ["quarterly revenue grew", "departure board platform", "lemon drizzle cake", "mitochondria make energy",
+          "museum opening hours", "wifi password here", "tide tables today", "exam room schedule"]
+
+
 class BarReader:
     """Reads a :class:`Slide`: the bar's length, as words."""
 
@@ -68,7 +72,7 @@ class BarReader:
     def read(self, image):
         self.calls += 1
         length = int((image[image.shape[0] // 3 + 1, :, 0] < 128).sum() * 8 / image.shape[1])
-        return [(f"slide number {length} words {'x' * length}", 0.99)]
+        return [(TITLES[length % len(TITLES)], 0.99)]
 
 
 def test_a_new_slide_of_the_same_design_is_read_and_cuts_a_scene():
