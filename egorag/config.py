@@ -164,7 +164,7 @@ class DiarizeConfig:
 class OcrConfig:
     """On-screen text (RapidOCR) over frames where the picture changed."""
 
-    period_s: float = 2.0  # at most one frame read every this many seconds
+    period_s: float = 2.0  # at most one frame read every this many seconds (up to 8 s while reads find no text)
     change: float = 0.02  # a frame is read when this share of its cells changed a lot since the last one read (0-1)
     max_side: int = 640  # the text detector sees frames this large at most
     min_score: float = 0.6  # lines recognised with less confidence are dropped

@@ -26,6 +26,8 @@ HOW = 'pip install "rapidocr==3.10.0" (its wheel carries the models; it runs off
 THUMB = (64, 36)  # the picture's change is measured on grey frames this small
 PROBE_S = 0.25  # how often it is measured
 CELL_LEVELS = 16  # a cell changed when its grey level moved by more than this (of 255)
+CUT_SHARE = 0.5  # a change this large between two measures is a new shot
+IDLE_PERIOD_S = 8.0  # the longest wait between reads of a moving picture without text
 TEXT_SCENE_MIN_S = 5.0  # a change of the text on screen cuts a scene when both texts stayed this long
 
 
@@ -82,6 +84,7 @@ class ScreenFrames:
         self._last_thumb: np.ndarray | None = None  # of the last frame read
         self._probed: np.ndarray | None = None  # of the last frame measured
         self._jump: tuple[float, float | None] = (0.0, None)  # the largest change between two measures since the last read, and when
+        self._empty = 0  # reads in a row that found no text
 
     def consume(self, index: int, time: float, frame) -> None:
         probe = int(time // PROBE_S)  # the first frame of each PROBE_S of the video
@@ -89,13 +92,15 @@ class ScreenFrames:
             return
         self._last_probe = probe
         thumb = frame.to_ndarray(width=THUMB[0], height=THUMB[1], format="gray").astype(np.int16)
-        if self._probed is not None and (step := _changed(thumb, self._probed)) > self._jump[0]:
+        step = _changed(thumb, self._probed) if self._probed is not None else None
+        if step is not None and step > self._jump[0]:
             self._jump = (step, time)
         self._probed = thumb
         if self._last_thumb is not None:
             if _changed(thumb, self._last_thumb) <= self.config.change:
                 return
-            if time - self._last_time < self.config.period_s:
+            cut = self._jump[0] >= CUT_SHARE  # a new shot since the last read: maybe a slide, read it soon
+            if time - self._last_time < (self.config.period_s if cut else self._period()):
                 return
         # when this picture appeared: where the picture jumped most since the last read (a new
         # slide; the switch to the next sign during a pan), not merely where it began to move
@@ -104,7 +109,15 @@ class ScreenFrames:
         scale = min(1.0, self.config.max_side / max(frame.width, frame.height))
         width, height = max(2, round(frame.width * scale)) // 2 * 2, max(2, round(frame.height * scale)) // 2 * 2
         image = frame.to_ndarray(width=width, height=height, format="rgb24")
-        self.reads.append((time, [text for text, score in self.reader.read(image) if score >= self.config.min_score], since))
+        lines = [text for text, score in self.reader.read(image) if score >= self.config.min_score]
+        self._empty = 0 if lines else self._empty + 1
+        self.reads.append((time, lines, since))
+
+    def _period(self) -> float:
+        """How long to wait before the next read of a moving picture: ``period_s``, doubled after
+        each read that found no text, up to ``IDLE_PERIOD_S`` (footage that moves but shows no
+        text is read less and less often; a new shot is read at once)."""
+        return min(self.config.period_s * 2 ** self._empty, max(self.config.period_s, IDLE_PERIOD_S))
 
     def text_cuts(self, end: float) -> list[float]:
         """When the text on screen changed for a while: a read at least half of whose words were

@@ -167,3 +167,29 @@ def test_real_ocr_reads_slides_into_the_index_and_search_finds_them(tmp_path, sc
     assert hit.to_dict()["screen_text"] == hit.screen_text
     first = engine.search("quarterly revenue", k=2).hits[0]
     assert first.scene == 0 and "Quarterly revenue" in first.screen_text
+
+
+class Moving:
+    """A frame of footage without text: a dark square moving across a light picture, and after
+    ``cut_at`` seconds a new shot (dark picture)."""
+
+    def __init__(self, t: float, cut_at: float, size=(320, 180)):
+        self.width, self.height, self.t, self.cut_at = size[0], size[1], t, cut_at
+
+    def to_ndarray(self, width, height, format):
+        img = np.full((height, width), 40 if self.t >= self.cut_at else 230, np.uint8)
+        x = int(self.t * width / 10) % width
+        img[height // 4 : height // 2, x : x + width // 6] = 120
+        return img if format == "gray" else np.repeat(img[..., None], 3, axis=2)
+
+
+def test_moving_footage_without_text_is_read_less_and_less_but_a_new_shot_at_once():
+    reader = CountingReader()
+    reader.read = lambda image: reader.calls.append(image[0, 0, 0]) or []  # finds no text
+    frames = ScreenFrames(reader, OcrConfig(period_s=2.0))
+    for i in range(25 * 60):
+        frames.consume(i, i / 25, Moving(i / 25, cut_at=50.0))
+    times = [t for t, _, _ in frames.reads]
+    assert times[:4] == [0.0, 4.0, 12.0, 20.0]  # 4 s after one empty read, then the longest wait, 8
+    assert len(times) <= 10  # not 30
+    assert any(50.0 <= t <= 52.0 for t in times)  # the cut at 50 s is read within period_s
