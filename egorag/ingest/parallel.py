@@ -7,7 +7,7 @@ side by side finish in half the time. So the unit of parallel work is one audio 
 (``[asr] window_s``): a long video keeps every worker busy on its own, short videos keep them
 busy by being encoded together. The decode pass, captions and embeddings of the videos in flight
 run on their own threads beside it. Results come back in the order the videos were given, so the
-caller writes (and commits) them one by one as before.
+caller writes (and commits) them one by one.
 """
 
 from __future__ import annotations
