@@ -88,7 +88,7 @@ def minilm_corpus(n: int) -> tuple[list[str], np.ndarray]:
 
     sentences = real_sentences(n)
     print(f"embedding {len(sentences)} real sentences with MiniLM (cached afterwards)...", flush=True)
-    vectors = SentenceEncoder(batch_size=256).encode_documents(sentences)
+    vectors = SentenceEncoder("all-MiniLM-L6-v2", batch_size=256).encode_documents(sentences)
     CACHE.mkdir(exist_ok=True)
     table = pa.table({"sentence": sentences, "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), 384)})
     with pa.ipc.new_file(str(path), table.schema) as w:
