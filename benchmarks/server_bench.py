@@ -47,11 +47,16 @@ CLIENTS = (1, 8, 32)
 ROUNDS = 2  # per server and client count, alternating between the servers
 
 
+#: the store's text vectors are MiniLM's (search_bench's cached corpus): the servers use MiniLM too
+CONFIG = '[text]\nmodel = "all-MiniLM-L6-v2"\n'
+
+
 def text_fingerprint() -> EncoderFingerprint:
-    """The fingerprint egorag's default text encoder writes (so the served engine accepts the store)."""
+    """The fingerprint MiniLM writes (so the served engine accepts the store)."""
+    from egorag.config import EngineConfig, TextConfig
     from egorag.models import load_models
 
-    encoder = load_models(egorag.EngineConfig(), ("text",)).text
+    encoder = load_models(EngineConfig(text=TextConfig(model="all-MiniLM-L6-v2")), ("text",)).text
     return EncoderFingerprint("text", encoder.name, encoder.checkpoint, int(encoder.dim))
 
 
@@ -64,7 +69,10 @@ def start_server(db: Path, max_batch: int, source: Path | None = None) -> tuple[
     if source is not None:
         env["PYTHONPATH"] = str(source)  # ahead of the editable install of this checkout
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "egorag.cli", "serve", "--db", str(db), "--port", "0", "--max-batch", str(max_batch)],
+    config = db.parent / "minilm.toml"
+    config.write_text(CONFIG)
+    proc = subprocess.Popen([sys.executable, "-m", "egorag.cli", "serve", "--db", str(db), "--config", str(config), "--port", "0",
+                             "--max-batch", str(max_batch)],
                             stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=source)
     line = proc.stdout.readline()
     if "serving" not in line:
