@@ -285,7 +285,7 @@ def main() -> None:
     options = FaissOptions(kind=args.index, nprobe=args.nprobe)
     _, figures["snapshot_build_s"] = timed(lambda: build_snapshot(store, options))
     acc, figures["snapshot_open_s"] = timed(lambda: Snapshot.open(files.newest(root)[1], options))
-    assert any(t for t, _ in acc.texts.get(range(min(10, len(acc.catalog))))), f"{root} has no transcripts (built by an older benchmark): remove it"
+    assert any(t[0] for t in acc.texts.get(range(min(10, len(acc.catalog))))), f"{root} has no transcripts (built by an older benchmark): remove it"
     figures["sketch"] = {"modalities": list(acc.sketch_modalities), "rows": len(acc.sketch) if acc.sketch else 0}
     figures["index_kinds"] = {m: c.kind for m, c in acc.columns.items()}
     figures["disk_mb"] = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2**20
