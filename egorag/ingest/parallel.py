@@ -20,6 +20,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+_END = object()  # no more windows
 
 
 class Cancelled(Exception):
@@ -60,24 +61,31 @@ class Workers:
         windows already running finish before the error goes up."""
         futures: list[Future] = []
         try:
-            while True:
-                self._slots.acquire()
-                try:
-                    if self.cancelled.is_set():
-                        raise Cancelled("indexing was given up")
-                    item = next(items)
-                except BaseException:  # the end (StopIteration), a decode error, or given up
-                    self._slots.release()
-                    raise
+            for item in self._drawn(items):
                 future = self.windows.submit(fn, *item)
                 future.add_done_callback(lambda _: self._slots.release())
                 futures.append(future)
-        except StopIteration:
-            pass
         except BaseException:
             wait(futures)
             raise
         return [f.result() for f in futures]
+
+    def _drawn(self, items: Iterator[tuple]) -> Iterator[tuple]:
+        """``items``, each drawn once there is room for one more window (its room taken: the
+        caller's future gives it back); the room is given back at once when there is no item."""
+        while True:
+            self._slots.acquire()
+            try:
+                if self.cancelled.is_set():
+                    raise Cancelled("indexing was given up")
+                item = next(items, _END)
+            except BaseException:  # a decode error, or given up
+                self._slots.release()
+                raise
+            if item is _END:
+                self._slots.release()
+                return
+            yield item
 
     def in_order(self, items: Iterable[T], work: Callable[[T], R], start: Callable[[T], bool] | None = None
                  ) -> Iterator[tuple[T, Future]]:
