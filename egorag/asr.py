@@ -58,7 +58,6 @@ class Transcriber:
                 "for tiny.en",
             ) from exc
         self.model_name = config.model
-        self.workers = workers
         logger.info("loaded whisper %r from %s on %s (%s)", config.model, resolved.source, self.device, compute_type)
 
     def transcribe(self, audio: np.ndarray) -> list[Word]:

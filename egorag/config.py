@@ -43,8 +43,9 @@ class SceneConfig:
     min_scene_s: float = 1.0  # shorter scenes merge into a neighbour
     max_scene_s: float = 30.0  # longer scenes are split into equal windows
     analysis_width: int = 256  # frames are decoded at this width for shot detection
-    # how spoken words join scenes: each "sentence" whole to the scene holding its middle word,
-    # or each "word" to the scene holding its midpoint
+    # how spoken words join scenes: "sentence" keeps a sentence the picture cuts into (at most
+    # 3 s of it across the cut) with the scene holding most of it; "word": each word to the
+    # scene holding its midpoint
     words_by: Literal["sentence", "word"] = "sentence"
     section: ClassVar[str] = "scenes"
 

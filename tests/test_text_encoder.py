@@ -60,7 +60,7 @@ def test_int8_query_weights_keep_the_vectors_and_the_ranking(cache, model):
     import onnx
 
     torch_enc = SentenceEncoder(model, query_runtime="torch")
-    enc = SentenceEncoder(model) if model != MINILM else SentenceEncoder(MINILM, query_precision="int8")
+    enc = SentenceEncoder(model)  # int8 by default
     assert enc.query_runtime == "onnx" and enc._queries.precision == "int8"
     [export] = cache.glob("*-int8.onnx")
     assert any(n.op_type == "MatMulNBits" for n in onnx.load(str(export), load_external_data=False).graph.node)

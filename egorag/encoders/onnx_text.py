@@ -12,11 +12,12 @@ else stays on PyTorch.
 
 One query is a handful of tokens, so its cost is reading the weights: with ``precision="int8"``
 (the default) the matrix weights are stored in 8 bits, in blocks of 32 with their own scale
-(ONNX Runtime's ``MatMulNBits``; activations stay float32). all-mpnet-base-v2 went from 17.1 to
-12.2 ms a query on 2 cores, MiniLM from 2.4 to 1.4 ms, the query vectors at cosine 0.9995 or more
-to float32's on the dev set's queries (0.998 on a bare "ok"; ``benchmarks/RESULTS.md``). The quantised graph is checked against PyTorch too
-(:data:`MIN_INT8_COSINE`); one that strays further is not used: the float32 graph is cached in its
-place and the log says so once.
+(ONNX Runtime's ``MatMulNBits``; activations stay float32). all-mpnet-base-v2 went from 17.4 to
+10.7 ms a query on 2 cores, MiniLM from 2.4 to 1.4 ms, the query vectors at cosine 0.9995 or
+more to PyTorch's on the dev set's queries (0.998 on a bare "ok"; ``benchmarks/RESULTS.md``).
+The quantised graph is checked against PyTorch too (:data:`MIN_INT8_COSINE`); one that strays
+further, or that cannot be made here, is not used: the float32 graph is cached in its place and
+the log says so, with the file to delete to try again.
 """
 
 from __future__ import annotations
