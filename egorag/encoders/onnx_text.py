@@ -38,7 +38,7 @@ EXPORT_VERSION = 2  # bump when the export changes, so old cache entries are not
 MAX_ABS_ERROR = 1e-4  # an export whose embeddings differ more from PyTorch's is refused
 MIN_INT8_COSINE = 0.995  # int8 weights whose query vectors stray further from PyTorch's are not used
 PRECISIONS = ("int8", "float32")
-PRECISION_KEY = "egorag_query_precision"  # what a cached graph holds (its ONNX metadata)
+PRECISION_KEY = "egorag_query_precision"  # what a cached graph holds (its ONNX metadata; none: float32)
 PROBES = (
     "where did I leave my keys",
     "A dog runs along the beach at sunset while waves break on the sand.",
@@ -164,9 +164,8 @@ def export(st_model, model_dir: Path, path: Path, torch_embed, precision: str = 
         if error > MAX_ABS_ERROR:
             logger.warning("ONNX export of %s differs from PyTorch by %.2g; text queries stay on PyTorch", model_dir, error)
             return False
-        kept = _quantized(tmp, model_dir, config, want) if precision == "int8" else None
-        _mark(kept or tmp, "int8" if kept else "float32")
-        (kept or tmp).replace(path)
+        kept = _quantized(tmp, model_dir, config, want, path) if precision == "int8" else None
+        (kept or tmp).replace(path)  # float32 unless marked otherwise
         logger.info("exported %s to ONNX for queries, %s (max difference from PyTorch %.1g): %s", model_dir.name,
                     "int8 weights" if kept else "float32", error, path)
         return True
@@ -178,40 +177,38 @@ def export(st_model, model_dir: Path, path: Path, torch_embed, precision: str = 
         tmp.with_suffix(".int8.tmp").unlink(missing_ok=True)
 
 
-def _quantized(fp32: Path, model_dir: Path, config: dict, want: np.ndarray) -> Path | None:
-    """``fp32`` with its matrix weights in 8 bits (blocks of 32, symmetric), beside it; None (and
-    a warning) when that cannot be made here or its probe vectors stray from ``want``'s."""
+def _quantized(fp32: Path, model_dir: Path, config: dict, want: np.ndarray, cached: Path) -> Path | None:
+    """``fp32`` with its matrix weights in 8 bits (blocks of 32, symmetric), beside it and marked
+    so in its metadata; None (and a warning naming the ``cached`` file to delete to try again)
+    when that cannot be made here or its probe vectors stray from ``want``'s."""
     out = fp32.with_suffix(".int8.tmp")
+    retry = f"queries run in float32 (delete {cached} to try again)"
     try:
         import onnx
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
         quantizer = MatMulNBitsQuantizer(onnx.load(str(fp32)), bits=8, block_size=32, is_symmetric=True, accuracy_level=4)
         quantizer.process()
+        _set_precision(quantizer.model.model, "int8")
         quantizer.model.save_model_to_file(str(out), use_external_data_format=False)
         got = OnnxSentenceModel(out, model_dir, config).embed(PROBES)
     except Exception as exc:  # a quantiser that cannot run here leaves float32 in charge, said once
-        logger.warning("int8 query weights for %s could not be made (%s: %s); queries run in float32",
-                       model_dir.name, type(exc).__name__, exc)
+        logger.warning("int8 query weights for %s could not be made (%s: %s); %s", model_dir.name, type(exc).__name__, exc, retry)
         out.unlink(missing_ok=True)
         return None
     cosine = float((_unit(got) * _unit(want)).sum(axis=1).min())
     if cosine < MIN_INT8_COSINE:
-        logger.warning("int8 query weights for %s stray from PyTorch (cosine %.4f < %s); queries run in float32",
-                       model_dir.name, cosine, MIN_INT8_COSINE)
+        logger.warning("int8 query weights for %s stray from PyTorch (cosine %.4f < %s); %s", model_dir.name, cosine,
+                       MIN_INT8_COSINE, retry)
         out.unlink(missing_ok=True)
         return None
     return out
 
 
-def _mark(path: Path, precision: str) -> None:
-    """Record in the graph's metadata what it holds (read back as ``OnnxSentenceModel.precision``)."""
-    import onnx
-
-    model = onnx.load(str(path))
+def _set_precision(model, precision: str) -> None:
+    """What a graph holds, in its metadata (read back as ``OnnxSentenceModel.precision``)."""
     del model.metadata_props[:]
     model.metadata_props.add(key=PRECISION_KEY, value=precision)
-    onnx.save(model, str(path))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
