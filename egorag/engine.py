@@ -245,12 +245,12 @@ class Engine:
         mine = fingerprints(encoders)
         for m, fp in mine.items():
             if stored[m] != fp:
-                section = "text" if m in ("text", "caption") else m
+                setting = stored[m].setting()
                 raise IndexMismatchError(
                     f"{self.db}: modality {m!r} was indexed with {stored[m].checkpoint} "
                     f"({stored[m].dim}d) but the engine is configured with {fp.checkpoint} ({fp.dim}d); search it "
-                    f"with the model that built it ([{section}] model = \"{stored[m].checkpoint}\"), or index its "
-                    f"videos again into a new --db"
+                    f"with the model that built it{f' ({setting})' if setting else ''}, or index its videos again "
+                    f"into a new --db"
                 )
         for m in set(stored) - set(encoders):
             logger.warning("modality %r is in the store but its query encoder is unavailable here", m)

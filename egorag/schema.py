@@ -51,6 +51,11 @@ class EncoderFingerprint:
     dim: int
     normalized: bool = True
 
+    def setting(self) -> str | None:
+        """The config line that selects this encoder again, where one line does: the text
+        encoder's model (its checkpoint resolves as ``[text] model``)."""
+        return f'[text] model = "{self.checkpoint}"' if self.modality in ("text", "caption") else None
+
     def to_dict(self) -> dict:
         return {
             "encoder": self.encoder,

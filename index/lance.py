@@ -483,7 +483,7 @@ def _mismatch_message(uri: str, stored: Mapping, wanted: Mapping) -> str:
         return ", ".join(f"{m}={fp.encoder}:{fp.checkpoint}({fp.dim}d)" for m, fp in sorted(fps.items())) or "none"
 
     text = stored.get("text")
-    hint = f' (here: [text] model = "{text.checkpoint}")' if text is not None and wanted.get("text") not in (None, text) else ""
+    hint = f" (here: {text.setting()})" if text is not None and wanted.get("text") not in (None, text) else ""
     return (
         f"{uri}: this store was built with encoders [{show(stored)}] but the engine is configured with "
         f"[{show(wanted)}]; use the same models{hint} (or modalities), or index into a new --db"
