@@ -176,6 +176,7 @@ def _words(lines: Sequence[str]) -> set[str]:
 
 
 def _seen(word: str, words: set[str]) -> bool:
-    """``word`` is among ``words``, or part of one (text cut off at the picture's edge)."""
-    return word in words or any(word in w for w in words)
+    """``word`` is among ``words``, or (three letters or more) part of one: text cut off at the
+    picture's edge. Shorter pieces ("a", "-") are part of too many words to tell anything."""
+    return word in words or (len(word) >= 3 and any(word in w for w in words))
 

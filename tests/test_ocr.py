@@ -8,7 +8,7 @@ import pytest
 from writer_proc import HashEncoder, config
 
 from egorag.config import OcrConfig
-from egorag.ocr import ScreenFrames
+from egorag.ocr import ScreenFrames, _seen
 from egorag.schema import SceneSpan
 
 SLIDES = [("Quarterly revenue grew twelve percent", "Margins held steady"),
@@ -193,3 +193,20 @@ def test_moving_footage_without_text_is_read_less_and_less_but_a_new_shot_at_onc
     assert times[:4] == [0.0, 4.0, 12.0, 20.0]  # 4 s after one empty read, then the longest wait, 8
     assert len(times) <= 10  # not 30
     assert any(50.0 <= t <= 52.0 for t in times)  # the cut at 50 s is read within period_s
+
+
+def test_a_sign_the_camera_pans_across_is_one_text_until_the_next_sign():
+    """Reads of a panning sign lose letters at the picture's edge ("EUM OF MODER"): pieces of
+    three letters or more still count as the sign's words; the next sign starts a new text.
+    Shorter pieces are part of too many words to count ("e" is in "museum")."""
+    frames = ScreenFrames(CountingReader())
+    frames.reads = [
+        (0.0, ["MUSEUM OF MODERN ART", "Open 10:00 - 18:00"], 0.0),
+        (2.0, ["USEUM OF MODERN ART", "pen 10:00 - 18:00"], 0.3),
+        (4.0, ["EUM OF MODER", "0:00 - 8:00"], 2.3),  # only "of" and "-" whole
+        (6.0, ["H 2 km", "r 5 m"], 6.0),
+        (8.0, ["BEACH 2 km", "Harbour 500 m"], 6.3),
+        (10.0, ["EACH 2 km", "arbour 500 m"], 8.3),
+    ]
+    assert frames.text_cuts(end=12.0) == [6.0]
+    assert _seen("eum", {"museum"}) and _seen("-", {"-"}) and not _seen("e", {"museum"}) and not _seen("km", {"kms"})
